@@ -1,0 +1,102 @@
+// Mirror of native/palisade.h: result codes, flags and the out[] layout shared
+// by the ffi, napi and js backends. Keep the two files in step.
+
+export const INCOMPLETE = 0;
+
+export const enum ParseError {
+  BadRequest = -1,
+  BadMethod = -2,
+  BadTarget = -3,
+  BadVersion = -4,
+  BadHeaderName = -5,
+  BadHeaderValue = -6,
+  ObsFold = -7,
+  ContentLengthAndTransferEncoding = -8,
+  DuplicateContentLength = -9,
+  BadContentLength = -10,
+  BadTransferEncoding = -11,
+  TooManyHeaders = -12,
+  MissingHost = -13,
+  BadStatus = -14,
+  BadChunk = -15,
+  ChunkTooBig = -16,
+  Router = -17,
+}
+
+export const MAX_HEADERS = 100;
+export const MAX_CANDIDATES = 16;
+
+export const enum Method {
+  Other = 0,
+  GET = 1,
+  HEAD = 2,
+  POST = 3,
+  PUT = 4,
+  DELETE = 5,
+  CONNECT = 6,
+  OPTIONS = 7,
+  TRACE = 8,
+  PATCH = 9,
+  PURGE = 10,
+}
+
+export const METHOD_CODES: Readonly<Record<string, number>> = {
+  GET: 1,
+  HEAD: 2,
+  POST: 3,
+  PUT: 4,
+  DELETE: 5,
+  CONNECT: 6,
+  OPTIONS: 7,
+  TRACE: 8,
+  PATCH: 9,
+  PURGE: 10,
+};
+
+export const enum Flag {
+  Chunked = 1 << 0,
+  ContentLength = 1 << 1,
+  KeepAlive = 1 << 2,
+  Upgrade = 1 << 3,
+  ExpectContinue = 1 << 4,
+  HasHost = 1 << 5,
+  NoBody = 1 << 6,
+  ReadToClose = 1 << 7,
+  HopHeaders = 1 << 8,
+}
+
+export const enum Out {
+  Status = 0,
+  Method = 1, // response: status code
+  MethodEnd = 2,
+  TargetStart = 3, // response: reason span
+  TargetEnd = 4,
+  PathEnd = 5,
+  Version = 6,
+  Flags = 7,
+  ContentLengthHi = 8,
+  ContentLengthLo = 9,
+  HostStart = 10,
+  HostEnd = 11,
+  HeaderCount = 12,
+  RouteCount = 13,
+  Routes = 14,
+  Headers = 32,
+}
+
+export const OUT_SIZE = Out.Headers + 4 * MAX_HEADERS;
+
+export const enum Chunk {
+  Phase = 0,
+  RemainHi = 1,
+  RemainLo = 2,
+  Done = 3,
+  Aux = 4,
+}
+
+export const CHUNK_STATE_SIZE = 8;
+
+/** Content-Length from the two uint32 halves in out[]. */
+export function contentLength(out: Int32Array): number {
+  return (out[Out.ContentLengthHi] >>> 0) * 4294967296 + (out[Out.ContentLengthLo] >>> 0);
+}
