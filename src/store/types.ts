@@ -1,0 +1,80 @@
+import type {
+  Consumer,
+  ConsumerGroup,
+  GlobalRule,
+  PluginConfig,
+  Route,
+  Service,
+  Ssl,
+  Upstream,
+} from '../schema/types';
+
+/** Resource names as they appear in Admin API paths and etcd keys. */
+export const RESOURCES = [
+  'routes',
+  'services',
+  'upstreams',
+  'consumers',
+  'consumer_groups',
+  'global_rules',
+  'plugin_configs',
+  'plugin_metadata',
+  'ssls',
+] as const;
+
+export type ResourceName = (typeof RESOURCES)[number];
+
+/** One stored item, with the indexes the Admin API reports. */
+export interface StoredItem<T = Record<string, unknown>> {
+  key: string; // e.g. /apisix/routes/1
+  value: T;
+  createdIndex: number;
+  modifiedIndex: number;
+  /** Absolute expiry in ms since the epoch, for ?ttl= writes. */
+  expiresAt?: number;
+}
+
+/**
+ * The whole configuration at one version. The data plane compiles a snapshot
+ * into its route table once and swaps it in atomically; snapshots are never
+ * mutated after they are published.
+ */
+export interface ConfigSnapshot {
+  version: number;
+  routes: Route[];
+  services: Service[];
+  upstreams: Upstream[];
+  consumers: Consumer[];
+  consumer_groups: ConsumerGroup[];
+  global_rules: GlobalRule[];
+  plugin_configs: PluginConfig[];
+  plugin_metadata: Array<Record<string, unknown> & { id: string }>;
+  ssls: Ssl[];
+}
+
+export interface PutOptions {
+  /** Seconds until the item expires (Admin API `?ttl=`). */
+  ttl?: number;
+  /** Compare-and-swap: fail with a conflict unless the stored modifiedIndex equals this. */
+  prevIndex?: number;
+}
+
+/**
+ * A configuration store: the embedded file store now, etcd beside it later.
+ * Every write is durable when its promise resolves.
+ */
+export interface ConfigStore {
+  /** Load persisted state; must be called once before anything else. */
+  open(): Promise<void>;
+  close(): Promise<void>;
+  readonly readOnly: boolean;
+  get(resource: ResourceName, id: string): StoredItem | undefined;
+  list(resource: ResourceName): StoredItem[];
+  put(resource: ResourceName, id: string, value: Record<string, unknown>, options?: PutOptions): Promise<StoredItem>;
+  delete(resource: ResourceName, id: string): Promise<boolean>;
+  /** A fresh id for POST, unique across restarts. */
+  nextId(): Promise<string>;
+  snapshot(): ConfigSnapshot;
+  /** Called after every change (including TTL expiry) with the new snapshot. */
+  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void;
+}
