@@ -2,9 +2,9 @@
   "targets": [
     {
       # Shared library loaded with koffi (the default `ffi` backend).
-      "target_name": "libpalisade",
+      "target_name": "palisade",
       "type": "shared_library",
-      "product_prefix": "",
+      "product_prefix": "lib",
       "product_extension": "so",
       "sources": ["native/parser.c", "native/router.c"],
       "cflags": ["-O2", "-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"],

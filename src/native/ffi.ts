@@ -1,7 +1,9 @@
-import koffi from 'koffi';
-
 import type { NativeBackend } from './backend';
 import { sharedLibraryPath } from './paths';
+
+// koffi ships ESM type declarations; its CommonJS entry is what runs here.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const koffi = require('koffi') as typeof import('koffi', { with: { 'resolution-mode': 'import' } }).default;
 
 // The default backend: libpalisade.so through koffi. Buffer + offset + length
 // arguments are used throughout because passing a Buffer costs ~100 ns while a
