@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `npm test` and CI: build everything, lint, run every node:test suite under
+# dist/test one file at a time, then a short fuzz run when the fuzzer exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+if [ -f scripts/fuzz.sh ]; then
+  packages+=(clang)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+  bash scripts/ensure-packages.sh "${packages[@]}"
+fi
+
+if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] ||
+  [ package.json -nt node_modules/.package-lock.json ] ||
+  { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  npm install --no-audit --no-fund
+fi
+
+npm run build:native --silent
+npm run build --silent
+npm run lint --silent
+
+# tsc never deletes outputs: drop compiled tests whose source is gone, so a
+# renamed or removed test cannot keep running from dist/.
+if [ -d dist/test ]; then
+  while IFS= read -r compiled; do
+    source="${compiled#dist/}"
+    source="${source%.js}.ts"
+    if [ ! -f "$source" ]; then
+      rm -f "$compiled" "$compiled.map"
+    fi
+  done < <(find dist/test -name '*.test.js')
+fi
+
+# Node 20's test runner takes paths, not globs; a directory is searched
+# recursively, so pass each top-level test directory once.
+test_dirs=()
+while IFS= read -r dir; do
+  test_dirs+=("$dir")
+done < <(find dist/test -mindepth 1 -maxdepth 1 -type d | sort)
+
+if [ "${#test_dirs[@]}" -eq 0 ]; then
+  echo "test.sh: no compiled tests found under dist/test" >&2
+  exit 1
+fi
+
+node --test --test-concurrency=1 "${test_dirs[@]}"
+
+if [ -f scripts/fuzz.sh ]; then
+  bash scripts/fuzz.sh 30
+fi
