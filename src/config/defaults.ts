@@ -1,0 +1,18 @@
+// Every configuration default in one place. conf/config.yaml documents the
+// same values; keep the two in step.
+
+export const DEFAULT_PROXY_LISTEN = '0.0.0.0:9080';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9180';
+export const DEFAULT_ADMIN_ALLOW = ['127.0.0.0/8', '::1/128'];
+export const DEFAULT_ADMIN_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_HEAD_BYTES = 32768;
+export const DEFAULT_MAX_BODY_BYTES = 0;
+export const DEFAULT_HEAD_TIMEOUT_MS = 60_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+export const DEFAULT_WORKERS = 1;
+export const DEFAULT_NATIVE_BACKEND = 'ffi';
+export const DEFAULT_STORE_TYPE = 'embedded';
+export const DEFAULT_DATA_DIR = './data';
+export const DEFAULT_STANDALONE_FILE = 'conf/apisix.yaml';
+export const DEFAULT_LOG_LEVEL = 'info';

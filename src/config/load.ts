@@ -1,0 +1,248 @@
+// Load the gateway configuration: documented defaults, overlaid by
+// conf/config.yaml (or the file named by `-c` / PALISADE_CONFIG), overlaid by
+// PALISADE_* environment variables. Every problem is reported as
+// `<file>: <field> <what is wrong>`.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseDocument } from 'yaml';
+import { PAL_ERR_CONFIG } from '../core/errors';
+import type { LogLevel } from '../core/log';
+import type { BackendName } from '../native/backend';
+import { packageRoot } from '../native/paths';
+import * as defaults from './defaults';
+import {
+  ConfigFieldError,
+  isPlainObject,
+  parseCidr,
+  parseDurationMs,
+  parseEnum,
+  parseListenAddress,
+  parseNonEmptyString,
+  parseNonNegativeInteger,
+  rejectUnknownKeys,
+} from './parse';
+import type { AdminKeyConfig, AdminRole, PalisadeConfig, StoreType } from './types';
+
+export const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
+export const STORE_TYPES: readonly StoreType[] = ['embedded', 'standalone'];
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+const ROLES: readonly AdminRole[] = ['admin', 'viewer'];
+
+export const DEFAULT_CONFIG_PATH = path.join(packageRoot, 'conf', 'config.yaml');
+
+export interface LoadOptions {
+  /** Path given on the command line (`-c FILE`); wins over PALISADE_CONFIG. */
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Directory relative paths given on the command line resolve against. */
+  cwd?: string;
+}
+
+/** Which file to read: `-c`, then PALISADE_CONFIG, then conf/config.yaml in the package. */
+export function resolveConfigPath(options: LoadOptions = {}): { path: string; explicit: boolean } {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const given = options.configPath ?? env.PALISADE_CONFIG;
+  if (given !== undefined && given !== '') return { path: path.resolve(cwd, given), explicit: true };
+  return { path: DEFAULT_CONFIG_PATH, explicit: false };
+}
+
+/** How a config path is shown in messages: relative to cwd when it lies below it. */
+function displayPath(file: string, cwd: string): string {
+  const relative = path.relative(cwd, file);
+  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+}
+
+export function loadConfig(options: LoadOptions = {}): PalisadeConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const { path: file, explicit } = resolveConfigPath(options);
+  const shown = displayPath(file, cwd);
+
+  let raw: unknown = {};
+  let configPath: string | undefined;
+  if (fs.existsSync(file)) {
+    raw = readYaml(file, shown);
+    configPath = file;
+  } else if (explicit) {
+    throw PAL_ERR_CONFIG(`${shown}: no such file`);
+  }
+
+  // Relative paths in the file resolve against the parent of the file's
+  // directory: for conf/config.yaml that is the package root, so `./data`
+  // means <root>/data wherever the gateway is started from.
+  const baseDir = configPath ? path.dirname(path.dirname(configPath)) : packageRoot;
+
+  let config: PalisadeConfig;
+  try {
+    config = fromRaw(raw, baseDir, configPath);
+  } catch (err) {
+    if (err instanceof ConfigFieldError) throw PAL_ERR_CONFIG(`${shown}: ${err.message}`);
+    throw err;
+  }
+  try {
+    applyEnvironment(config, env, cwd);
+  } catch (err) {
+    if (err instanceof ConfigFieldError) throw PAL_ERR_CONFIG(`environment: ${err.message}`);
+    throw err;
+  }
+  return config;
+}
+
+function readYaml(file: string, shown: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw PAL_ERR_CONFIG(`${shown}: cannot read (${(err as Error).message})`);
+  }
+  const document = parseDocument(text, { prettyErrors: true });
+  if (document.errors.length > 0) {
+    throw PAL_ERR_CONFIG(`${shown}: invalid YAML: ${document.errors[0].message}`);
+  }
+  const value: unknown = document.toJS();
+  if (value === null || value === undefined) return {};
+  if (!isPlainObject(value)) throw PAL_ERR_CONFIG(`${shown}: the top level must be a mapping`);
+  return value;
+}
+
+function section(raw: Record<string, unknown>, key: string, known: readonly string[]): Record<string, unknown> {
+  const value = raw[key];
+  if (value === undefined || value === null) return {};
+  if (!isPlainObject(value)) throw new ConfigFieldError(key, 'must be a mapping');
+  rejectUnknownKeys(value, known, key);
+  return value;
+}
+
+function parseWorkers(value: unknown, field: string): number {
+  if (value === 'auto') return os.availableParallelism();
+  const count = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 256) {
+    throw new ConfigFieldError(field, 'must be an integer 1-256 or "auto"');
+  }
+  return count;
+}
+
+function parseAdminKeys(value: unknown): AdminKeyConfig[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new ConfigFieldError('admin.keys', 'must be a list of {key, role}');
+  return value.map((entry: unknown, i) => {
+    const field = `admin.keys[${i}]`;
+    if (!isPlainObject(entry)) throw new ConfigFieldError(field, 'must be a mapping {key, role}');
+    rejectUnknownKeys(entry, ['key', 'role', 'name'], field);
+    const key = parseNonEmptyString(entry.key, `${field}.key`);
+    if (key.length < 16) throw new ConfigFieldError(`${field}.key`, 'must be at least 16 characters');
+    const role = entry.role === undefined ? 'admin' : parseEnum(entry.role, ROLES, `${field}.role`);
+    return { key, role };
+  });
+}
+
+function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefined): PalisadeConfig {
+  const raw = rawValue as Record<string, unknown>;
+  rejectUnknownKeys(raw, ['proxy', 'workers', 'native', 'admin', 'store', 'log'], '');
+  const proxy = section(raw, 'proxy', ['listen', 'limits', 'drain_timeout']);
+  const limits = isPlainObject(proxy.limits) ? proxy.limits : {};
+  if (proxy.limits !== undefined && proxy.limits !== null && !isPlainObject(proxy.limits)) {
+    throw new ConfigFieldError('proxy.limits', 'must be a mapping');
+  }
+  rejectUnknownKeys(limits, ['max_head_bytes', 'max_body_bytes', 'head_timeout', 'idle_timeout'], 'proxy.limits');
+  const native = section(raw, 'native', ['backend']);
+  const admin = section(raw, 'admin', ['listen', 'keys', 'allow', 'max_body_bytes']);
+  const store = section(raw, 'store', ['type', 'data_dir', 'standalone_file']);
+  const log = section(raw, 'log', ['level']);
+
+  const listenRaw = proxy.listen ?? [defaults.DEFAULT_PROXY_LISTEN];
+  const listenList = Array.isArray(listenRaw) ? listenRaw : [listenRaw];
+  if (listenList.length === 0) throw new ConfigFieldError('proxy.listen', 'must name at least one address');
+  const listen = listenList.map((entry: unknown, i) => parseListenAddress(entry, `proxy.listen[${i}]`, '0.0.0.0'));
+
+  const maxHeadBytes =
+    limits.max_head_bytes === undefined
+      ? defaults.DEFAULT_MAX_HEAD_BYTES
+      : parseNonNegativeInteger(limits.max_head_bytes, 'proxy.limits.max_head_bytes');
+  if (maxHeadBytes < 1024) throw new ConfigFieldError('proxy.limits.max_head_bytes', 'must be at least 1024');
+
+  const allowRaw = admin.allow ?? defaults.DEFAULT_ADMIN_ALLOW;
+  if (!Array.isArray(allowRaw)) throw new ConfigFieldError('admin.allow', 'must be a list of CIDRs');
+
+  const dataDir = store.data_dir ?? defaults.DEFAULT_DATA_DIR;
+  const standaloneFile = store.standalone_file ?? defaults.DEFAULT_STANDALONE_FILE;
+
+  return {
+    configPath,
+    proxy: {
+      listen,
+      limits: {
+        maxHeadBytes,
+        maxBodyBytes:
+          limits.max_body_bytes === undefined
+            ? defaults.DEFAULT_MAX_BODY_BYTES
+            : parseNonNegativeInteger(limits.max_body_bytes, 'proxy.limits.max_body_bytes'),
+        headTimeoutMs:
+          limits.head_timeout === undefined
+            ? defaults.DEFAULT_HEAD_TIMEOUT_MS
+            : parseDurationMs(limits.head_timeout, 'proxy.limits.head_timeout'),
+        idleTimeoutMs:
+          limits.idle_timeout === undefined
+            ? defaults.DEFAULT_IDLE_TIMEOUT_MS
+            : parseDurationMs(limits.idle_timeout, 'proxy.limits.idle_timeout'),
+      },
+      drainTimeoutMs:
+        proxy.drain_timeout === undefined
+          ? defaults.DEFAULT_DRAIN_TIMEOUT_MS
+          : parseDurationMs(proxy.drain_timeout, 'proxy.drain_timeout'),
+    },
+    workers: raw.workers === undefined ? defaults.DEFAULT_WORKERS : parseWorkers(raw.workers, 'workers'),
+    native: {
+      backend: parseEnum(native.backend ?? defaults.DEFAULT_NATIVE_BACKEND, BACKENDS, 'native.backend'),
+    },
+    admin: {
+      listen: parseListenAddress(admin.listen ?? defaults.DEFAULT_ADMIN_LISTEN, 'admin.listen', '0.0.0.0'),
+      keys: parseAdminKeys(admin.keys),
+      allow: allowRaw.map((entry: unknown, i) => parseCidr(entry, `admin.allow[${i}]`)),
+      maxBodyBytes:
+        admin.max_body_bytes === undefined
+          ? defaults.DEFAULT_ADMIN_MAX_BODY_BYTES
+          : parseNonNegativeInteger(admin.max_body_bytes, 'admin.max_body_bytes'),
+    },
+    store: {
+      type: parseEnum(store.type ?? defaults.DEFAULT_STORE_TYPE, STORE_TYPES, 'store.type'),
+      dataDir: path.resolve(baseDir, parseNonEmptyString(dataDir, 'store.data_dir')),
+      standaloneFile: path.resolve(baseDir, parseNonEmptyString(standaloneFile, 'store.standalone_file')),
+    },
+    log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
+  };
+}
+
+/** PALISADE_* variables override the file. Empty variables are ignored. */
+function applyEnvironment(config: PalisadeConfig, env: NodeJS.ProcessEnv, cwd: string): void {
+  const get = (name: string): string | undefined =>
+    env[name] === undefined || env[name] === '' ? undefined : env[name];
+
+  const listen = get('PALISADE_LISTEN');
+  if (listen !== undefined) {
+    config.proxy.listen = listen
+      .split(',')
+      .map((entry) => parseListenAddress(entry.trim(), 'PALISADE_LISTEN', '0.0.0.0'));
+  }
+  const adminListen = get('PALISADE_ADMIN_LISTEN');
+  if (adminListen !== undefined) {
+    config.admin.listen = parseListenAddress(adminListen, 'PALISADE_ADMIN_LISTEN', '0.0.0.0');
+  }
+  const adminKey = get('PALISADE_ADMIN_KEY');
+  if (adminKey !== undefined) {
+    if (adminKey.length < 16) throw new ConfigFieldError('PALISADE_ADMIN_KEY', 'must be at least 16 characters');
+    // Replaces the configured admin-role keys; viewer keys stay.
+    config.admin.keys = [{ key: adminKey, role: 'admin' }, ...config.admin.keys.filter((k) => k.role !== 'admin')];
+  }
+  const dataDir = get('PALISADE_DATA_DIR');
+  if (dataDir !== undefined) config.store.dataDir = path.resolve(cwd, dataDir);
+  const workers = get('PALISADE_WORKERS');
+  if (workers !== undefined) config.workers = parseWorkers(workers, 'PALISADE_WORKERS');
+  const backend = get('PALISADE_NATIVE_BACKEND');
+  if (backend !== undefined) config.native.backend = parseEnum(backend, BACKENDS, 'PALISADE_NATIVE_BACKEND');
+  const level = get('PALISADE_LOG_LEVEL');
+  if (level !== undefined) config.log.level = parseEnum(level, LOG_LEVELS, 'PALISADE_LOG_LEVEL');
+}

@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { resolveAdminKeys } from '../../src/config/admin-key';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../../src/config/load';
+import { parseDurationMs, parseListenAddress } from '../../src/config/parse';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-config-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function writeConfig(name: string, text: string): string {
+  const dir = path.join(tmp, name, 'conf');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'config.yaml');
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+describe('loadConfig', () => {
+  test('the shipped conf/config.yaml loads and equals the defaults', () => {
+    const shipped = loadConfig({ configPath: DEFAULT_CONFIG_PATH, env: {} });
+    const missing = path.join(tmp, 'nothing', 'conf', 'config.yaml');
+    const defaults = loadConfig({ env: { PALISADE_CONFIG: '' }, cwd: tmp });
+    assert.deepEqual(shipped.proxy, defaults.proxy);
+    assert.deepEqual(shipped.admin, defaults.admin);
+    assert.equal(shipped.workers, 1);
+    assert.equal(shipped.native.backend, 'ffi');
+    assert.deepEqual(shipped.proxy.listen, [{ host: '0.0.0.0', port: 9080 }]);
+    assert.deepEqual(shipped.admin.listen, { host: '127.0.0.1', port: 9180 });
+    assert.equal(shipped.proxy.limits.maxHeadBytes, 32768);
+    assert.equal(shipped.proxy.limits.maxBodyBytes, 0);
+    assert.equal(shipped.proxy.limits.headTimeoutMs, 60_000);
+    assert.equal(shipped.store.type, 'embedded');
+    assert.equal(shipped.log.level, 'info');
+    assert.ok(!fs.existsSync(missing));
+  });
+
+  test('relative paths resolve against the parent of the config directory', () => {
+    const file = writeConfig('paths', 'store:\n  data_dir: ./state\n  standalone_file: conf/routes.yaml\n');
+    const config = loadConfig({ configPath: file, env: {} });
+    assert.equal(config.store.dataDir, path.join(tmp, 'paths', 'state'));
+    assert.equal(config.store.standaloneFile, path.join(tmp, 'paths', 'conf', 'routes.yaml'));
+    assert.equal(config.configPath, file);
+  });
+
+  test('file values override defaults', () => {
+    const file = writeConfig(
+      'values',
+      [
+        'proxy:',
+        '  listen: ["127.0.0.1:8080", "[::1]:8081", 8082]',
+        '  limits: { max_body_bytes: 1024, head_timeout: 500ms, idle_timeout: 2m }',
+        '  drain_timeout: 5',
+        'workers: 3',
+        'native: { backend: js }',
+        'admin:',
+        '  listen: 127.0.0.1:9999',
+        '  keys: [{ key: 0123456789abcdef0123, role: viewer }]',
+        '  allow: [10.0.0.0/8]',
+        'log: { level: debug }',
+      ].join('\n'),
+    );
+    const config = loadConfig({ configPath: file, env: {} });
+    assert.deepEqual(config.proxy.listen, [
+      { host: '127.0.0.1', port: 8080 },
+      { host: '::1', port: 8081 },
+      { host: '0.0.0.0', port: 8082 },
+    ]);
+    assert.equal(config.proxy.limits.maxBodyBytes, 1024);
+    assert.equal(config.proxy.limits.headTimeoutMs, 500);
+    assert.equal(config.proxy.limits.idleTimeoutMs, 120_000);
+    assert.equal(config.proxy.drainTimeoutMs, 5000);
+    assert.equal(config.workers, 3);
+    assert.equal(config.native.backend, 'js');
+    assert.deepEqual(config.admin.keys, [{ key: '0123456789abcdef0123', role: 'viewer' }]);
+    assert.deepEqual(config.admin.allow, ['10.0.0.0/8']);
+    assert.equal(config.log.level, 'debug');
+  });
+
+  test('workers: auto means one per core', () => {
+    const file = writeConfig('auto', 'workers: auto\n');
+    assert.equal(loadConfig({ configPath: file, env: {} }).workers, os.availableParallelism());
+  });
+
+  test('environment variables override the file', () => {
+    const file = writeConfig('env', 'workers: 2\nadmin:\n  keys: [{ key: viewerkey-0123456789, role: viewer }]\n');
+    const config = loadConfig({
+      configPath: file,
+      cwd: tmp,
+      env: {
+        PALISADE_LISTEN: '127.0.0.1:7000',
+        PALISADE_ADMIN_LISTEN: '127.0.0.1:7001',
+        PALISADE_ADMIN_KEY: 'adminkey-0123456789',
+        PALISADE_DATA_DIR: 'here',
+        PALISADE_WORKERS: '4',
+        PALISADE_NATIVE_BACKEND: 'napi',
+        PALISADE_LOG_LEVEL: 'warn',
+      },
+    });
+    assert.deepEqual(config.proxy.listen, [{ host: '127.0.0.1', port: 7000 }]);
+    assert.deepEqual(config.admin.listen, { host: '127.0.0.1', port: 7001 });
+    assert.deepEqual(config.admin.keys, [
+      { key: 'adminkey-0123456789', role: 'admin' },
+      { key: 'viewerkey-0123456789', role: 'viewer' },
+    ]);
+    assert.equal(config.store.dataDir, path.join(tmp, 'here'));
+    assert.equal(config.workers, 4);
+    assert.equal(config.native.backend, 'napi');
+    assert.equal(config.log.level, 'warn');
+  });
+
+  test('PALISADE_CONFIG names the file when -c is not given', () => {
+    const file = writeConfig('envfile', 'workers: 2\n');
+    assert.equal(loadConfig({ env: { PALISADE_CONFIG: file } }).workers, 2);
+  });
+
+  const bad: Array<[string, string, RegExp]> = [
+    [
+      'port',
+      'proxy:\n  listen: ["0.0.0.0:99999"]\n',
+      /config\.yaml: proxy\.listen\[0\]\.port must be an integer 1-65535/,
+    ],
+    ['port-object', 'proxy:\n  listen: [{ host: 0.0.0.0, port: x }]\n', /proxy\.listen\[0\]\.port must be an integer/],
+    ['listen-shape', 'proxy:\n  listen: ["nonsense"]\n', /proxy\.listen\[0\] must be "host:port"/],
+    ['unknown-top', 'prxy: {}\n', /prxy is not a known setting/],
+    ['unknown-nested', 'proxy:\n  limits:\n    max_heads: 1\n', /proxy\.limits\.max_heads is not a known setting/],
+    ['workers', 'workers: 0\n', /workers must be an integer 1-256 or "auto"/],
+    ['backend', 'native: { backend: rust }\n', /native\.backend must be one of ffi, napi, js/],
+    ['duration', 'proxy: { limits: { head_timeout: soon } }\n', /proxy\.limits\.head_timeout must be a duration/],
+    ['cidr', 'admin: { allow: [10.0.0.0/40] }\n', /admin\.allow\[0\] must be a CIDR/],
+    ['short-key', 'admin: { keys: [{ key: short }] }\n', /admin\.keys\[0\]\.key must be at least 16 characters/],
+    ['role', 'admin: { keys: [{ key: 0123456789abcdef, role: root }] }\n', /admin\.keys\[0\]\.role must be one of/],
+    ['store', 'store: { type: etcd3 }\n', /store\.type must be one of embedded, standalone/],
+    ['yaml', 'proxy: [\n', /invalid YAML/],
+    ['top-level', '- a\n- b\n', /top level must be a mapping/],
+  ];
+  for (const [name, text, message] of bad) {
+    test(`rejects a bad file: ${name}`, () => {
+      const file = writeConfig(`bad-${name}`, text);
+      assert.throws(
+        () => loadConfig({ configPath: file, env: {} }),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'PAL_ERR_CONFIG');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
+    });
+  }
+
+  test('an error names the file as given relative to the current directory', () => {
+    const file = writeConfig('shown', 'workers: many\n');
+    assert.throws(() => loadConfig({ configPath: file, cwd: path.join(tmp, 'shown'), env: {} }), {
+      message: 'conf/config.yaml: workers must be an integer 1-256 or "auto"',
+    });
+  });
+
+  test('bad environment values name the variable', () => {
+    assert.throws(() => loadConfig({ configPath: DEFAULT_CONFIG_PATH, env: { PALISADE_WORKERS: 'lots' } }), {
+      message: /environment: PALISADE_WORKERS must be/,
+    });
+    assert.throws(() => loadConfig({ configPath: DEFAULT_CONFIG_PATH, env: { PALISADE_LISTEN: 'x:0' } }), {
+      message: /PALISADE_LISTEN\.port must be an integer 1-65535/,
+    });
+  });
+
+  test('an explicit config file that does not exist is an error', () => {
+    assert.throws(() => loadConfig({ configPath: path.join(tmp, 'missing.yaml'), env: {} }), /no such file/);
+  });
+});
+
+describe('parsers', () => {
+  test('durations', () => {
+    assert.equal(parseDurationMs(1.5, 'x'), 1500);
+    assert.equal(parseDurationMs('250ms', 'x'), 250);
+    assert.equal(parseDurationMs('3s', 'x'), 3000);
+    assert.equal(parseDurationMs('10', 'x'), 10_000);
+    assert.throws(() => parseDurationMs(-1, 'x'));
+  });
+
+  test('listen addresses', () => {
+    assert.deepEqual(parseListenAddress('localhost:80', 'x', '0.0.0.0'), { host: 'localhost', port: 80 });
+    assert.deepEqual(parseListenAddress({ port: 81 }, 'x', '0.0.0.0'), { host: '0.0.0.0', port: 81 });
+    assert.throws(() => parseListenAddress('::1:80', 'x', '0.0.0.0'), /IPv6 as/);
+  });
+});
+
+describe('admin key', () => {
+  test('generated once with mode 0600, then reused', () => {
+    const dataDir = path.join(tmp, 'keys', 'data');
+    const first = resolveAdminKeys([], dataDir);
+    assert.ok(first.generated);
+    assert.match(first.generated.key, /^[0-9a-f]{32}$/);
+    assert.equal(fs.statSync(first.generated.file).mode & 0o777, 0o600);
+    const second = resolveAdminKeys([], dataDir);
+    assert.equal(second.generated, undefined);
+    assert.deepEqual(second.keys, [{ key: first.generated.key, role: 'admin' }]);
+  });
+
+  test('a configured admin key means nothing is generated', () => {
+    const dataDir = path.join(tmp, 'keys-configured', 'data');
+    const resolved = resolveAdminKeys([{ key: 'configured-key-0123', role: 'admin' }], dataDir);
+    assert.equal(resolved.generated, undefined);
+    assert.ok(!fs.existsSync(dataDir));
+  });
+
+  test('a viewer-only configuration still gets a generated admin key', () => {
+    const dataDir = path.join(tmp, 'keys-viewer', 'data');
+    const resolved = resolveAdminKeys([{ key: 'viewer-key-0123456', role: 'viewer' }], dataDir);
+    assert.ok(resolved.generated);
+    assert.deepEqual(
+      resolved.keys.map((k) => k.role),
+      ['admin', 'viewer'],
+    );
+  });
+});
