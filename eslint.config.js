@@ -39,6 +39,8 @@ module.exports = tseslint.config(
       'no-bitwise': 'off',
       // Control characters appear in HTTP parsing regexes.
       'no-control-regex': 'off',
+      // Wrapped errors here carry the cause's message in their own text.
+      'preserve-caught-error': 'off',
     },
   },
 );
