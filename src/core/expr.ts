@@ -243,7 +243,8 @@ function inTest(value: unknown): Test {
 }
 
 function ipMatchTest(value: unknown): Test {
-  if (value === undefined || value === false || value === '') throw new ExprError('invalid ip address');
+  if (value === undefined || value === null || value === false || value === '')
+    throw new ExprError('invalid ip address');
   const list = Array.isArray(value) ? value : isTable(value) ? [] : [value];
   if (list.length === 0) throw new ExprError('invalid ip address');
   for (const entry of list) {
