@@ -1,0 +1,268 @@
+// The CRUD side of the Admin API: one function per method over a resource,
+// each returning the status and body APISIX v3 sends (apisix/admin/resource.lua
+// and v3_adapter.lua). Errors are thrown as PalisadeError and rendered by the
+// server.
+
+import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_ADMIN_METHOD, type PalisadeError } from '../core/errors';
+import type { PluginCatalog } from '../schema/catalog';
+import { singular, validateResource } from '../schema/index';
+import type { ConfigStore, PutOptions, ResourceName, StoredItem } from '../store/types';
+import { listItems } from './list';
+import { mergePatch, replaceAtPath } from './patch';
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export interface ResourceContext {
+  store: ConfigStore;
+  plugins?: PluginCatalog;
+}
+
+export interface ResourceRequest {
+  method: string;
+  resource: ResourceName;
+  id: string | undefined;
+  subPath: string[];
+  query: URLSearchParams;
+  /** The parsed JSON body for PUT, POST and PATCH. */
+  body: unknown;
+}
+
+const ALL = ['GET', 'PUT', 'POST', 'DELETE', 'PATCH'];
+const NO_POST = ['GET', 'PUT', 'DELETE', 'PATCH'];
+
+const allowedMethods: Record<ResourceName, readonly string[]> = {
+  routes: ALL,
+  services: ALL,
+  upstreams: ALL,
+  ssls: ALL,
+  consumers: ['GET', 'PUT', 'DELETE'],
+  consumer_groups: NO_POST,
+  global_rules: NO_POST,
+  plugin_configs: NO_POST,
+  plugin_metadata: ['GET', 'PUT', 'DELETE'],
+};
+
+/** Resources that refer to another by id, as `<referrer>.<field>` -> target. */
+const references: ReadonlyArray<{ from: ResourceName; field: string; to: ResourceName }> = [
+  { from: 'routes', field: 'upstream_id', to: 'upstreams' },
+  { from: 'services', field: 'upstream_id', to: 'upstreams' },
+  { from: 'routes', field: 'service_id', to: 'services' },
+  { from: 'routes', field: 'plugin_config_id', to: 'plugin_configs' },
+  { from: 'consumers', field: 'group_id', to: 'consumer_groups' },
+];
+
+const deleteRefusal: Partial<Record<ResourceName, string>> = {
+  upstreams: 'can not delete this upstream',
+  services: 'can not delete this service directly',
+  plugin_configs: 'can not delete this plugin config',
+  consumer_groups: 'can not delete this consumer group',
+};
+
+const FORBIDDEN_FIELDS = ['create_time', 'update_time'];
+
+type Conf = Record<string, unknown>;
+
+function isObject(value: unknown): value is Conf {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function keyNotFound(): Reply {
+  return { status: 404, body: { message: 'Key not found' } };
+}
+
+function badRequest(message: string): PalisadeError {
+  return PAL_ERR_ADMIN_BAD_CONFIG(message);
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function itemEnvelope(item: StoredItem): Conf {
+  return { key: item.key, value: item.value, createdIndex: item.createdIndex, modifiedIndex: item.modifiedIndex };
+}
+
+function parseTtl(query: URLSearchParams): number | undefined {
+  const raw = query.get('ttl');
+  if (raw === null) return undefined;
+  const ttl = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(ttl) || ttl <= 0)
+    throw badRequest('invalid argument ttl: should be a number');
+  return ttl;
+}
+
+function checkForbidden(body: Conf): void {
+  for (const field of FORBIDDEN_FIELDS) {
+    // APISIX's message has two spaces after the colon.
+    if (body[field] !== undefined) throw badRequest(`the property is forbidden:  ${field}`);
+  }
+}
+
+function requireObject(body: unknown): Conf {
+  if (!isObject(body)) {
+    const type = Array.isArray(body) ? 'array' : body === null ? 'null' : typeof body;
+    throw badRequest(`invalid configuration: wrong type: expected object, got ${type}`);
+  }
+  return body;
+}
+
+function validateOrThrow(ctx: ResourceContext, resource: ResourceName, value: Conf, id: string): void {
+  const err = validateResource(resource, value, { store: ctx.store, plugins: ctx.plugins, id });
+  if (err !== undefined) throw badRequest(err);
+}
+
+/** The field that names an item: `username` for consumers, `id` for the rest. */
+function idField(resource: ResourceName): string {
+  return resource === 'consumers' ? 'username' : 'id';
+}
+
+/** Give the body its id (the URL's), refusing a body that names a different one. */
+function bodyWithId(resource: ResourceName, body: Conf, id: string): Conf {
+  const field = idField(resource);
+  if (body[field] !== undefined && String(body[field]) !== id) {
+    throw badRequest(resource === 'consumers' ? 'wrong username' : `wrong ${singular(resource)} id`);
+  }
+  return { ...body, [field]: id };
+}
+
+async function save(
+  ctx: ResourceContext,
+  resource: ResourceName,
+  id: string,
+  value: Conf,
+  options: PutOptions,
+): Promise<Reply> {
+  const existing = ctx.store.get(resource, id);
+  const now = nowSeconds();
+  const stored: Conf = {
+    ...value,
+    create_time: (existing?.value.create_time as number | undefined) ?? now,
+    update_time: now,
+  };
+  const item = await ctx.store.put(resource, id, stored, options);
+  return { status: existing ? 200 : 201, body: { key: item.key, value: item.value } };
+}
+
+async function put(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  const body = requireObject(req.body);
+  checkForbidden(body);
+  let id = req.id;
+  if (id === undefined && req.resource === 'consumers' && typeof body.username === 'string') id = body.username;
+  if (id === undefined) {
+    throw badRequest(req.resource === 'consumers' ? 'missing username' : `missing ${singular(req.resource)} id`);
+  }
+  const ttl = parseTtl(req.query);
+  const value = bodyWithId(req.resource, body, id);
+  validateOrThrow(ctx, req.resource, value, id);
+  return save(ctx, req.resource, id, value, { ttl });
+}
+
+async function post(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  if (req.id !== undefined) throw PAL_ERR_ADMIN_METHOD(`not supported \`POST\` method with an id; use PUT`);
+  const body = requireObject(req.body);
+  checkForbidden(body);
+  if (body.id !== undefined) throw badRequest(`wrong ${singular(req.resource)} id, do not need it`);
+  const ttl = parseTtl(req.query);
+  // Validate before allocating an id, so a rejected body does not use one up.
+  validateOrThrow(ctx, req.resource, body, '');
+  const id = await ctx.store.nextId();
+  const value = { ...body, id };
+  return save(ctx, req.resource, id, value, { ttl });
+}
+
+async function patch(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  const id = req.id;
+  if (id === undefined) throw badRequest(`missing ${singular(req.resource)} id`);
+  const ttl = parseTtl(req.query);
+  const existing = ctx.store.get(req.resource, id);
+  if (!existing) return keyNotFound();
+  let merged: Conf;
+  if (req.subPath.length > 0) {
+    if (FORBIDDEN_FIELDS.includes(req.subPath[0])) throw badRequest(`the property is forbidden:  ${req.subPath[0]}`);
+    if (req.subPath.length === 1 && req.subPath[0] === idField(req.resource) && String(req.body) !== id) {
+      throw badRequest(`wrong ${singular(req.resource)} id`);
+    }
+    const replaced = replaceAtPath(existing.value, req.subPath, req.body);
+    if (typeof replaced === 'string') throw badRequest(replaced);
+    merged = replaced;
+  } else {
+    const body = requireObject(req.body);
+    checkForbidden(body);
+    merged = mergePatch(existing.value, bodyWithId(req.resource, body, id)) as Conf;
+  }
+  merged[idField(req.resource)] = id;
+  validateOrThrow(ctx, req.resource, merged, id);
+  merged.update_time = nowSeconds();
+  // Compare-and-swap: a concurrent write between our read and this put is a conflict, not a lost update.
+  const item = await ctx.store.put(req.resource, id, merged, { ttl, prevIndex: existing.modifiedIndex });
+  return { status: 200, body: { key: item.key, value: item.value } };
+}
+
+function get(ctx: ResourceContext, req: ResourceRequest): Reply {
+  if (req.id === undefined) {
+    const result = listItems(ctx.store.list(req.resource), req.query);
+    if (!('list' in result)) throw result;
+    return { status: 200, body: { list: result.list.map(itemEnvelope), total: result.total } };
+  }
+  const item = ctx.store.get(req.resource, req.id);
+  return item ? { status: 200, body: itemEnvelope(item) } : keyNotFound();
+}
+
+function firstReferrer(ctx: ResourceContext, target: ResourceName, id: string): string | undefined {
+  for (const ref of references) {
+    if (ref.to !== target) continue;
+    for (const item of ctx.store.list(ref.from)) {
+      const value = item.value[ref.field];
+      if (value !== undefined && String(value) === id) {
+        const name = ref.from === 'consumers' ? item.value.username : item.value.id;
+        return `${singular(ref.from)} [${String(name)}]`;
+      }
+    }
+  }
+  return undefined;
+}
+
+async function remove(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  const id = req.id;
+  if (id === undefined) {
+    throw badRequest(req.resource === 'consumers' ? 'missing username' : `missing ${singular(req.resource)} id`);
+  }
+  if (!ctx.store.get(req.resource, id)) return keyNotFound();
+  const refusal = deleteRefusal[req.resource];
+  if (refusal && req.query.get('force') !== 'true') {
+    const referrer = firstReferrer(ctx, req.resource, id);
+    if (referrer) throw badRequest(`${refusal}, ${referrer} is still using it now`);
+  }
+  const deleted = await ctx.store.delete(req.resource, id);
+  if (!deleted) return keyNotFound();
+  return { status: 200, body: { deleted: '1', key: `/apisix/${req.resource}/${id}` } };
+}
+
+const READ_ONLY_MESSAGE =
+  'the configuration is read-only: Palisade runs with the standalone YAML store; edit the YAML file instead';
+
+export async function handleResource(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  const method = req.method === 'HEAD' ? 'GET' : req.method;
+  if (!allowedMethods[req.resource].includes(method)) {
+    throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for ${singular(req.resource)}`);
+  }
+  if (method !== 'GET' && ctx.store.readOnly) throw badRequest(READ_ONLY_MESSAGE);
+  if (req.subPath.length > 0 && method !== 'PATCH' && method !== 'GET') {
+    throw badRequest(`sub path is only supported by PATCH: ${req.subPath.join('/')}`);
+  }
+  switch (method) {
+    case 'GET':
+      return get(ctx, req);
+    case 'PUT':
+      return put(ctx, req);
+    case 'POST':
+      return post(ctx, req);
+    case 'PATCH':
+      return patch(ctx, req);
+    default:
+      return remove(ctx, req);
+  }
+}
