@@ -1,0 +1,933 @@
+// One client connection: a small state machine that parses a request head,
+// picks a route and a node, streams the request body upstream and the response
+// back, then either waits for the next request (keep-alive, pipelining in
+// order) or closes. Bytes are forwarded as they arrive; only heads are parsed.
+
+import type * as net from 'node:net';
+import type { VarLookup } from '../core/expr';
+import {
+  PAL_ERR_BAD_GATEWAY,
+  PAL_ERR_BAD_REQUEST,
+  PAL_ERR_BODY_TOO_LARGE,
+  PAL_ERR_GATEWAY_TIMEOUT,
+  PAL_ERR_HEAD_TIMEOUT,
+  PAL_ERR_HEAD_TOO_LARGE,
+  PAL_ERR_ROUTE_NOT_FOUND,
+  PAL_ERR_SERVICE_UNAVAILABLE,
+  PAL_ERR_VERSION,
+  type PalisadeError,
+} from '../core/errors';
+import type { NativeBackend } from '../native/backend';
+import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, OUT_SIZE, ParseError } from '../native/layout';
+import type { BalanceContext } from './balancer';
+import { buildUpstreamHead, responseHasHopHeaders, rewriteResponseHead } from './head';
+import { BodyKind, RequestState, ResponseKind, ResponsePhase, type ClientEndpoint } from './request';
+import type { RouteTable } from './route-table';
+import type { UpstreamConnection, UpstreamHandler } from './upstream-pool';
+import { requestVar } from './vars';
+
+export interface DataPlaneLimits {
+  /** Largest request head; past it the client gets 431. */
+  maxHeadBytes: number;
+  /** 0 = unlimited; else larger bodies get 413. */
+  maxBodyBytes: number;
+  /** Time to receive a complete head (and between body reads); 408 after it. */
+  headTimeoutMs: number;
+  /** Keep-alive idle time before the connection is closed silently. */
+  idleTimeoutMs: number;
+}
+
+/** What connections share with the DataPlane that owns them. */
+export interface ProxyContext {
+  readonly backend: NativeBackend;
+  readonly limits: DataPlaneLimits;
+  /** Parse results of response heads; shared because a head is handled synchronously. */
+  readonly responseOut: Int32Array;
+  readonly table: RouteTable;
+  /** Coarse clock in ms, refreshed by the DataPlane's ticker. */
+  readonly now: number;
+  readonly closing: boolean;
+  connectionClosed(conn: ClientConnection): void;
+}
+
+const enum Deadline {
+  None = 0,
+  /** Keep-alive wait for the next request: silent close. */
+  Idle = 1,
+  /** Waiting for a complete head: 408. */
+  Head = 2,
+  /** Waiting for more request body bytes: 408. */
+  ClientBody = 3,
+  Connect = 4,
+  Send = 5,
+  Read = 6,
+  /** Waiting for the client to take response bytes. */
+  ClientWrite = 7,
+  /** After we sent FIN: read and drop what is still coming, then close. */
+  Linger = 8,
+}
+
+const LINGER_MS = 2000;
+/** A request body up to this size is read and dropped to keep the connection after an error answer. */
+const DISCARD_LIMIT = 64 * 1024;
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+
+const REASONS: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  413: 'Request Entity Too Large',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+};
+
+const PARSE_ERROR_TEXT: Readonly<Record<number, string>> = {
+  [ParseError.BadRequest]: 'malformed request',
+  [ParseError.BadMethod]: 'invalid method',
+  [ParseError.BadTarget]: 'invalid request target',
+  [ParseError.BadHeaderName]: 'invalid header name',
+  [ParseError.BadHeaderValue]: 'invalid header value',
+  [ParseError.ObsFold]: 'obsolete header line folding',
+  [ParseError.ContentLengthAndTransferEncoding]: 'both Content-Length and Transfer-Encoding',
+  [ParseError.DuplicateContentLength]: 'conflicting Content-Length headers',
+  [ParseError.BadContentLength]: 'invalid Content-Length',
+  [ParseError.BadTransferEncoding]: 'unsupported Transfer-Encoding',
+  [ParseError.MissingHost]: 'missing or repeated Host header',
+  [ParseError.BadChunk]: 'invalid chunked body',
+  [ParseError.ChunkTooBig]: 'chunk size too large',
+};
+
+function parseError(code: number): PalisadeError {
+  if (code === ParseError.BadVersion) return PAL_ERR_VERSION('505 HTTP Version Not Supported');
+  if (code === ParseError.TooManyHeaders)
+    return PAL_ERR_HEAD_TOO_LARGE('431 Request Header Fields Too Large: too many headers');
+  return PAL_ERR_BAD_REQUEST(`400 Bad Request: ${PARSE_ERROR_TEXT[code] ?? 'malformed request'}`);
+}
+
+function errorResponse(err: PalisadeError, keepAlive: boolean, withBody: boolean): string {
+  const body = JSON.stringify(err.body()) + '\n';
+  return (
+    `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? 'Error'}\r\n` +
+    'Content-Type: application/json\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Connection: ${keepAlive ? 'keep-alive' : 'close'}\r\n\r\n` +
+    (withBody ? body : '')
+  );
+}
+
+/** The client address as 4 or 16 bytes, as the router's remote_addr check wants it. */
+export function addressBytes(address: string): Buffer {
+  const v4 = address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  if (!v4.includes(':')) {
+    const bytes = Buffer.alloc(4);
+    const parts = v4.split('.');
+    for (let i = 0; i < 4; i++) bytes[i] = Number(parts[i]) || 0;
+    return bytes;
+  }
+  const bytes = Buffer.alloc(16);
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = [
+    ...headGroups,
+    ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'),
+    ...tailGroups,
+  ];
+  for (let i = 0; i < 8; i++) bytes.writeUInt16BE(parseInt(groups[i] ?? '0', 16) || 0, i * 2);
+  return bytes;
+}
+
+export class ClientConnection implements UpstreamHandler, ClientEndpoint {
+  readonly socket: net.Socket;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  private readonly ctx: ProxyContext;
+  private readonly ip: Buffer;
+  /** Parse results of the current request head; one per connection since requests are handled one at a time. */
+  private readonly out = new Int32Array(OUT_SIZE);
+  private readonly requestChunks = new Int32Array(CHUNK_STATE_SIZE);
+  private readonly responseChunks = new Int32Array(CHUNK_STATE_SIZE);
+  private readonly vars: VarLookup;
+  private readonly balanceContext: BalanceContext;
+  /** Received bytes not consumed yet (the next head, or body bytes held back). */
+  private pending: Buffer | null = null;
+  /** The request being answered; the next one is parsed only after it is done. */
+  request: RequestState | null = null;
+  private deadline = 0;
+  private deadlineKind = Deadline.None;
+  private readingPaused = false;
+  /** The upstream socket is paused until the client drains. */
+  private waitingClientDrain = false;
+  /** Client reading is paused until the upstream socket drains. */
+  private waitingUpstreamDrain = false;
+  /** The client sent FIN. */
+  private clientEnded = false;
+  /** We sent FIN (or destroyed): nothing more is processed. */
+  private ending = false;
+  private processing = false;
+
+  constructor(socket: net.Socket, ctx: ProxyContext) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
+    this.localAddress = socket.localAddress ?? '';
+    this.localPort = socket.localPort ?? 0;
+    this.ip = addressBytes(this.remoteAddress);
+    this.vars = (name) => (this.request === null ? undefined : requestVar(this.request, name));
+    this.balanceContext = { remoteAddr: this.remoteAddress, vars: this.vars };
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', () => {}); // 'close' follows and does the cleanup
+    socket.on('close', () => this.onClose());
+    this.setDeadline(Deadline.Head, ctx.limits.headTimeoutMs);
+  }
+
+  /** True while no request is in progress and nothing is buffered. */
+  get idle(): boolean {
+    return this.request === null && this.pending === null;
+  }
+
+  // ---- client socket events ----
+
+  private onData(chunk: Buffer): void {
+    if (this.ending) return; // lingering after our FIN: drop
+    const req = this.request;
+    if (req !== null && req.responsePhase === ResponsePhase.Tunnel) {
+      this.tunnelToUpstream(req, chunk);
+      return;
+    }
+    // Zero copy when nothing is pending: the chunk itself is parsed and forwarded.
+    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    this.process();
+  }
+
+  private onEnd(): void {
+    this.clientEnded = true;
+    const req = this.request;
+    if (this.ending) {
+      this.socket.destroy();
+      return;
+    }
+    if (req === null) {
+      if (this.pending === null) this.endClient();
+      else this.process(); // a last pipelined request may be complete
+      return;
+    }
+    if (req.responsePhase === ResponsePhase.Tunnel) {
+      req.conn?.socket.end();
+      return;
+    }
+    req.clientKeepAlive = false;
+    if (!req.bodyDone) this.abort(); // the body can never complete
+  }
+
+  private onDrain(): void {
+    if (!this.waitingClientDrain) return;
+    this.waitingClientDrain = false;
+    const conn = this.request?.conn;
+    if (conn != null) {
+      conn.socket.resume();
+      this.refreshUpstreamDeadline(this.request!);
+    }
+  }
+
+  private onClose(): void {
+    this.ending = true;
+    const req = this.request;
+    if (req !== null) {
+      this.request = null;
+      const conn = req.conn;
+      req.conn = null;
+      if (conn !== null) {
+        this.endAttempt(req, true);
+        conn.destroy();
+      }
+    }
+    this.pending = null;
+    this.deadlineKind = Deadline.None;
+    this.ctx.connectionClosed(this);
+  }
+
+  // ---- reading and parsing ----
+
+  private pauseReading(): void {
+    if (this.readingPaused) return;
+    this.readingPaused = true;
+    this.socket.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.readingPaused) return;
+    this.readingPaused = false;
+    this.socket.resume();
+  }
+
+  private setDeadline(kind: Deadline, ms: number): void {
+    this.deadlineKind = kind;
+    this.deadline = this.ctx.now + ms;
+  }
+
+  /** Work through buffered bytes until blocked; leaves the socket reading only when more bytes are wanted. */
+  private process(): void {
+    // Re-entry (a request finished while the loop runs) is left to the running loop, which re-reads the state.
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      this.processLoop();
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private processLoop(): void {
+    while (!this.ending) {
+      const req = this.request;
+      if (req !== null) {
+        if (!req.bodyDone) {
+          if (this.consumeBody(req)) continue;
+          return;
+        }
+        // Body read, answer pending: hold later (pipelined) bytes until this one is done.
+        if (this.pending !== null) this.pauseReading();
+        else this.resumeReading();
+        return;
+      }
+      if (this.pending === null) {
+        if (this.clientEnded) this.endClient();
+        else this.resumeReading();
+        return;
+      }
+      if (!this.parseHead(this.pending)) return;
+    }
+  }
+
+  private parseHead(buf: Buffer): boolean {
+    const ctx = this.ctx;
+    const out = this.out;
+    const maxHead = ctx.limits.maxHeadBytes;
+    const table = ctx.table;
+    // One native call parses the head and matches the route table.
+    const n = ctx.backend.parseRequest(buf, 0, buf.length, table.router, this.ip, out);
+    if (n === 0) {
+      if (buf.length >= maxHead) {
+        this.failAndClose(PAL_ERR_HEAD_TOO_LARGE('431 Request Header Fields Too Large'));
+        return false;
+      }
+      if (this.clientEnded) {
+        this.endClient();
+        return false;
+      }
+      if (this.deadlineKind !== Deadline.Head) this.setDeadline(Deadline.Head, ctx.limits.headTimeoutMs);
+      this.resumeReading();
+      return false;
+    }
+    if (n < 0) {
+      this.failAndClose(parseError(n));
+      return false;
+    }
+    if (n > maxHead) {
+      this.failAndClose(PAL_ERR_HEAD_TOO_LARGE('431 Request Header Fields Too Large'));
+      return false;
+    }
+    this.pending = n === buf.length ? null : buf.subarray(n);
+    this.startRequest(buf, n, table);
+    return true;
+  }
+
+  private startRequest(buf: Buffer, headEnd: number, table: RouteTable): void {
+    const ctx = this.ctx;
+    const out = this.out;
+    const flags = out[Out.Flags];
+    const req = new RequestState(buf, 0, headEnd, out, this, out[Out.Method], out[Out.Version], flags, ctx.now);
+    this.request = req;
+    this.deadlineKind = Deadline.None;
+    if ((flags & Flag.Chunked) !== 0) {
+      req.bodyKind = BodyKind.Chunked;
+      req.bodyDone = false;
+      this.requestChunks.fill(0);
+    } else if ((flags & Flag.ContentLength) !== 0) {
+      const length = contentLength(out);
+      if (length > 0) {
+        req.bodyKind = BodyKind.Length;
+        req.bodyRemaining = length;
+        req.bodyDone = false;
+      }
+    }
+    req.clientKeepAlive = (flags & Flag.KeepAlive) !== 0 && !this.clientEnded;
+
+    const count = out[Out.RouteCount];
+    for (let i = 0; i < count; i++) {
+      const candidate = table.routes[out[Out.Routes + i]];
+      if (candidate === undefined) continue;
+      if (candidate.vars === null || candidate.vars(this.vars)) {
+        req.route = candidate;
+        break;
+      }
+    }
+    const route = req.route;
+    if (route === null) {
+      this.respondError(req, PAL_ERR_ROUTE_NOT_FOUND('404 Route Not Found'));
+      return;
+    }
+    const maxBody = ctx.limits.maxBodyBytes;
+    if (maxBody > 0 && req.bodyKind === BodyKind.Length && req.bodyRemaining > maxBody) {
+      req.clientKeepAlive = false;
+      this.respondError(req, PAL_ERR_BODY_TOO_LARGE('413 Request Entity Too Large'));
+      return;
+    }
+    if (route.upstream === null) {
+      this.respondError(req, PAL_ERR_SERVICE_UNAVAILABLE('missing upstream configuration in Route or Service'));
+      return;
+    }
+    if (route.upstream.balancer.nodes.length === 0) {
+      this.respondError(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+      return;
+    }
+    req.upstream = route.upstream;
+    if ((flags & Flag.ExpectContinue) !== 0 && !req.bodyDone && req.version === 1) this.socket.write(CONTINUE);
+    this.connectUpstream(req);
+  }
+
+  /** Read body bytes from `pending`; forward them (or drop them). Returns true to keep processing. */
+  private consumeBody(req: RequestState): boolean {
+    const buf = this.pending;
+    if (buf === null) {
+      this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
+      this.resumeReading();
+      return false;
+    }
+    const conn = req.conn;
+    if (!req.discardBody && (conn === null || !conn.connected || this.waitingUpstreamDrain)) {
+      this.pauseReading(); // hold the body until the upstream can take it
+      return false;
+    }
+    let take: number;
+    if (req.bodyKind === BodyKind.Length) {
+      take = Math.min(req.bodyRemaining, buf.length);
+      req.bodyRemaining -= take;
+      req.bodyDone = req.bodyRemaining === 0;
+    } else {
+      take = this.ctx.backend.chunkedScan(buf, 0, buf.length, this.requestChunks);
+      if (take < 0) {
+        this.failAndClose(parseError(take));
+        return false;
+      }
+      req.bodyDone = this.requestChunks[Chunk.Done] === 1;
+    }
+    req.bodyBytes += take;
+    this.pending = take === buf.length ? null : buf.subarray(take);
+    const maxBody = this.ctx.limits.maxBodyBytes;
+    if (maxBody > 0 && req.bodyBytes > maxBody) {
+      this.failAndClose(PAL_ERR_BODY_TOO_LARGE('413 Request Entity Too Large'));
+      return false;
+    }
+    if (req.discardBody) {
+      if (req.bodyBytes > DISCARD_LIMIT) {
+        this.endClient();
+        return false;
+      }
+    } else if (take > 0) {
+      req.bodyStreamed = true;
+      if (!conn!.socket.write(take === buf.length ? buf : buf.subarray(0, take))) {
+        this.waitingUpstreamDrain = true;
+        this.setDeadline(Deadline.Send, req.route!.sendTimeoutMs);
+      }
+    }
+    if (req.bodyDone) {
+      if (req.discardBody) {
+        this.requestDone(req);
+      } else if (req.responsePhase === ResponsePhase.Head && !this.waitingUpstreamDrain) {
+        this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+      }
+      return true;
+    }
+    if (take === 0) {
+      this.resumeReading();
+      return false;
+    }
+    return true;
+  }
+
+  // ---- upstream side ----
+
+  private connectUpstream(req: RequestState): void {
+    const upstream = req.upstream!;
+    const node = upstream.balancer.pick(this.balanceContext, req.tried ?? undefined);
+    if (node === undefined) {
+      this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+      return;
+    }
+    req.node = node;
+    const upgrade = (req.flags & Flag.Upgrade) !== 0;
+    // Upgraded connections never go back to a pool, so they never come from one either.
+    let conn = upgrade ? null : upstream.pool.acquire(node, this);
+    req.reused = conn !== null;
+    if (conn === null) conn = upstream.pool.connect(node, this);
+    this.startAttempt(req, conn);
+  }
+
+  private startAttempt(req: RequestState, conn: UpstreamConnection): void {
+    req.conn = conn;
+    req.responseStarted = false;
+    req.responsePhase = ResponsePhase.Head;
+    req.responseHead = null;
+    const balancer = req.upstream!.balancer;
+    if (balancer.end !== undefined) req.attemptStartedAt = Date.now();
+    balancer.begin?.(req.node!);
+    if (conn.connected) this.sendHead(req, conn);
+    else this.setDeadline(Deadline.Connect, req.route!.connectTimeoutMs);
+  }
+
+  private endAttempt(req: RequestState, failed: boolean): void {
+    const balancer = req.upstream?.balancer;
+    if (balancer?.end !== undefined && req.node !== null) {
+      balancer.end(req.node, Date.now() - req.attemptStartedAt, failed);
+    }
+  }
+
+  private sendHead(req: RequestState, conn: UpstreamConnection): void {
+    const head = buildUpstreamHead(req, req.upstream!, req.node!, (req.flags & Flag.Upgrade) !== 0);
+    req.upstreamHead = head;
+    if (!conn.socket.write(head)) this.waitingUpstreamDrain = true;
+    if (req.bodyDone) this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+    else this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
+  }
+
+  onUpstreamConnect(conn: UpstreamConnection): void {
+    const req = this.request;
+    if (req === null || req.conn !== conn) return;
+    this.sendHead(req, conn);
+    this.process();
+  }
+
+  onUpstreamDrain(conn: UpstreamConnection): void {
+    const req = this.request;
+    if (req === null || req.conn !== conn || !this.waitingUpstreamDrain) return;
+    this.waitingUpstreamDrain = false;
+    if (req.responsePhase === ResponsePhase.Tunnel) {
+      this.resumeReading();
+      return;
+    }
+    if (req.bodyDone && req.responsePhase === ResponsePhase.Head)
+      this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+    this.process();
+  }
+
+  onUpstreamData(conn: UpstreamConnection, chunk: Buffer): void {
+    const req = this.request;
+    if (req === null || req.conn !== conn) {
+      conn.destroy();
+      return;
+    }
+    switch (req.responsePhase) {
+      case ResponsePhase.Head:
+        this.onResponseHead(req, conn, req.responseHead === null ? chunk : Buffer.concat([req.responseHead, chunk]));
+        return;
+      case ResponsePhase.Body:
+        this.deadline = this.ctx.now + req.route!.readTimeoutMs;
+        this.forwardResponseBody(req, conn, chunk, 0, 0);
+        return;
+      case ResponsePhase.Tunnel:
+        if (!this.socket.write(chunk)) {
+          this.waitingClientDrain = true;
+          conn.socket.pause();
+        }
+        return;
+      default:
+        conn.destroy(); // bytes after a complete response
+    }
+  }
+
+  private onResponseHead(req: RequestState, conn: UpstreamConnection, buf: Buffer): void {
+    const ctx = this.ctx;
+    const out = ctx.responseOut;
+    req.responseStarted = true;
+    let start = 0;
+    let n: number;
+    for (;;) {
+      n = ctx.backend.parseResponse(buf, start, buf.length - start, req.method, out);
+      if (n === 0) {
+        if (buf.length - start > ctx.limits.maxHeadBytes) {
+          this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+          return;
+        }
+        req.responseHead = start === 0 ? buf : buf.subarray(start);
+        this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+        return;
+      }
+      if (n < 0) {
+        this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+        return;
+      }
+      const status = out[Out.Method];
+      if (status >= 200 || status === 101) break;
+      // An interim response (100, 103...): forward it to HTTP/1.1 clients and read on.
+      if (req.version === 1) this.socket.write(buf.subarray(start, start + n));
+      req.clientResponseStarted = true;
+      start += n;
+      if (start === buf.length) {
+        req.responseHead = null;
+        return;
+      }
+    }
+    req.responseHead = null;
+    const headEnd = start + n;
+    const status = out[Out.Method];
+    const flags = out[Out.Flags];
+    req.responseStatus = status;
+    req.clientResponseStarted = true;
+
+    if (status === 101) {
+      if ((req.flags & Flag.Upgrade) === 0) {
+        this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+        return;
+      }
+      this.startTunnel(req, buf, start);
+      return;
+    }
+
+    if ((flags & Flag.NoBody) !== 0) {
+      req.responseKind = ResponseKind.NoBody;
+    } else if ((flags & Flag.Chunked) !== 0) {
+      req.responseKind = ResponseKind.Chunked;
+      this.responseChunks.fill(0);
+    } else if ((flags & Flag.ContentLength) !== 0) {
+      req.responseKind = ResponseKind.Length;
+      req.responseRemaining = contentLength(out);
+    } else {
+      req.responseKind = ResponseKind.ReadToClose;
+    }
+    const upgrade = (req.flags & Flag.Upgrade) !== 0;
+    req.upstreamKeepAlive = (flags & Flag.KeepAlive) !== 0 && req.responseKind !== ResponseKind.ReadToClose && !upgrade;
+    req.clientKeepAlive =
+      req.clientKeepAlive && req.responseKind !== ResponseKind.ReadToClose && !ctx.closing && !upgrade;
+    req.responsePhase = ResponsePhase.Body;
+    this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+
+    // Pass-through: the upstream's head bytes go out unchanged when no hop-by-hop
+    // header needs removing and HTTP/1.1 keep-alive already says what we mean.
+    if (req.clientKeepAlive && req.version === 1 && !responseHasHopHeaders(buf, out, false)) {
+      this.forwardResponseBody(req, conn, buf, headEnd, start);
+      return;
+    }
+    this.socket.write(rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive));
+    this.forwardResponseBody(req, conn, buf, headEnd, headEnd);
+  }
+
+  /**
+   * Forward response bytes buf[writeFrom, end of body part) to the client, where
+   * the body part starts at bodyStart (writeFrom < bodyStart when head bytes go
+   * out in the same write).
+   */
+  private forwardResponseBody(
+    req: RequestState,
+    conn: UpstreamConnection,
+    buf: Buffer,
+    bodyStart: number,
+    writeFrom: number,
+  ): void {
+    let end = buf.length;
+    let done = false;
+    switch (req.responseKind) {
+      case ResponseKind.NoBody:
+        end = bodyStart;
+        done = true;
+        break;
+      case ResponseKind.Length: {
+        const take = Math.min(req.responseRemaining, buf.length - bodyStart);
+        req.responseRemaining -= take;
+        end = bodyStart + take;
+        done = req.responseRemaining === 0;
+        break;
+      }
+      case ResponseKind.Chunked: {
+        const scanned = this.ctx.backend.chunkedScan(buf, bodyStart, buf.length - bodyStart, this.responseChunks);
+        if (scanned < 0) {
+          this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+          return;
+        }
+        end = bodyStart + scanned;
+        done = this.responseChunks[Chunk.Done] === 1;
+        break;
+      }
+      default:
+        break;
+    }
+    if (end < buf.length) req.upstreamKeepAlive = false; // the upstream sent more than the response: do not trust it
+    if (end > writeFrom) {
+      const ok = this.socket.write(writeFrom === 0 && end === buf.length ? buf : buf.subarray(writeFrom, end));
+      if (!ok && !done) {
+        this.waitingClientDrain = true;
+        conn.socket.pause();
+        this.setDeadline(Deadline.ClientWrite, this.ctx.limits.idleTimeoutMs);
+      }
+    }
+    if (done) this.finishResponse(req, conn);
+  }
+
+  private finishResponse(req: RequestState, conn: UpstreamConnection): void {
+    req.responsePhase = ResponsePhase.Done;
+    req.conn = null;
+    this.endAttempt(req, false);
+    if (this.waitingClientDrain) {
+      this.waitingClientDrain = false;
+      conn.socket.resume();
+    }
+    const reusable = req.upstreamKeepAlive && req.bodyDone && !this.waitingUpstreamDrain;
+    if (reusable) req.upstream!.pool.release(conn, this.ctx.now);
+    else conn.destroy();
+    // A body the upstream did not wait for leaves us unable to find the next request.
+    if (!req.bodyDone) req.clientKeepAlive = false;
+    this.requestDone(req);
+  }
+
+  /** Both the body and the answer are complete: keep the connection for the next request or close it. */
+  private requestDone(req: RequestState): void {
+    if (!req.bodyDone || req.responsePhase !== ResponsePhase.Done) return;
+    this.request = null;
+    this.waitingUpstreamDrain = false;
+    if (!req.clientKeepAlive || this.ctx.closing) {
+      this.endClient();
+      return;
+    }
+    this.setDeadline(Deadline.Idle, this.ctx.limits.idleTimeoutMs);
+    this.process();
+  }
+
+  onUpstreamClose(conn: UpstreamConnection, _error: Error | undefined): void {
+    const req = this.request;
+    if (req === null || req.conn !== conn) return;
+    req.conn = null;
+    this.endAttempt(req, true);
+    switch (req.responsePhase) {
+      case ResponsePhase.Tunnel:
+        this.endClient();
+        return;
+      case ResponsePhase.Body:
+        if (req.responseKind === ResponseKind.ReadToClose) {
+          req.clientKeepAlive = false;
+          req.responsePhase = ResponsePhase.Done;
+          if (!req.bodyDone) {
+            this.endClient();
+            return;
+          }
+          this.requestDone(req);
+        } else {
+          this.socket.destroy(); // truncated response: the client must see the connection fail
+        }
+        return;
+      case ResponsePhase.Head:
+        break;
+      default:
+        return;
+    }
+    if (req.responseStarted) {
+      this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+      return;
+    }
+    if (!conn.connected) {
+      this.retryOrFail(req);
+      return;
+    }
+    if (req.reused && !req.bodyStreamed) {
+      // A pooled socket closed by the upstream just as we reused it: one fresh attempt on the same node.
+      req.reused = false;
+      this.waitingUpstreamDrain = false;
+      this.startAttempt(req, req.upstream!.pool.connect(req.node!, this));
+      return;
+    }
+    this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+  }
+
+  /** After a connect failure: the next node while retries and retry_timeout allow, else 502. */
+  private retryOrFail(req: RequestState): void {
+    const upstream = req.upstream!;
+    const tried = req.tried ?? new Set();
+    req.tried = tried;
+    tried.add(req.node!);
+    const timedOut = upstream.retryTimeoutMs > 0 && this.ctx.now - req.startedAt >= upstream.retryTimeoutMs;
+    if (tried.size > upstream.retries || timedOut) {
+      this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+      return;
+    }
+    this.waitingUpstreamDrain = false;
+    this.connectUpstream(req);
+  }
+
+  /** The upstream sent something we cannot forward: drop it and answer (or close) the client. */
+  private upstreamBroken(req: RequestState, conn: UpstreamConnection, err: PalisadeError): void {
+    req.conn = null;
+    this.endAttempt(req, true);
+    conn.destroy();
+    this.failUpstream(req, err);
+  }
+
+  /** Answer an upstream failure: an error response if nothing was sent yet, else a closed connection. */
+  private failUpstream(req: RequestState, err: PalisadeError): void {
+    const conn = req.conn;
+    if (conn !== null) {
+      req.conn = null;
+      this.endAttempt(req, true);
+      conn.destroy();
+    }
+    this.waitingUpstreamDrain = false;
+    if (req.clientResponseStarted) {
+      this.socket.destroy();
+      return;
+    }
+    if (req.bodyStreamed && !req.bodyDone) req.clientKeepAlive = false;
+    this.respondError(req, err);
+  }
+
+  // ---- WebSocket and other upgrades ----
+
+  private startTunnel(req: RequestState, buf: Buffer, start: number): void {
+    req.responsePhase = ResponsePhase.Tunnel;
+    req.clientKeepAlive = false;
+    req.bodyDone = true;
+    this.deadlineKind = Deadline.None;
+    this.socket.write(buf.subarray(start)); // the 101 head and whatever the upstream sent after it
+    const early = this.pending;
+    this.pending = null;
+    if (early !== null) this.tunnelToUpstream(req, early);
+    this.resumeReading();
+  }
+
+  private tunnelToUpstream(req: RequestState, chunk: Buffer): void {
+    const conn = req.conn;
+    if (conn === null) return;
+    if (!conn.socket.write(chunk)) {
+      this.waitingUpstreamDrain = true;
+      this.pauseReading();
+    }
+  }
+
+  // ---- answering and closing ----
+
+  /** Answer `req` with a JSON error; keep the connection when its body can be skipped. */
+  private respondError(req: RequestState, err: PalisadeError): void {
+    let keepAlive = req.clientKeepAlive && !this.ctx.closing && (req.flags & Flag.Upgrade) === 0;
+    if (keepAlive && !req.bodyDone) {
+      keepAlive = req.bodyKind === BodyKind.Chunked || req.bodyRemaining <= DISCARD_LIMIT;
+      req.discardBody = true;
+    }
+    req.clientKeepAlive = keepAlive;
+    req.responsePhase = ResponsePhase.Done;
+    req.clientResponseStarted = true;
+    this.socket.write(errorResponse(err, keepAlive, req.method !== Method.HEAD));
+    if (!keepAlive) {
+      this.endClient();
+      return;
+    }
+    if (req.bodyDone) this.requestDone(req);
+    // else: process() reads and drops the body, then requestDone runs
+  }
+
+  /** Answer a client error that leaves the stream unusable, then close. */
+  private failAndClose(err: PalisadeError): void {
+    const req = this.request;
+    if (req !== null) {
+      const conn = req.conn;
+      req.conn = null;
+      if (conn !== null) {
+        this.endAttempt(req, true);
+        conn.destroy();
+      }
+      if (req.clientResponseStarted) {
+        this.socket.destroy();
+        return;
+      }
+    }
+    this.socket.write(errorResponse(err, false, true));
+    this.endClient();
+  }
+
+  /** Send FIN after what is queued, then read and drop until the client closes (or the linger time ends). */
+  endClient(): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.pending = null;
+    const req = this.request;
+    if (req !== null && req.conn !== null) {
+      const conn = req.conn;
+      req.conn = null;
+      this.endAttempt(req, true);
+      conn.destroy();
+    }
+    this.socket.end();
+    this.setDeadline(Deadline.Linger, LINGER_MS);
+    this.resumeReading();
+  }
+
+  /** Tear down both sides at once. */
+  private abort(): void {
+    const req = this.request;
+    if (req !== null && req.conn !== null) {
+      const conn = req.conn;
+      req.conn = null;
+      this.endAttempt(req, true);
+      conn.destroy();
+    }
+    this.socket.destroy();
+  }
+
+  private refreshUpstreamDeadline(req: RequestState): void {
+    if (req.responsePhase === ResponsePhase.Tunnel) this.deadlineKind = Deadline.None;
+    else this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+  }
+
+  /** Called by the DataPlane's ticker with the coarse clock. */
+  tick(now: number): void {
+    if (this.deadlineKind === Deadline.None || now < this.deadline) return;
+    const kind = this.deadlineKind;
+    this.deadlineKind = Deadline.None;
+    const req = this.request;
+    switch (kind) {
+      case Deadline.Idle:
+      case Deadline.Linger:
+      case Deadline.ClientWrite:
+        this.socket.destroy();
+        return;
+      case Deadline.Head:
+        if (req === null) this.failAndClose(PAL_ERR_HEAD_TIMEOUT('408 Request Timeout'));
+        return;
+      case Deadline.ClientBody:
+        if (req !== null && !req.clientResponseStarted) this.failAndClose(PAL_ERR_HEAD_TIMEOUT('408 Request Timeout'));
+        else this.abort();
+        return;
+      case Deadline.Connect:
+        if (req !== null && req.conn !== null) {
+          const conn = req.conn;
+          req.conn = null;
+          this.endAttempt(req, true);
+          conn.destroy();
+          this.retryOrFail(req);
+        }
+        return;
+      case Deadline.Send:
+      case Deadline.Read:
+        if (req !== null) this.failUpstream(req, PAL_ERR_GATEWAY_TIMEOUT('504 Gateway Timeout'));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Close now if nothing is in progress (graceful shutdown); otherwise close after the current answer. */
+  closeIfIdle(): void {
+    if (this.request === null) this.endClient();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,211 @@
+// Building heads from the bytes that arrived: the upstream request head is the
+// client's head minus hop-by-hop and forwarding headers plus fresh ones; a
+// response head is passed through untouched unless its hop-by-hop headers or
+// the client's keep-alive state need rewriting. Kept lines are copied byte for
+// byte; nothing is re-encoded.
+
+import { Flag, MAX_HEADERS, Out } from '../native/layout';
+import type { BalancerNode } from './balancer';
+import type { RequestState } from './request';
+import { PassHost, type CompiledUpstream } from './route-table';
+import { equalsLowerCase } from './vars';
+
+const enum Role {
+  Keep = 0,
+  Drop = 1,
+  Host = 2,
+  ForwardedFor = 3,
+  Connection = 4,
+  Upgrade = 5,
+}
+
+/** What happens to a header of the client's request, by name (switch on length first: most names miss there). */
+function requestHeaderRole(buf: Buffer, start: number, end: number): Role {
+  switch (end - start) {
+    case 2:
+      return equalsLowerCase(buf, start, end, 'te') ? Role.Drop : Role.Keep;
+    case 4:
+      return equalsLowerCase(buf, start, end, 'host') ? Role.Host : Role.Keep;
+    case 6:
+      return equalsLowerCase(buf, start, end, 'expect') ? Role.Drop : Role.Keep;
+    case 7:
+      if (equalsLowerCase(buf, start, end, 'upgrade')) return Role.Upgrade;
+      return equalsLowerCase(buf, start, end, 'trailer') ? Role.Drop : Role.Keep;
+    case 9:
+      return equalsLowerCase(buf, start, end, 'x-real-ip') ? Role.Drop : Role.Keep;
+    case 10:
+      if (equalsLowerCase(buf, start, end, 'connection')) return Role.Connection;
+      return equalsLowerCase(buf, start, end, 'keep-alive') ? Role.Drop : Role.Keep;
+    case 15:
+      return equalsLowerCase(buf, start, end, 'x-forwarded-for') ? Role.ForwardedFor : Role.Keep;
+    case 16:
+      return equalsLowerCase(buf, start, end, 'proxy-connection') ||
+        equalsLowerCase(buf, start, end, 'x-forwarded-host')
+        ? Role.Drop
+        : Role.Keep;
+    case 17:
+      return equalsLowerCase(buf, start, end, 'x-forwarded-proto') ? Role.Drop : Role.Keep;
+  }
+  return Role.Keep;
+}
+
+/** Hop-by-hop headers of a response (Upgrade only counts outside a 101). */
+function isResponseHopHeader(buf: Buffer, start: number, end: number, switching: boolean): boolean {
+  switch (end - start) {
+    case 2:
+      return equalsLowerCase(buf, start, end, 'te');
+    case 7:
+      return equalsLowerCase(buf, start, end, 'trailer') || (!switching && equalsLowerCase(buf, start, end, 'upgrade'));
+    case 10:
+      return equalsLowerCase(buf, start, end, 'connection') || equalsLowerCase(buf, start, end, 'keep-alive');
+    case 16:
+      return equalsLowerCase(buf, start, end, 'proxy-connection');
+  }
+  return false;
+}
+
+/** Length of the blank line that ends a head at `headEnd` (CRLF or a bare LF). */
+function terminatorLength(buf: Buffer, headEnd: number): number {
+  return headEnd >= 2 && buf[headEnd - 2] === 13 ? 2 : 1;
+}
+
+/** End of header line i (its line break included). */
+function lineEnd(buf: Buffer, out: Int32Array, i: number, count: number, headEnd: number): number {
+  return i + 1 < count ? out[Out.Headers + 4 * (i + 1)] : headEnd - terminatorLength(buf, headEnd);
+}
+
+/** Lower-case tokens of every Connection header other than close/keep-alive/upgrade. */
+function connectionTokens(buf: Buffer, out: Int32Array): string[] {
+  const tokens: string[] = [];
+  const count = out[Out.HeaderCount];
+  for (let i = 0; i < count; i++) {
+    const slot = Out.Headers + 4 * i;
+    if (!equalsLowerCase(buf, out[slot], out[slot + 1], 'connection')) continue;
+    for (const raw of buf.toString('latin1', out[slot + 2], out[slot + 3]).split(',')) {
+      const token = raw.trim().toLowerCase();
+      if (token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') tokens.push(token);
+    }
+  }
+  return tokens;
+}
+
+function namedIn(buf: Buffer, start: number, end: number, tokens: readonly string[]): boolean {
+  for (const token of tokens) if (equalsLowerCase(buf, start, end, token)) return true;
+  return false;
+}
+
+function hostHeader(node: BalancerNode): string {
+  return node.port === 80 ? node.host : `${node.host}:${node.port}`;
+}
+
+// Which request header lines are kept, decided in the first pass of
+// buildUpstreamHead and read in the second; module-level because building is
+// synchronous, so one array serves every request without allocating.
+const keptLines = new Uint8Array(MAX_HEADERS);
+
+/**
+ * The head to send upstream: always HTTP/1.1 with keep-alive (or `Connection:
+ * upgrade` when upgrading), Host per pass_host, fresh X-Real-IP/X-Forwarded-*.
+ */
+export function buildUpstreamHead(
+  req: RequestState,
+  upstream: CompiledUpstream,
+  node: BalancerNode,
+  upgrade: boolean,
+): Buffer {
+  const buf = req.head;
+  const out = req.out;
+  const count = out[Out.HeaderCount];
+  const hopTokens = (req.flags & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
+  const clientIp = req.client.remoteAddress;
+
+  // First pass: decide each line, measure what is kept.
+  let keptBytes = 0;
+  let forwardedFor = '';
+  let clientHost = '';
+  for (let i = 0; i < count; i++) {
+    const slot = Out.Headers + 4 * i;
+    const nameStart = out[slot];
+    const nameEnd = out[slot + 1];
+    const role = requestHeaderRole(buf, nameStart, nameEnd);
+    let keep = role === Role.Keep;
+    if (role === Role.Host) {
+      clientHost = buf.toString('latin1', out[slot + 2], out[slot + 3]);
+      keep = upstream.passHost === PassHost.Pass;
+    } else if (role === Role.ForwardedFor) {
+      const value = buf.toString('latin1', out[slot + 2], out[slot + 3]);
+      forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`;
+    } else if (role === Role.Upgrade) {
+      keep = upgrade;
+    } else if (keep && hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) {
+      keep = false;
+    }
+    keptLines[i] = keep ? 1 : 0;
+    if (keep) keptBytes += lineEnd(buf, out, i, count, req.headEnd) - nameStart;
+  }
+
+  const version = ' HTTP/1.1\r\n';
+  let hostText = '';
+  if (upstream.passHost === PassHost.Node) hostText = `Host: ${hostHeader(node)}\r\n`;
+  else if (upstream.passHost === PassHost.Rewrite) hostText = `Host: ${upstream.upstreamHost}\r\n`;
+  else if (clientHost === '') hostText = `Host: ${hostHeader(node)}\r\n`;
+  let extra = `X-Real-IP: ${clientIp}\r\nX-Forwarded-For: ${forwardedFor === '' ? clientIp : `${forwardedFor}, ${clientIp}`}\r\nX-Forwarded-Proto: http\r\n`;
+  if (clientHost !== '') extra += `X-Forwarded-Host: ${clientHost}\r\n`;
+  if (upgrade) extra += 'Connection: upgrade\r\n';
+  extra += '\r\n';
+
+  const lineStart = req.headStart;
+  const targetEnd = out[Out.TargetEnd];
+  const size =
+    targetEnd - lineStart + version.length + hostText.length + keptBytes + Buffer.byteLength(extra, 'latin1');
+  const head = Buffer.allocUnsafe(size);
+  let pos = buf.copy(head, 0, lineStart, targetEnd);
+  pos += head.write(version, pos, 'latin1');
+  pos += head.write(hostText, pos, 'latin1');
+  for (let i = 0; i < count; i++) {
+    if (keptLines[i] === 0) continue;
+    const start = out[Out.Headers + 4 * i];
+    pos += buf.copy(head, pos, start, lineEnd(buf, out, i, count, req.headEnd));
+  }
+  pos += head.write(extra, pos, 'latin1');
+  return pos === size ? head : head.subarray(0, pos);
+}
+
+/** Whether a response head carries hop-by-hop headers that must not reach the client. */
+export function responseHasHopHeaders(buf: Buffer, out: Int32Array, switching: boolean): boolean {
+  const count = out[Out.HeaderCount];
+  for (let i = 0; i < count; i++) {
+    const slot = Out.Headers + 4 * i;
+    if (isResponseHopHeader(buf, out[slot], out[slot + 1], switching)) return true;
+  }
+  return false;
+}
+
+/**
+ * The response head for the client with hop-by-hop headers (and any header
+ * named in Connection) removed and our own Connection header added.
+ */
+export function rewriteResponseHead(
+  buf: Buffer,
+  start: number,
+  headEnd: number,
+  out: Int32Array,
+  keepAlive: boolean,
+): Buffer {
+  const count = out[Out.HeaderCount];
+  const hopTokens = (out[Out.Flags] & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
+  const statusLineEnd = count > 0 ? out[Out.Headers] : headEnd - terminatorLength(buf, headEnd);
+  const connection = keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
+  const head = Buffer.allocUnsafe(headEnd - start + connection.length);
+  let pos = buf.copy(head, 0, start, statusLineEnd);
+  for (let i = 0; i < count; i++) {
+    const slot = Out.Headers + 4 * i;
+    const nameStart = out[slot];
+    const nameEnd = out[slot + 1];
+    if (isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
+    if (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) continue;
+    pos += buf.copy(head, pos, nameStart, lineEnd(buf, out, i, count, headEnd));
+  }
+  pos += head.write(connection, pos, 'latin1');
+  return head.subarray(0, pos);
+}

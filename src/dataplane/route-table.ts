@@ -1,0 +1,199 @@
+// The route table: one ConfigSnapshot compiled into what the data plane needs per
+// request (a native router handle plus flat per-route records), built once per
+// config version and swapped in atomically by the DataPlane.
+
+import { compileExpr, type CompiledExpr } from '../core/expr';
+import type { NativeBackend } from '../native/backend';
+import { encodeRouterSpec, type RouteMatchSpec } from '../native/router-spec';
+import type { PluginMap, Route, Service, Upstream, UpstreamTimeout } from '../schema/types';
+import type { ConfigSnapshot } from '../store/types';
+import { createBalancer, normalizeNodes, type Balancer } from './balancer';
+import { UpstreamPool } from './upstream-pool';
+
+const DEFAULT_TIMEOUT_SECONDS = 60;
+const DEFAULT_POOL_SIZE = 320;
+const DEFAULT_POOL_IDLE_SECONDS = 60;
+const DEFAULT_POOL_REQUESTS = 1000;
+
+export const enum PassHost {
+  Pass = 0,
+  Node = 1,
+  Rewrite = 2,
+}
+
+/** An upstream with its balancer and connection pool; shared by every route that uses it. */
+export interface CompiledUpstream {
+  /** Identity across config versions: the upstream's JSON without timestamps. */
+  readonly key: string;
+  readonly upstream: Upstream;
+  readonly balancer: Balancer;
+  readonly pool: UpstreamPool;
+  /** Extra attempts after the first one on connect failure. */
+  readonly retries: number;
+  /** 0 = no limit. */
+  readonly retryTimeoutMs: number;
+  readonly passHost: PassHost;
+  readonly upstreamHost: string;
+}
+
+export interface CompiledRoute {
+  readonly id: string;
+  readonly serviceId: string;
+  readonly route: Route;
+  /** The route's plugins over its service's (the route wins per plugin name). */
+  readonly plugins: PluginMap;
+  readonly vars: CompiledExpr | null;
+  /** null when neither the route nor its service has an upstream (answered 503). */
+  readonly upstream: CompiledUpstream | null;
+  readonly connectTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly readTimeoutMs: number;
+}
+
+export class RouteTable {
+  readonly version: number;
+  /** Native router handle; -1 for the empty table that exists before the first config. */
+  readonly router: number;
+  /** Indexed by the candidate numbers the router writes into out[Out.Routes...]. */
+  readonly routes: readonly CompiledRoute[];
+  readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+
+  constructor(
+    version: number,
+    router: number,
+    routes: readonly CompiledRoute[],
+    upstreams: ReadonlyMap<string, CompiledUpstream>,
+  ) {
+    this.version = version;
+    this.router = router;
+    this.routes = routes;
+    this.upstreams = upstreams;
+  }
+
+  static empty(): RouteTable {
+    return new RouteTable(0, -1, [], new Map());
+  }
+}
+
+function upstreamKey(upstream: Upstream): string {
+  const { create_time: _created, update_time: _updated, ...rest } = upstream;
+  return JSON.stringify(rest);
+}
+
+function compileUpstream(upstream: Upstream, key: string): CompiledUpstream {
+  const nodes = normalizeNodes(upstream.nodes);
+  const pool = upstream.keepalive_pool;
+  return {
+    key,
+    upstream,
+    balancer: createBalancer(upstream, nodes),
+    pool: new UpstreamPool({
+      size: pool?.size ?? DEFAULT_POOL_SIZE,
+      idleTimeoutMs: (pool?.idle_timeout ?? DEFAULT_POOL_IDLE_SECONDS) * 1000,
+      maxRequests: pool?.requests ?? DEFAULT_POOL_REQUESTS,
+    }),
+    retries: upstream.retries ?? Math.max(0, nodes.length - 1),
+    retryTimeoutMs: (upstream.retry_timeout ?? 0) * 1000,
+    passHost:
+      upstream.pass_host === 'node'
+        ? PassHost.Node
+        : upstream.pass_host === 'rewrite'
+          ? PassHost.Rewrite
+          : PassHost.Pass,
+    upstreamHost: upstream.upstream_host ?? '',
+  };
+}
+
+function timeoutMs(
+  route: UpstreamTimeout | undefined,
+  upstream: UpstreamTimeout | undefined,
+  field: keyof UpstreamTimeout,
+): number {
+  return (route?.[field] ?? upstream?.[field] ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+}
+
+function routeHosts(route: Route, service: Service | undefined): string[] {
+  const hosts = route.hosts ?? (route.host !== undefined ? [route.host] : (service?.hosts ?? []));
+  return hosts.map((host) => host.toLowerCase());
+}
+
+/**
+ * Compile a snapshot. Balancers and pools of upstreams that did not change are
+ * taken over from `previous`, so least_conn counts and idle connections survive
+ * a config change. Throws (leaving `previous` untouched) when a route is invalid.
+ */
+export function compileRouteTable(
+  backend: NativeBackend,
+  snapshot: ConfigSnapshot,
+  previous: RouteTable | undefined,
+): RouteTable {
+  const services = new Map<string, Service>();
+  for (const service of snapshot.services) if (service.id !== undefined) services.set(service.id, service);
+  const upstreamsById = new Map<string, Upstream>();
+  for (const upstream of snapshot.upstreams) if (upstream.id !== undefined) upstreamsById.set(upstream.id, upstream);
+
+  const upstreams = new Map<string, CompiledUpstream>();
+  const resolveUpstream = (upstream: Upstream | undefined): CompiledUpstream | null => {
+    if (upstream === undefined) return null;
+    const key = upstreamKey(upstream);
+    let compiled = upstreams.get(key);
+    if (compiled === undefined) {
+      compiled = previous?.upstreams.get(key) ?? compileUpstream(upstream, key);
+      upstreams.set(key, compiled);
+    }
+    return compiled;
+  };
+
+  const routes: CompiledRoute[] = [];
+  const specs: RouteMatchSpec[] = [];
+  for (const route of snapshot.routes) {
+    if (route.status === 0) continue;
+    const uris = route.uris ?? (route.uri !== undefined ? [route.uri] : []);
+    if (uris.length === 0) continue;
+    const service = route.service_id !== undefined ? services.get(route.service_id) : undefined;
+    const upstreamConfig =
+      route.upstream ??
+      (route.upstream_id !== undefined ? upstreamsById.get(route.upstream_id) : undefined) ??
+      service?.upstream ??
+      (service?.upstream_id !== undefined ? upstreamsById.get(service.upstream_id) : undefined);
+    let vars: CompiledExpr | null = null;
+    if (route.vars !== undefined && route.vars.length > 0) {
+      try {
+        vars = compileExpr(route.vars);
+      } catch (err) {
+        throw new Error(`route ${route.id ?? '?'}: invalid vars: ${(err as Error).message}`);
+      }
+    }
+    const upstream = resolveUpstream(upstreamConfig);
+    routes.push({
+      id: route.id ?? '',
+      serviceId: route.service_id ?? '',
+      route,
+      plugins: service?.plugins ? { ...service.plugins, ...route.plugins } : (route.plugins ?? {}),
+      vars,
+      upstream,
+      connectTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'connect'),
+      sendTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'send'),
+      readTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'read'),
+    });
+    specs.push({
+      priority: route.priority ?? 0,
+      methods: route.methods ?? [],
+      hosts: routeHosts(route, service),
+      uris,
+      remoteAddrs: route.remote_addrs ?? (route.remote_addr !== undefined ? [route.remote_addr] : []),
+    });
+  }
+
+  const router = backend.routerBuild(encodeRouterSpec(specs));
+  if (router < 0) throw new Error(`router build failed with code ${router}`);
+  return new RouteTable(snapshot.version, router, routes, upstreams);
+}
+
+/** Free what the old table owns and the new one does not; call right after the swap. */
+export function retireRouteTable(backend: NativeBackend, old: RouteTable, current: RouteTable): void {
+  if (old.router >= 0) backend.routerFree(old.router);
+  for (const [key, upstream] of old.upstreams) {
+    if (current.upstreams.get(key) !== upstream) upstream.pool.retire();
+  }
+}

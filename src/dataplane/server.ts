@@ -1,0 +1,153 @@
+// The data plane: listening sockets, the current route table, one coarse timer
+// for every deadline, and graceful shutdown. Per-connection work lives in
+// connection.ts.
+
+import * as net from 'node:net';
+import { logger } from '../core/log';
+import type { NativeBackend } from '../native/backend';
+import { OUT_SIZE } from '../native/layout';
+import type { ConfigSnapshot } from '../store/types';
+import { ClientConnection, type DataPlaneLimits, type ProxyContext } from './connection';
+import { compileRouteTable, retireRouteTable, RouteTable } from './route-table';
+
+export type { DataPlaneLimits } from './connection';
+
+export interface DataPlaneOptions {
+  listen: Array<{ host: string; port: number }>;
+  limits?: Partial<DataPlaneLimits>;
+}
+
+export const DEFAULT_LIMITS: Readonly<DataPlaneLimits> = {
+  maxHeadBytes: 32768,
+  maxBodyBytes: 0,
+  headTimeoutMs: 60000,
+  idleTimeoutMs: 60000,
+};
+
+const log = logger('dataplane');
+
+/** Tick of the coarse timer: deadlines fire up to this late (undici uses the same idea at ~500 ms). */
+function tickInterval(limits: DataPlaneLimits): number {
+  return Math.max(25, Math.min(500, Math.floor(limits.headTimeoutMs / 4), Math.floor(limits.idleTimeoutMs / 4)));
+}
+
+class Context implements ProxyContext {
+  readonly backend: NativeBackend;
+  readonly limits: DataPlaneLimits;
+  readonly responseOut = new Int32Array(OUT_SIZE);
+  readonly connections = new Set<ClientConnection>();
+  table: RouteTable = RouteTable.empty();
+  now = Date.now();
+  closing = false;
+  onIdle: (() => void) | null = null;
+
+  constructor(backend: NativeBackend, limits: DataPlaneLimits) {
+    this.backend = backend;
+    this.limits = limits;
+  }
+
+  connectionClosed(conn: ClientConnection): void {
+    this.connections.delete(conn);
+    if (this.connections.size === 0) this.onIdle?.();
+  }
+}
+
+export class DataPlane {
+  private readonly ctx: Context;
+  private readonly options: DataPlaneOptions;
+  private readonly servers: net.Server[] = [];
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly tickMs: number;
+
+  constructor(backend: NativeBackend, options: DataPlaneOptions) {
+    this.options = options;
+    const limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.ctx = new Context(backend, limits);
+    this.tickMs = tickInterval(limits);
+  }
+
+  get configVersion(): number {
+    return this.ctx.table.version;
+  }
+
+  /** Compile `snapshot` and swap it in; on failure the old table stays and the error is thrown. */
+  applyConfig(snapshot: ConfigSnapshot): void {
+    const old = this.ctx.table;
+    const table = compileRouteTable(this.ctx.backend, snapshot, old);
+    this.ctx.table = table;
+    // Matching is synchronous, so no request still holds the old router handle.
+    retireRouteTable(this.ctx.backend, old, table);
+  }
+
+  async listen(): Promise<Array<{ address: string; port: number }>> {
+    const bound: Array<{ address: string; port: number }> = [];
+    for (const { host, port } of this.options.listen) {
+      // allowHalfOpen: a client that shuts down its sending side still gets its answer.
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => log.error('listener error', { message: err.message }));
+      this.servers.push(server);
+      const address = server.address() as net.AddressInfo;
+      bound.push({ address: address.address, port: address.port });
+    }
+    if (this.ticker === null) {
+      this.ticker = setInterval(() => this.tick(), this.tickMs);
+      this.ticker.unref();
+    }
+    return bound;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.ctx.closing) {
+      socket.destroy();
+      return;
+    }
+    this.ctx.now = Date.now();
+    this.ctx.connections.add(new ClientConnection(socket, this.ctx));
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    this.ctx.now = now;
+    for (const conn of this.ctx.connections) conn.tick(now);
+    for (const upstream of this.ctx.table.upstreams.values()) upstream.pool.sweep(now);
+  }
+
+  /**
+   * Stop accepting, close idle keep-alive connections, let in-flight requests
+   * finish (each connection closes after its current answer), and destroy what
+   * is left after `drainTimeoutMs`.
+   */
+  async close(drainTimeoutMs = 5000): Promise<void> {
+    const ctx = this.ctx;
+    ctx.closing = true;
+    const listenersClosed = this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    this.servers.length = 0;
+    for (const conn of ctx.connections) conn.closeIfIdle();
+    if (ctx.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          for (const conn of ctx.connections) conn.destroy();
+          resolve();
+        }, drainTimeoutMs);
+        ctx.onIdle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      ctx.onIdle = null;
+    }
+    await Promise.all(listenersClosed);
+    if (this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+    for (const upstream of ctx.table.upstreams.values()) upstream.pool.closeIdle();
+  }
+}

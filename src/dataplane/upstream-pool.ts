@@ -1,0 +1,163 @@
+// Keep-alive connections to upstream nodes: one pool per compiled upstream,
+// idle sockets kept per node address, bounded in number, age and reuse count.
+
+import * as net from 'node:net';
+import type { BalancerNode } from './balancer';
+
+export interface UpstreamPoolSettings {
+  /** Idle sockets kept per node (keepalive_pool.size). */
+  size: number;
+  /** keepalive_pool.idle_timeout in ms. */
+  idleTimeoutMs: number;
+  /** Requests after which a connection is closed instead of reused (keepalive_pool.requests). */
+  maxRequests: number;
+}
+
+/** Receives the events of the connection it currently owns. */
+export interface UpstreamHandler {
+  onUpstreamConnect(conn: UpstreamConnection): void;
+  onUpstreamData(conn: UpstreamConnection, chunk: Buffer): void;
+  onUpstreamDrain(conn: UpstreamConnection): void;
+  onUpstreamClose(conn: UpstreamConnection, error: Error | undefined): void;
+}
+
+/**
+ * One socket to one node. Its listeners are installed once and forward to the
+ * current handler, so handing a pooled socket to a new request costs an
+ * assignment, not listener churn.
+ */
+export class UpstreamConnection {
+  readonly socket: net.Socket;
+  readonly node: BalancerNode;
+  readonly pool: UpstreamPool;
+  handler: UpstreamHandler | null;
+  /** Requests sent on this socket so far, the current one included. */
+  requests: number;
+  idleSince: number;
+  connected: boolean;
+  closed: boolean;
+  error: Error | undefined;
+
+  constructor(pool: UpstreamPool, node: BalancerNode, handler: UpstreamHandler) {
+    this.pool = pool;
+    this.node = node;
+    this.handler = handler;
+    this.requests = 1;
+    this.idleSince = 0;
+    this.connected = false;
+    this.closed = false;
+    this.error = undefined;
+    const socket = net.connect({ host: node.host, port: node.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on('connect', () => {
+      this.connected = true;
+      this.handler?.onUpstreamConnect(this);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.handler !== null) this.handler.onUpstreamData(this, chunk);
+      else socket.destroy(); // bytes on an idle keep-alive socket: it can no longer be trusted
+    });
+    socket.on('drain', () => this.handler?.onUpstreamDrain(this));
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.pool.forget(this);
+      const handler = this.handler;
+      this.handler = null;
+      handler?.onUpstreamClose(this, this.error);
+    });
+  }
+
+  destroy(): void {
+    this.handler = null;
+    this.socket.destroy();
+  }
+}
+
+export class UpstreamPool {
+  readonly settings: UpstreamPoolSettings;
+  private readonly idle = new Map<string, UpstreamConnection[]>();
+  private retired = false;
+
+  constructor(settings: UpstreamPoolSettings) {
+    this.settings = settings;
+  }
+
+  /** An idle connection to `node`, or null when there is none. */
+  acquire(node: BalancerNode, handler: UpstreamHandler): UpstreamConnection | null {
+    const list = this.idle.get(node.address);
+    if (list === undefined) return null;
+    let conn = list.pop();
+    while (conn !== undefined && conn.closed) conn = list.pop();
+    if (conn === undefined) return null;
+    conn.handler = handler;
+    conn.requests++;
+    conn.socket.ref();
+    return conn;
+  }
+
+  /** A new connection to `node`; `handler.onUpstreamConnect` fires when it is up. */
+  connect(node: BalancerNode, handler: UpstreamHandler): UpstreamConnection {
+    return new UpstreamConnection(this, node, handler);
+  }
+
+  /** Give a connection back after a cleanly finished exchange (or close it when it may not be kept). */
+  release(conn: UpstreamConnection, now: number): void {
+    conn.handler = null;
+    if (this.retired || conn.closed || conn.requests >= this.settings.maxRequests) {
+      conn.destroy();
+      return;
+    }
+    let list = this.idle.get(conn.node.address);
+    if (list === undefined) {
+      list = [];
+      this.idle.set(conn.node.address, list);
+    }
+    if (list.length >= this.settings.size) {
+      conn.destroy();
+      return;
+    }
+    conn.idleSince = now;
+    conn.socket.unref(); // an idle pooled socket must not keep the process alive
+    list.push(conn);
+  }
+
+  /** Drop a closed connection from the idle lists. */
+  forget(conn: UpstreamConnection): void {
+    const list = this.idle.get(conn.node.address);
+    if (list === undefined) return;
+    const i = list.indexOf(conn);
+    if (i >= 0) list.splice(i, 1);
+  }
+
+  /** Close idle connections older than the idle timeout. */
+  sweep(now: number): void {
+    const limit = now - this.settings.idleTimeoutMs;
+    for (const list of this.idle.values()) {
+      // Oldest first: release pushes at the end.
+      while (list.length > 0 && list[0].idleSince <= limit) list.shift()!.destroy();
+    }
+  }
+
+  /** Number of idle connections (all nodes). */
+  get idleCount(): number {
+    let count = 0;
+    for (const list of this.idle.values()) count += list.length;
+    return count;
+  }
+
+  /** Close every idle connection; connections released later are closed too. */
+  retire(): void {
+    this.retired = true;
+    this.closeIdle();
+  }
+
+  closeIdle(): void {
+    for (const list of this.idle.values()) {
+      for (const conn of list.splice(0)) conn.destroy();
+    }
+  }
+}
