@@ -6,7 +6,6 @@ import {
   type BalanceContext,
   type Balancer,
   type BalancerNode,
-  type EwmaClock,
   type HealthView,
 } from '../../src/dataplane/balancer';
 import type { Upstream, UpstreamNode } from '../../src/schema/types';
@@ -201,25 +200,27 @@ describe('least_conn', () => {
 });
 
 describe('ewma', () => {
-  /** A clock the test moves, and a seeded generator so runs repeat. */
-  function fakeClock(): EwmaClock & { advance(ms: number): void } {
-    let now = 1_000_000;
-    let seed = 12345;
+  /** A time cell the test moves; the seed makes the random draws repeat. */
+  interface FakeClock {
+    timeCell: Float64Array;
+    advance(ms: number): void;
+  }
+
+  function fakeClock(): FakeClock {
+    const timeCell = Float64Array.of(1_000_000);
     return {
-      now: () => now,
-      random: () => {
-        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-        return seed / 2 ** 32;
-      },
+      timeCell,
       advance(ms: number) {
-        now += ms;
+        timeCell[0] += ms;
       },
     };
   }
 
-  function buildEwma(hosts: string[], clock: EwmaClock): Balancer {
+  function buildEwma(hosts: string[], clock: FakeClock): Balancer {
     const upstream: Upstream = { type: 'ewma', nodes: hosts.map((host) => node(host)) };
-    return createBalancer(upstream, normalizeNodes(upstream.nodes), undefined, { clock });
+    return createBalancer(upstream, normalizeNodes(upstream.nodes), undefined, {
+      ewma: { timeCell: clock.timeCell, seed: 12345 },
+    });
   }
 
   it('prefers the node with the lower latency', () => {

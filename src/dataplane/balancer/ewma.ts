@@ -10,36 +10,64 @@ import type { BalancerNode, SlotFilter, SlotPicker } from './types';
 
 const DECAY_MS = 10_000;
 const FAILURE_PENALTY_MS = 1_000;
+const COARSE_TICK_MS = 100;
 
-export interface EwmaClock {
-  /** Milliseconds on a monotonic clock. */
-  now(): number;
-  /** A number in [0, 1). */
-  random(): number;
+export interface EwmaOptions {
+  /** Cell 0 holds the current time in milliseconds; by default a coarse clock refreshed every 100 ms. */
+  readonly timeCell?: Float64Array;
+  /** Seed of the generator that draws the two candidates (a fixed seed makes picks repeat). */
+  readonly seed?: number;
 }
 
-const systemClock: EwmaClock = { now: () => performance.now(), random: Math.random };
+// Date.now(), performance.now() and Math.random() each box their double result
+// (16 bytes per call); a pick reads this timer-refreshed cell and an integer
+// generator instead, so it allocates nothing. 100 ms is fine against a 10 s decay.
+const coarseTime = new Float64Array(1);
+let coarseTicker: NodeJS.Timeout | undefined;
+
+function coarseClock(): Float64Array {
+  if (coarseTicker === undefined) {
+    coarseTime[0] = performance.now();
+    coarseTicker = setInterval(() => {
+      coarseTime[0] = performance.now();
+    }, COARSE_TICK_MS);
+    coarseTicker.unref();
+  }
+  return coarseTime;
+}
+
+/** xorshift32 step on state[0]; returns an integer in [0, bound). */
+function randomBelow(state: Int32Array, bound: number): number {
+  let x = state[0];
+  x ^= x << 13;
+  x ^= x >>> 17;
+  x ^= x << 5;
+  state[0] = x;
+  // Keep 30 bits so the value stays a small integer and is never boxed.
+  return (x >>> 2) % bound;
+}
 
 export function createEwma(
   nodes: readonly BalancerNode[],
   groups: readonly Int32Array[],
-  clock: EwmaClock = systemClock,
+  options: EwmaOptions = {},
 ): SlotPicker {
+  const time = options.timeCell ?? coarseClock();
+  const randomState = Int32Array.of(options.seed ?? Math.floor(Math.random() * 0x7fffffff));
+  if (randomState[0] === 0) randomState[0] = 0x2545f491;
   const average = new Float64Array(nodes.length);
   const touchedAt = new Float64Array(nodes.length);
   const active = new Int32Array(nodes.length);
   const sampled = new Uint8Array(nodes.length);
 
-  function decayed(slot: number, now: number): number {
-    const elapsed = now - touchedAt[slot];
-    return elapsed > 0 ? average[slot] * Math.exp(-elapsed / DECAY_MS) : average[slot];
-  }
-
   function cost(slot: number, now: number): number {
-    return decayed(slot, now) * (active[slot] + 1);
+    const elapsed = now - touchedAt[slot];
+    const decayed = elapsed > 0 ? average[slot] * Math.exp(-elapsed / DECAY_MS) : average[slot];
+    return decayed * (active[slot] + 1);
   }
 
-  function better(a: number, b: number, now: number): number {
+  function better(a: number, b: number): number {
+    const now = time[0];
     const costA = cost(a, now);
     const costB = cost(b, now);
     if (costA !== costB) return costA < costB ? a : b;
@@ -56,12 +84,11 @@ export function createEwma(
       }
       if (count === 0) return -1;
       if (count === 1) return usable === undefined ? slots[0] : nthUsable(slots, usable, 0);
-      const first = Math.floor(clock.random() * count);
-      let second = Math.floor(clock.random() * (count - 1));
+      const first = randomBelow(randomState, count);
+      let second = randomBelow(randomState, count - 1);
       if (second >= first) second++;
-      const now = clock.now();
-      if (usable === undefined) return better(slots[first], slots[second], now);
-      return better(nthUsable(slots, usable, first), nthUsable(slots, usable, second), now);
+      if (usable === undefined) return better(slots[first], slots[second]);
+      return better(nthUsable(slots, usable, first), nthUsable(slots, usable, second));
     },
     begin(slot: number): void {
       active[slot]++;
@@ -69,7 +96,7 @@ export function createEwma(
     end(slot: number, latencyMs: number, failed: boolean): void {
       if (active[slot] > 0) active[slot]--;
       const sample = Math.max(0, latencyMs) + (failed ? FAILURE_PENALTY_MS : 0);
-      const now = clock.now();
+      const now = time[0];
       if (!sampled[slot]) {
         sampled[slot] = 1;
         average[slot] = sample;

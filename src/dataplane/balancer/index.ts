@@ -7,13 +7,13 @@
 
 import type { Upstream } from '../../schema/types';
 import { createChash } from './chash';
-import { createEwma, type EwmaClock } from './ewma';
+import { createEwma, type EwmaOptions } from './ewma';
 import { createLeastConn } from './least-conn';
 import { createRoundRobin } from './roundrobin';
 import type { BalanceContext, Balancer, BalancerNode, HealthView, SlotFilter, SlotPicker } from './types';
 
 export type { BalanceContext, Balancer, BalancerNode, HealthView } from './types';
-export type { EwmaClock } from './ewma';
+export type { EwmaOptions } from './ewma';
 
 const DEFAULT_PORT = 80;
 
@@ -149,8 +149,8 @@ class PriorityBalancer implements Balancer {
 }
 
 export interface BalancerOptions {
-  /** Time and randomness for ewma (tests pass a fake). */
-  clock?: EwmaClock;
+  /** Clock and random seed for ewma (tests pass their own). */
+  ewma?: EwmaOptions;
 }
 
 /** A balancer of `upstream.type` (roundrobin when unset) over `nodes`, normally normalizeNodes(upstream.nodes). */
@@ -170,7 +170,7 @@ export function createBalancer(
       picker = createLeastConn(nodes, groups);
       break;
     case 'ewma':
-      picker = createEwma(nodes, groups, options.clock);
+      picker = createEwma(nodes, groups, options.ewma);
       break;
     default:
       picker = createRoundRobin(nodes, groups);
