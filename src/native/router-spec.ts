@@ -86,7 +86,7 @@ export function parseUriPattern(uri: string): UriPattern {
       else if (literal.length > 0) tokens.push({ type: TokenType.Literal, text: literal });
       if (c === '*') {
         tokens.push({ type: TokenType.CatchAll, name: body.slice(i + 1) });
-        literalStart = i = body.length;
+        literalStart = body.length;
         break;
       }
       let end = body.indexOf('/', i + 1);

@@ -265,6 +265,34 @@ for (const name of BACKENDS) {
       });
     });
 
+    it('matches an IPv6 literal host without its port', () => {
+      withTable(backend, [route({ hosts: ['[::1]'] }), route({ hosts: ['*:1]'] })], (match) => {
+        assert.deepEqual(match({ path: '/', host: '[::1]:8080' }), [0, 1]);
+      });
+    });
+
+    it('matches paths and prefixes longer than the prefix hash cache', () => {
+      const long = '/' + 'x'.repeat(600);
+      const routes = [route({ uris: [`${long}*`] }), route({ uris: [`${long}/y`] }), route({ uris: [`${long}/:id`] })];
+      withTable(backend, routes, (match) => {
+        assert.deepEqual(match({ path: `${long}/y`, host: 'x' }), [1, 2, 0]);
+        assert.deepEqual(match({ path: `${long}/z`, host: 'x' }), [2, 0]);
+        assert.deepEqual(match({ path: long.slice(0, 550), host: 'x' }), []);
+      });
+    });
+
+    it('hands out and reuses many handles', () => {
+      const handles = Array.from({ length: 40 }, (_, i) =>
+        backend.routerBuild(encodeRouterSpec([route({ uris: [`/${i}`] })])),
+      );
+      assert.equal(new Set(handles).size, 40);
+      handles.forEach((h, i) => assert.deepEqual(candidates(backend, h, { path: `/${i}`, host: 'x' }), [0]));
+      for (const h of handles) backend.routerFree(h);
+      backend.routerFree(handles[0]); // freeing twice, or an unknown handle, is harmless
+      backend.routerFree(100000);
+      backend.routerFree(-5);
+    });
+
     it('checks the method mask', () => {
       const routes = [
         route({ methods: ['GET', 'HEAD'] }),
