@@ -1,0 +1,142 @@
+/*
+ * libFuzzer target for native/parser.c. Build and run it with scripts/fuzz.sh.
+ *
+ * Input layout: the first byte picks the entry point (byte % 3: '0' request,
+ * '1' response, '2' chunked scanner) and, through byte / 3, the offset the
+ * message is placed at, the request method a response answers and where a
+ * chunked body is split; the rest is the message. Seeds in seeds/ start with
+ * that byte.
+ *
+ * Besides the sanitizers, each run checks properties the callers rely on:
+ * out[OUT_STATUS] mirrors the return value, every span lies inside the head,
+ * a prefix of the input parses to 0 or to the same result, and a chunked body
+ * scanned in pieces gives the same result as in one call.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The fuzzer never routes (router = -1), so router.c is not linked. */
+int32_t pal_route_match(int32_t router, const uint8_t *buf, const uint8_t *ip, uint32_t ip_len, int32_t *out) {
+  (void)router;
+  (void)buf;
+  (void)ip;
+  (void)ip_len;
+  (void)out;
+  abort();
+}
+
+#define CHECK(cond)  \
+  do {               \
+    if (!(cond)) abort(); \
+  } while (0)
+
+static const uint8_t loopback[4] = {127, 0, 0, 1};
+
+static int32_t parse(int is_request, const uint8_t *buf, uint32_t off, uint32_t len, int32_t method, int32_t *out) {
+  for (int i = 0; i < OUT_SIZE; i++) out[i] = 0x5a5a5a5a;
+  int32_t r = is_request ? pal_parse_request(buf, off, len, -1, loopback, 4, out)
+                         : pal_parse_response(buf, off, len, method, out);
+  CHECK(out[OUT_STATUS] == r);
+  CHECK(r >= PAL_E_CHUNK_TOO_BIG && r <= (int32_t)len);
+  return r;
+}
+
+static void check_span(int32_t start, int32_t end, uint32_t lo, uint32_t hi) {
+  CHECK(start >= (int32_t)lo && start <= end && end <= (int32_t)hi);
+}
+
+static void fuzz_head(int is_request, const uint8_t *buf, uint32_t off, uint32_t len, int32_t method) {
+  int32_t out[OUT_SIZE];
+  int32_t r = parse(is_request, buf, off, len, method, out);
+  if (r > 0) {
+    uint32_t end = off + (uint32_t)r;
+    CHECK(buf[end - 2] == '\r' && buf[end - 1] == '\n');
+    check_span(out[OUT_TARGET_START], out[OUT_TARGET_END], off, end);
+    if (is_request) {
+      CHECK(out[OUT_METHOD] >= PAL_M_OTHER && out[OUT_METHOD] <= PAL_M_PURGE);
+      check_span((int32_t)off, out[OUT_METHOD_END], off, end);
+      check_span(out[OUT_TARGET_START], out[OUT_PATH_END], off, (uint32_t)out[OUT_TARGET_END]);
+      if (out[OUT_HOST_END] != 0) check_span(out[OUT_HOST_START], out[OUT_HOST_END], off, end);
+      CHECK(out[OUT_ROUTE_COUNT] == -1);
+    } else {
+      CHECK(out[OUT_METHOD] >= 100 && out[OUT_METHOD] <= 599);
+    }
+    CHECK(out[OUT_VERSION] == 0 || out[OUT_VERSION] == 1);
+    CHECK(out[OUT_HEADER_COUNT] >= 0 && out[OUT_HEADER_COUNT] <= PAL_MAX_HEADERS);
+    for (int32_t i = 0; i < out[OUT_HEADER_COUNT]; i++) {
+      const int32_t *h = out + OUT_HEADERS + 4 * i;
+      CHECK(h[0] < h[1]);
+      check_span(h[0], h[1], off, end);
+      check_span(h[2], h[3], (uint32_t)h[1] + 1, end);
+    }
+    int32_t flags = out[OUT_FLAGS];
+    if (flags & PAL_F_CONTENT_LENGTH) CHECK(!(flags & PAL_F_CHUNKED));
+    uint64_t cl = ((uint64_t)(uint32_t)out[OUT_CL_HI] << 32) | (uint32_t)out[OUT_CL_LO];
+    CHECK(cl <= 9007199254740991ULL);
+    /* exactly the head parses to the same length, one byte less is incomplete */
+    CHECK(parse(is_request, buf, off, (uint32_t)r, method, out) == r);
+    CHECK(parse(is_request, buf, off, (uint32_t)r - 1, method, out) == 0);
+  } else if (len > 0) {
+    /* an error or an incomplete head: every prefix is incomplete or the same */
+    int32_t half = parse(is_request, buf, off, len / 2, method, out);
+    CHECK(half == 0 || half == r);
+    int32_t most = parse(is_request, buf, off, len - 1, method, out);
+    CHECK(most == 0 || most == r);
+  }
+}
+
+/* Scan buf[off, off+len) in pieces of at most `piece` bytes; returns consumed or the error. */
+static int32_t scan_in_pieces(const uint8_t *buf, uint32_t off, uint32_t len, uint32_t piece, int32_t *state) {
+  memset(state, 0, sizeof(int32_t) * CHUNK_STATE_SIZE);
+  uint32_t consumed = 0;
+  for (uint32_t from = 0; from < len && !state[CHUNK_DONE]; from += piece) {
+    uint32_t n = len - from < piece ? len - from : piece;
+    int32_t r = pal_chunked_scan(buf, off + from, n, state);
+    if (r < 0) return r;
+    CHECK((uint32_t)r <= n);
+    CHECK(state[CHUNK_DONE] || (uint32_t)r == n);
+    consumed += (uint32_t)r;
+  }
+  return (int32_t)consumed;
+}
+
+static void fuzz_chunked(const uint8_t *buf, uint32_t off, uint32_t len, uint32_t split) {
+  int32_t whole[CHUNK_STATE_SIZE], pieces[CHUNK_STATE_SIZE], bytewise[CHUNK_STATE_SIZE];
+  int32_t r = scan_in_pieces(buf, off, len, len > 0 ? len : 1, whole);
+  if (r > 0 && whole[CHUNK_DONE]) {
+    const uint8_t *last = buf + off + r;
+    CHECK(last[-2] == '\r' && last[-1] == '\n');
+  }
+  CHECK(scan_in_pieces(buf, off, len, split, pieces) == r);
+  CHECK(pieces[CHUNK_DONE] == whole[CHUNK_DONE]);
+  CHECK(scan_in_pieces(buf, off, len, 1, bytewise) == r);
+  CHECK(bytewise[CHUNK_DONE] == whole[CHUNK_DONE]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1 || size > 1 << 20) return 0;
+  uint8_t selector = data[0];
+  uint32_t off = (uint32_t)(selector / 3) % 4;
+  uint32_t len = (uint32_t)(size - 1);
+  /* An exact-size heap copy, so reading one byte past the message is caught by ASan. */
+  uint8_t *buf = malloc(off + len > 0 ? off + len : 1);
+  if (buf == NULL) return 0;
+  memset(buf, 'A', off);
+  memcpy(buf + off, data + 1, len);
+  switch (selector % 3) {
+    case 0:
+      fuzz_head(1, buf, off, len, PAL_M_GET);
+      break;
+    case 1:
+      fuzz_head(0, buf, off, len, (int32_t)(selector / 12) % 4 == 0 ? PAL_M_HEAD : PAL_M_GET);
+      break;
+    default:
+      fuzz_chunked(buf, off, len, 1 + (uint32_t)(selector / 12) % 7);
+      break;
+  }
+  free(buf);
+  return 0;
+}
