@@ -211,6 +211,16 @@ describe('vars expressions: structure', () => {
     assert.equal(evaluate([['arg_z', '==']], vars), true);
   });
 
+  it('reads only the first three elements of a longer rule, as lua-resty-expr does', () => {
+    assert.equal(evaluate([['arg_a', '==', '1', 'ignored', 'too']], vars), true);
+  });
+
+  it('accepts lists nested in lists and a numeric pattern or variable name', () => {
+    assert.equal(evaluate([[['arg_a', '==', '1'], [['arg_b', '==', '2']]]], vars), true);
+    assert.equal(evaluate([['arg_b', '~~', 2]], vars), true);
+    assert.equal(evaluate([[7, '==', 'seven']], { 7: 'seven' }), true);
+  });
+
   it('evaluates logic heads lazily', () => {
     let looked = 0;
     const expr = compileExpr(['OR', ['arg_a', '==', '1'], ['arg_b', '==', '2']]);

@@ -131,6 +131,13 @@ describe('chash', () => {
     assert.equal(balancer.pick(request({}, '4.4.4.4'))?.address, byVar.pick(request({ k: '4.4.4.4' }))?.address);
   });
 
+  it('hashes IPv6 nodes and never picks a node of weight 0', () => {
+    const balancer = chash({ '[::1]:8080': 1, '[::2]:8080': 1, '10.0.0.1:80': 0 });
+    const seen = new Set<string>();
+    for (const key of keys.slice(0, 200)) seen.add(balancer.pick(request({ uri: key }))?.address ?? '-');
+    assert.deepEqual([...seen].sort(), ['[::1]:8080', '[::2]:8080']);
+  });
+
   it('bounds the ring for large weights and still spreads by weight', () => {
     const balancer = chash({ 'a:80': 1000, 'b:80': 3000 });
     let a = 0;
