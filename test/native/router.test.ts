@@ -486,6 +486,43 @@ describe('router backends agree with each other and with the reference model', (
     }
     assert.equal(compared, 250 * 24);
   });
+
+  it('accepts and rejects the same corrupted specs, and matches them alike', () => {
+    const backends = available.map((name) => loadBackend(name));
+    const random = prng(0xc0ffee);
+    const good = encodeRouterSpec([
+      route({ uris: ['/a/:b/*c', '/x*', '/e'], hosts: ['h.com', '*.com'], remoteAddrs: ['10.0.0.0/8', '::1'] }),
+      route({ uris: ['/a/b/:c/d', '/'], methods: ['GET'], priority: 3 }),
+      route({ uris: ['/e*'], hosts: ['E.com'] }),
+    ]);
+    const requests: RequestShape[] = ['/a/b/c', '/x', '/e', '/a/b/q/d', '/'].flatMap((path) => [
+      { path, host: 'a.h.com', ip: '10.1.2.3' },
+      { path, host: 'e.com', ip: '::1' },
+      { path },
+    ]);
+    let accepted = 0;
+    for (let i = 0; i < 1500; i++) {
+      const spec = Buffer.from(good);
+      for (let edits = 1 + Math.floor(random() * 3); edits > 0; edits--) {
+        spec[Math.floor(random() * spec.length)] = Math.floor(random() * 256);
+      }
+      const handles = backends.map((b) => b.routerBuild(spec));
+      assert.deepEqual(
+        handles.map((h) => h >= 0),
+        handles.map(() => handles[0] >= 0),
+        `spec ${spec.toString('hex')}`,
+      );
+      if (handles[0] >= 0) {
+        accepted++;
+        for (const request of requests) {
+          const lists = backends.map((b, k) => candidates(b, handles[k], request));
+          for (const list of lists) assert.deepEqual(list, lists[0], `spec ${spec.toString('hex')}`);
+        }
+      }
+      backends.forEach((b, k) => b.routerFree(handles[k]));
+    }
+    assert.ok(accepted > 100, `only ${accepted} corrupted specs were still valid`);
+  });
 });
 
 describe('router spec encoder and path params', () => {
