@@ -127,11 +127,11 @@ function compileComparison(rule: unknown[]): CompiledExpr {
 
   // lua-resty-expr lower-cases the operator with string.lower, which also
   // turns a number into a string and fails on anything else.
+  let op: string | undefined;
   if (operator !== undefined) {
     if (typeof operator !== 'string' && typeof operator !== 'number') throw new ExprError('invalid expression');
-    operator = String(operator).toLowerCase();
+    op = String(operator).toLowerCase();
   }
-  let op = operator as string | undefined;
   if (value === undefined && (op === undefined || !COMPARISON_OPERATORS.has(op))) {
     // Two-element form `[var, value]`: kept by lua-resty-expr for compatibility,
     // it means `==` against the (already lower-cased) second element.
