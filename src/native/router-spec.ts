@@ -21,7 +21,10 @@
 //
 // The route index is the route's position. A uri with no tokens and no trailing
 // '*' is an exact path; everything else is a prefix/parameter path whose rank
-// is its static_len. A catch-all token is always the last one.
+// is its static_len. A catch-all token is always the last one. The candidate
+// order and the IPv4/IPv6 address rule (IPv4 compared as ::ffff:a.b.c.d) are
+// described at the top of native/router.c; both backends reject any spec that
+// breaks this layout (routerBuild < 0).
 
 import { METHOD_CODES } from './layout';
 
