@@ -331,7 +331,8 @@ static int32_t parse_fields(struct head *h, const uint8_t *buf, size_t p, size_t
 static int32_t connection_flags(const struct head *h) {
   int32_t flags = 0;
   if (h->connection_close == 0 && (h->version == 1 || h->connection_keep_alive)) flags |= PAL_F_KEEP_ALIVE;
-  if (h->connection_upgrade && h->has_upgrade) flags |= PAL_F_UPGRADE;
+  /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignore it there). */
+  if (h->version == 1 && h->connection_upgrade && h->has_upgrade) flags |= PAL_F_UPGRADE;
   if (h->connection_other) flags |= PAL_F_HOP_HEADERS;
   return flags;
 }
@@ -452,7 +453,8 @@ static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len
     flags |= PAL_F_CONTENT_LENGTH;
     write_content_length(&h, out);
   }
-  if (h.expect_continue) flags |= PAL_F_EXPECT_CONTINUE;
+  /* RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored. */
+  if (h.expect_continue && version == 1) flags |= PAL_F_EXPECT_CONTINUE;
   if (h.host_count > 0) flags |= PAL_F_HAS_HOST;
   if (auth_end > 0) {
     out[OUT_HOST_START] = (int32_t)auth_start;

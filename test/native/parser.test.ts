@@ -162,6 +162,8 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
           ['1.1', 'Upgrade: h2c\r\n', Flag.KeepAlive],
           ['1.1', 'Expect: 100-Continue\r\n', Flag.KeepAlive | Flag.ExpectContinue],
           ['1.1', 'Expect: something-else\r\n', Flag.KeepAlive],
+          ['1.0', 'Expect: 100-continue\r\n', 0],
+          ['1.0', 'Connection: upgrade, keep-alive\r\nUpgrade: websocket\r\n', Flag.KeepAlive],
         ];
         for (const [version, headers, flags] of cases) {
           const p = request(`GET / HTTP/${version}\r\nHost: h\r\n${headers}\r\n`);

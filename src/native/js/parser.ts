@@ -376,7 +376,8 @@ function parseFields(h: HeadState, buf: Buffer, p: number, end: number, out: Int
 function connectionFlags(h: HeadState): number {
   let flags = 0;
   if (!h.connectionClose && (h.version === 1 || h.connectionKeepAlive)) flags |= Flag.KeepAlive;
-  if (h.connectionUpgrade && h.hasUpgrade) flags |= Flag.Upgrade;
+  // HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignore it there).
+  if (h.version === 1 && h.connectionUpgrade && h.hasUpgrade) flags |= Flag.Upgrade;
   if (h.connectionOther) flags |= Flag.HopHeaders;
   return flags;
 }
@@ -504,7 +505,8 @@ function parseRequestLineAndFields(buf: Buffer, off: number, len: number, out: I
     flags |= Flag.ContentLength;
     writeContentLength(h, out);
   }
-  if (h.expectContinue) flags |= Flag.ExpectContinue;
+  // RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+  if (h.expectContinue && version === 1) flags |= Flag.ExpectContinue;
   if (h.hostCount > 0) flags |= Flag.HasHost;
   if (authEnd > 0) {
     out[Out.HostStart] = authStart;
