@@ -437,7 +437,21 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
       }
     } else if (take > 0) {
       req.bodyStreamed = true;
-      if (!conn!.socket.write(take === buf.length ? buf : buf.subarray(0, take))) {
+      const socket = conn!.socket;
+      const slice = take === buf.length ? buf : buf.subarray(0, take);
+      let ok: boolean;
+      if (req.headSent) {
+        ok = socket.write(slice);
+      } else {
+        // Head and first body bytes in one writev; the head waited so a body that fails
+        // validation (bad chunk) never lets anything reach the upstream.
+        req.headSent = true;
+        socket.cork();
+        socket.write(req.upstreamHead!);
+        ok = socket.write(slice);
+        socket.uncork();
+      }
+      if (!ok) {
         this.waitingUpstreamDrain = true;
         this.setDeadline(Deadline.Send, req.route!.sendTimeoutMs);
       }
@@ -495,11 +509,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   }
 
   private sendHead(req: RequestState, conn: UpstreamConnection): void {
-    const head = buildUpstreamHead(req, req.upstream!, req.node!, (req.flags & Flag.Upgrade) !== 0);
-    req.upstreamHead = head;
-    if (!conn.socket.write(head)) this.waitingUpstreamDrain = true;
-    if (req.bodyDone) this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
-    else this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
+    req.upstreamHead = buildUpstreamHead(req, req.upstream!, req.node!, (req.flags & Flag.Upgrade) !== 0);
+    req.headSent = false;
+    if (req.bodyDone) {
+      req.headSent = true;
+      if (!conn.socket.write(req.upstreamHead)) this.waitingUpstreamDrain = true;
+      this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+    } else {
+      this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
+    }
   }
 
   onUpstreamConnect(conn: UpstreamConnection): void {
@@ -761,6 +779,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     }
     this.waitingUpstreamDrain = false;
     this.connectUpstream(req);
+    this.process(); // a pooled connection is ready at once: send the held body
   }
 
   /** The upstream sent something we cannot forward: drop it and answer (or close) the client. */

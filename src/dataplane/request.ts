@@ -64,8 +64,10 @@ export class RequestState {
   /** Read the body and throw it away (the request was answered without an upstream). */
   discardBody: boolean;
 
-  /** The head sent upstream, kept for a retry on another node. */
+  /** The head for the current upstream attempt. */
   upstreamHead: Buffer | null;
+  /** The head went out; with a body it leaves together with the first validated body bytes. */
+  headSent: boolean;
   node: BalancerNode | null;
   tried: Set<BalancerNode> | null;
   conn: UpstreamConnection | null;
@@ -119,6 +121,7 @@ export class RequestState {
     this.bodyDone = true;
     this.discardBody = false;
     this.upstreamHead = null;
+    this.headSent = false;
     this.node = null;
     this.tried = null;
     this.conn = null;
