@@ -5,6 +5,13 @@
 
 type Json = unknown;
 
+/** Keys that would reach an object's prototype instead of its own fields. */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function setOwn(target: Record<string, Json>, key: string, value: Json): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
 function isObject(value: Json): value is Record<string, Json> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -15,7 +22,7 @@ export function mergePatch(target: Json, patch: Json): Json {
   const result: Record<string, Json> = isObject(target) ? structuredClone(target) : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
-    else result[key] = mergePatch(result[key], value);
+    else setOwn(result, key, mergePatch(Object.hasOwn(result, key) ? result[key] : undefined, value));
   }
   return result;
 }
@@ -32,6 +39,7 @@ export function replaceAtPath(
 ): Record<string, Json> | string {
   const result = structuredClone(target);
   let node: Json = result;
+  if (path.some((segment) => UNSAFE_KEYS.has(segment))) return `invalid sub path: ${path.join('/')}`;
   for (let i = 0; i < path.length; i++) {
     const segment = path[i];
     const last = i === path.length - 1;
@@ -44,7 +52,7 @@ export function replaceAtPath(
       if (last) {
         node[segment] = value;
       } else {
-        if (node[segment] === undefined) node[segment] = {};
+        if (!Object.hasOwn(node, segment)) node[segment] = {};
         node = node[segment];
       }
     } else {

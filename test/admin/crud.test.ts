@@ -268,6 +268,14 @@ describe('Admin API PATCH', () => {
     assert.match(String(sub.json.error_msg), /expected -1 to be at least 0$/);
   });
 
+  it('cannot reach Object.prototype through a sub-path or a merge key', async () => {
+    const sub = await admin.call('PATCH', '/routes/1/__proto__/polluted', '"yes"');
+    assert.equal(sub.status, 400);
+    const merged = await admin.call('PATCH', '/routes/1', '{"labels": {"__proto__": {"polluted": "yes"}}}');
+    assert.equal(merged.status, 400);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
   it('refuses a body id that differs from the URL id', async () => {
     const reply = await admin.call('PATCH', '/routes/1', { id: '2' });
     assert.deepEqual(reply.json, { error_msg: 'wrong route id' });
