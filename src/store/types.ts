@@ -1,13 +1,4 @@
-import type {
-  Consumer,
-  ConsumerGroup,
-  GlobalRule,
-  PluginConfig,
-  Route,
-  Service,
-  Ssl,
-  Upstream,
-} from '../schema/types';
+import type { Consumer, ConsumerGroup, GlobalRule, PluginConfig, Route, Service, Ssl, Upstream } from '../schema/types';
 
 /** Resource names as they appear in Admin API paths and etcd keys. */
 export const RESOURCES = [
