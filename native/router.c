@@ -12,7 +12,8 @@
  *                           u8 token_count, token_count x { u8 type: 0 literal (u16 len, bytes)
  *                                                          | 1 param | 2 catch-all (last) } }
  *            addr_count x { u8 prefix_bits (<= 128), 16 bytes }   IPv4 as ::ffff:a.b.c.d, bits + 96
- *   Nothing may follow the last route. Anything else is rejected with PAL_E_ROUTER.
+ *   Nothing may follow the last route. Anything else is rejected with PAL_E_ROUTER, as are
+ *   tables over 2^22 routes, 2^24 hosts or 2^24 (host, uri) pairs.
  *
  * Candidate order for one request:
  *   host groups: the exact host, then wildcard suffixes longest first (a suffix
@@ -44,6 +45,7 @@
 #define SPEC_MAGIC 0x31545250u
 #define MAX_ROUTES (1u << 22)
 #define MAX_ENTRIES (1u << 24) /* (host group, uri) pairs over the whole table */
+#define MAX_HOSTS (1u << 24)   /* host names over the whole table */
 #define PREFIX_HASH_CACHE 512  /* path prefix hashes kept on the stack; longer keys are hashed directly */
 #define EMPTY_TAG 0xffffffffu
 
@@ -306,6 +308,7 @@ static int walk_spec(reader_t *rd, spec_counts_t *counts, router_t *r, uint32_t 
       addr_total++;
     }
     counts->hosts += host_count;
+    if (counts->hosts > MAX_HOSTS) return -1;
     if (host_count > counts->max_hosts_per_route) counts->max_hosts_per_route = host_count;
     if (r) {
       route_t *route = &r->routes[index];

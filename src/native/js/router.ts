@@ -7,6 +7,7 @@ import { SPEC_MAGIC, TokenType, asciiLower } from '../router-spec';
 
 const MAX_ROUTES = 1 << 22;
 const MAX_ENTRIES = 1 << 24;
+const MAX_HOSTS = 1 << 24;
 
 type MatchToken = { type: TokenType.Literal; text: string } | { type: TokenType.Param | TokenType.CatchAll };
 
@@ -129,6 +130,7 @@ function decodeSpec(spec: Buffer): RouteTable | undefined {
   };
   const suffixLengths = new Set<number>();
   let entryCount = 0;
+  let hostTotal = 0;
   for (let index = 0; index < routeCount; index++) {
     const priority = rd.i32();
     const methodMask = rd.u32();
@@ -136,6 +138,8 @@ function decodeSpec(spec: Buffer): RouteTable | undefined {
     const uriCount = rd.u16();
     const addrCount = rd.u16();
     if (rd.u16() !== 0 || rd.bad) return undefined;
+    hostTotal += hostCount;
+    if (hostTotal > MAX_HOSTS) return undefined;
 
     const groups: HostGroup[] = [];
     for (let h = 0; h < hostCount; h++) {
