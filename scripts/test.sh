@@ -4,13 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=()
+# node-gyp needs make, a C/C++ compiler and python3 to build the native library.
+packages=(make g++ python3)
 if [ -f scripts/fuzz.sh ]; then
   packages+=(clang)
 fi
-if [ "${#packages[@]}" -gt 0 ]; then
-  bash scripts/ensure-packages.sh "${packages[@]}"
-fi
+bash scripts/ensure-packages.sh "${packages[@]}"
 
 if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] ||
   [ package.json -nt node_modules/.package-lock.json ] ||
