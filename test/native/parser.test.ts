@@ -339,6 +339,25 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
         });
       }
 
+      it('finds a bad byte or a tab at every position of a long value and target', () => {
+        const value = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ';
+        for (let i = 0; i < value.length; i++) {
+          const withByte = (b: string) => `${value.slice(0, i)}${b}${value.slice(i + 1)}`;
+          assert.equal(requestWithHeaders(`Host: h\r\nX-A: ${withByte('\x00')}\r\n`).r, ParseError.BadHeaderValue);
+          assert.equal(requestWithHeaders(`Host: h\r\nX-A: ${withByte('\x7f')}\r\n`).r, ParseError.BadHeaderValue);
+          assert.equal(requestWithHeaders(`Host: h\r\nX-A: ${withByte('\x1f')}\r\n`).r, ParseError.BadHeaderValue);
+          const tabbed = requestWithHeaders(`Host: h\r\nX-A: ${withByte('\t')}\r\n`);
+          assert.ok(tabbed.r > 0, `tab at ${i}`);
+          assert.equal(
+            headerAt(tabbed, 1)[1].length,
+            i === 0 || i === value.length - 1 ? value.length - 1 : value.length,
+          );
+          assert.ok(requestWithHeaders(`Host: h\r\nX-A: ${withByte('\xff')}\r\n`).r > 0);
+          assert.equal(requestCode(`GET /${withByte('\x7f')} HTTP/1.1\r\nHost: h\r\n\r\n`), ParseError.BadTarget);
+          assert.equal(requestCode(`GET /${withByte('\x01')} HTTP/1.1\r\nHost: h\r\n\r\n`), ParseError.BadTarget);
+        }
+      });
+
       it('accepts valid Host forms and spans the host without the port', () => {
         const hosts: Array<[string, string]> = [
           ['example.com', 'example.com'],
