@@ -175,7 +175,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   constructor(socket: net.Socket, ctx: ProxyContext) {
     this.socket = socket;
     this.ctx = ctx;
-    this.remoteAddress = socket.remoteAddress ?? '';
+    const remote = socket.remoteAddress ?? '';
+    // IPv4 clients of a dual-stack listener appear as ::ffff:a.b.c.d; X-Real-IP and remote_addr want a.b.c.d.
+    this.remoteAddress = remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? '';
     this.localPort = socket.localPort ?? 0;
@@ -273,7 +275,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
 
   private setDeadline(kind: Deadline, ms: number): void {
     this.deadlineKind = kind;
-    this.deadline = this.ctx.now + ms;
+    // Date.now() rather than the ticker's clock: a clock up to one tick old would make
+    // short upstream timeouts fire early. Only the checking is coarse.
+    this.deadline = Date.now() + ms;
   }
 
   /** Work through buffered bytes until blocked; leaves the socket reading only when more bytes are wanted. */
@@ -399,15 +403,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
 
   /** Read body bytes from `pending`; forward them (or drop them). Returns true to keep processing. */
   private consumeBody(req: RequestState): boolean {
+    const conn = req.conn;
+    if (!req.discardBody && (conn === null || !conn.connected || this.waitingUpstreamDrain)) {
+      this.pauseReading(); // hold the body until the upstream can take it (its connect/send deadline runs)
+      return false;
+    }
     const buf = this.pending;
     if (buf === null) {
       this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
       this.resumeReading();
-      return false;
-    }
-    const conn = req.conn;
-    if (!req.discardBody && (conn === null || !conn.connected || this.waitingUpstreamDrain)) {
-      this.pauseReading(); // hold the body until the upstream can take it
       return false;
     }
     let take: number;
@@ -551,7 +555,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         this.onResponseHead(req, conn, req.responseHead === null ? chunk : Buffer.concat([req.responseHead, chunk]));
         return;
       case ResponsePhase.Body:
-        this.deadline = this.ctx.now + req.route!.readTimeoutMs;
+        this.deadline = Date.now() + req.route!.readTimeoutMs;
         this.forwardResponseBody(req, conn, chunk, 0, 0);
         return;
       case ResponsePhase.Tunnel:
