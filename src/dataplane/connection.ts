@@ -20,7 +20,7 @@ import {
 import type { NativeBackend } from '../native/backend';
 import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, OUT_SIZE, ParseError } from '../native/layout';
 import type { BalanceContext } from './balancer';
-import { buildUpstreamHead, responseHasHopHeaders, rewriteResponseHead } from './head';
+import { buildUpstreamHead, responsePassesThrough, rewriteResponseHead } from './head';
 import { BodyKind, RequestState, ResponseKind, ResponsePhase, type ClientEndpoint } from './request';
 import type { RouteTable } from './route-table';
 import type { UpstreamConnection, UpstreamHandler } from './upstream-pool';
@@ -637,12 +637,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
 
     // Pass-through: the upstream's head bytes go out unchanged when no hop-by-hop
     // header needs removing and HTTP/1.1 keep-alive already says what we mean.
-    if (req.clientKeepAlive && req.version === 1 && !responseHasHopHeaders(buf, out, false)) {
+    if (req.clientKeepAlive && req.version === 1 && responsePassesThrough(buf, out)) {
       this.forwardResponseBody(req, conn, buf, headEnd, start);
       return;
     }
+    // Corked so the rewritten head and the first body bytes leave in one writev.
+    this.socket.cork();
     this.socket.write(rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive));
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd);
+    this.socket.uncork();
   }
 
   /**

@@ -171,14 +171,28 @@ export function buildUpstreamHead(
   return pos === size ? head : head.subarray(0, pos);
 }
 
-/** Whether a response head carries hop-by-hop headers that must not reach the client. */
-export function responseHasHopHeaders(buf: Buffer, out: Int32Array, switching: boolean): boolean {
+/**
+ * Whether a response head can go to an HTTP/1.1 keep-alive client unchanged: no
+ * hop-by-hop header, except a `Connection: keep-alive`, which already says what
+ * we mean (nginx and most servers send it on every keep-alive response).
+ */
+export function responsePassesThrough(buf: Buffer, out: Int32Array): boolean {
   const count = out[Out.HeaderCount];
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
-    if (isResponseHopHeader(buf, out[slot], out[slot + 1], switching)) return true;
+    const nameStart = out[slot];
+    const nameEnd = out[slot + 1];
+    if (!isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
+    if (
+      nameEnd - nameStart === 10 &&
+      equalsLowerCase(buf, out[slot + 2], out[slot + 3], 'keep-alive') &&
+      equalsLowerCase(buf, nameStart, nameEnd, 'connection')
+    ) {
+      continue;
+    }
+    return false;
   }
-  return false;
+  return true;
 }
 
 /**

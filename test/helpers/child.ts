@@ -16,8 +16,9 @@ export async function startChild<T>(
   script: string,
   env: Record<string, string>,
   timeoutMs = 10000,
+  nodeArgs: readonly string[] = [],
 ): Promise<ChildHandle<T>> {
-  const child = spawn(process.execPath, [script], {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
