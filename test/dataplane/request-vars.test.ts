@@ -14,7 +14,6 @@ import { availableBackends } from '../helpers/backends';
 import { localUpstream, snapshot } from '../helpers/dataplane';
 
 v8.setFlagsFromString('--allow-natives-syntax');
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
 const haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
 
 const client: ClientEndpoint = {
