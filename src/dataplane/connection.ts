@@ -193,11 +193,6 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     this.setDeadline(Deadline.Head, ctx.limits.headTimeoutMs);
   }
 
-  /** True while no request is in progress and nothing is buffered. */
-  get idle(): boolean {
-    return this.request === null && this.pending === null;
-  }
-
   // ---- client socket events ----
 
   private onData(chunk: Buffer): void {
