@@ -1,4 +1,5 @@
 import type { NativeBackend } from './backend';
+import { Out } from './layout';
 import { chunkedScan, parseRequestHead, parseResponse } from './js/parser';
 import { routerBuild, routerFree, routerMatch } from './js/router';
 
@@ -11,7 +12,10 @@ export function loadJsBackend(): NativeBackend {
       const n = parseRequestHead(buf, off, len, out);
       if (n > 0 && router >= 0) {
         const r = routerMatch(router, buf, out, ip);
-        if (r < 0) return r;
+        if (r < 0) {
+          out[Out.Status] = r; // as the C side reports a router failure
+          return r;
+        }
       }
       return n;
     },
