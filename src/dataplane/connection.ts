@@ -558,6 +558,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
           this.waitingClientDrain = true;
           conn.socket.pause();
         }
+        this.keepIfQueued(conn);
         return;
       default:
         conn.destroy(); // bytes after a complete response
@@ -577,7 +578,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
           this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
           return;
         }
-        req.responseHead = start === 0 ? buf : buf.subarray(start);
+        // A copy: buf may be a view of the connection's read buffer, which the next read overwrites.
+        req.responseHead = Buffer.from(buf.subarray(start));
         this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
         return;
       }
@@ -588,7 +590,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
       const status = out[Out.Method];
       if (status >= 200 || status === 101) break;
       // An interim response (100, 103...): forward it to HTTP/1.1 clients and read on.
-      if (req.version === 1) this.socket.write(buf.subarray(start, start + n));
+      if (req.version === 1) {
+        this.socket.write(buf.subarray(start, start + n));
+        this.keepIfQueued(conn);
+      }
       req.clientResponseStarted = true;
       start += n;
       if (start === buf.length) {
@@ -641,6 +646,17 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     this.socket.write(rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive));
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd);
     this.socket.uncork();
+    this.keepIfQueued(conn);
+  }
+
+  /**
+   * After writing bytes that may be a view of `conn`'s read buffer: if they did
+   * not all leave at once, the queued write still points into that buffer, so
+   * the connection's next read must go elsewhere. (Releasing `conn` to the pool
+   * before this check is fine: nothing is read until this call stack returns.)
+   */
+  private keepIfQueued(conn: UpstreamConnection): void {
+    if (this.socket.writableLength > 0 && this.socket.writableCorked === 0) conn.keepReadBuffer();
   }
 
   /**
@@ -685,6 +701,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     if (end < buf.length) req.upstreamKeepAlive = false; // the upstream sent more than the response: do not trust it
     if (end > writeFrom) {
       const ok = this.socket.write(writeFrom === 0 && end === buf.length ? buf : buf.subarray(writeFrom, end));
+      this.keepIfQueued(conn);
       if (!ok && !done) {
         this.waitingClientDrain = true;
         conn.socket.pause();
@@ -817,6 +834,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     req.bodyDone = true;
     this.deadlineKind = Deadline.None;
     this.socket.write(buf.subarray(start)); // the 101 head and whatever the upstream sent after it
+    if (req.conn !== null) this.keepIfQueued(req.conn);
     const early = this.pending;
     this.pending = null;
     if (early !== null) this.tunnelToUpstream(req, early);

@@ -16,15 +16,27 @@ export interface UpstreamPoolSettings {
 /** Receives the events of the connection it currently owns. */
 export interface UpstreamHandler {
   onUpstreamConnect(conn: UpstreamConnection): void;
+  /** `chunk` is a view of the connection's read buffer: see UpstreamConnection. */
   onUpstreamData(conn: UpstreamConnection, chunk: Buffer): void;
   onUpstreamDrain(conn: UpstreamConnection): void;
   onUpstreamClose(conn: UpstreamConnection, error: Error | undefined): void;
 }
 
+/** Bytes one upstream read can deliver; larger responses arrive over several reads. */
+const READ_BUFFER_BYTES = 16 * 1024;
+
 /**
  * One socket to one node. Its listeners are installed once and forward to the
  * current handler, so handing a pooled socket to a new request costs an
  * assignment, not listener churn.
+ *
+ * Reads land in a buffer owned by the connection (net's `onread`), not in a
+ * fresh 64 KiB allocation per read as the stream API does: that allocation
+ * and the stream machinery around it were a large share of per-request cost.
+ * The chunk handed to `onUpstreamData` is therefore a view that the next read
+ * overwrites. A handler that keeps it past the call (stores it, or writes it
+ * to a socket whose queue did not flush at once) calls `keepReadBuffer()`,
+ * and the next read goes to a new buffer.
  */
 export class UpstreamConnection {
   readonly socket: net.Socket;
@@ -37,6 +49,7 @@ export class UpstreamConnection {
   connected: boolean;
   closed: boolean;
   error: Error | undefined;
+  private readBuffer: Buffer;
 
   constructor(pool: UpstreamPool, node: BalancerNode, handler: UpstreamHandler) {
     this.pool = pool;
@@ -47,16 +60,18 @@ export class UpstreamConnection {
     this.connected = false;
     this.closed = false;
     this.error = undefined;
-    const socket = net.connect({ host: node.host, port: node.port });
+    this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const socket = net.connect({
+      host: node.host,
+      port: node.port,
+      // A generator, not a fixed buffer: net asks it for the next read's buffer after every read.
+      onread: { buffer: () => this.readBuffer, callback: (length) => this.onRead(length) },
+    });
     this.socket = socket;
     socket.setNoDelay(true);
     socket.on('connect', () => {
       this.connected = true;
       this.handler?.onUpstreamConnect(this);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.handler !== null) this.handler.onUpstreamData(this, chunk);
-      else socket.destroy(); // bytes on an idle keep-alive socket: it can no longer be trusted
     });
     socket.on('drain', () => this.handler?.onUpstreamDrain(this));
     socket.on('error', (err) => {
@@ -69,6 +84,22 @@ export class UpstreamConnection {
       this.handler = null;
       handler?.onUpstreamClose(this, this.error);
     });
+  }
+
+  /** net's onread callback: `length` bytes are at the start of `readBuffer`. Returning false would pause reading. */
+  private onRead(length: number): boolean {
+    const handler = this.handler;
+    if (handler === null) {
+      this.socket.destroy(); // bytes on an idle keep-alive socket: it can no longer be trusted
+      return false;
+    }
+    handler.onUpstreamData(this, this.readBuffer.subarray(0, length));
+    return true;
+  }
+
+  /** The last chunk stays referenced: read the next one into a new buffer. */
+  keepReadBuffer(): void {
+    this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   }
 
   destroy(): void {
