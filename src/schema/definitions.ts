@@ -1,341 +1,302 @@
 // JSON Schemas for every Admin API resource, in the shape of APISIX's
 // apisix/schema_def.lua so that a body APISIX accepts is accepted here and the
-// same fields carry the same defaults. Checks JSON Schema cannot express
-// (exclusive pairs, expressions, plugin configs, references, PEM parsing) live
-// in src/schema/index.ts.
+// same fields carry the same defaults. They are built with TypeBox, so each
+// schema is also the TypeScript type of the resource (src/schema/types.ts):
+// one source for both. Checks JSON Schema cannot express (exclusive pairs,
+// expressions, plugin configs, references, PEM parsing) live in
+// src/schema/index.ts.
 
-export type JsonSchema = { [keyword: string]: unknown };
+import { Type, type TSchema } from '@sinclair/typebox';
+import { anyArray, anyObject, integerEnum, objectOf, stringEnum, stringMap } from './builders';
 
-export const idSchema: JsonSchema = {
-  anyOf: [
-    { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-zA-Z0-9-_.]+$' },
-    { type: 'integer', minimum: 1 },
-  ],
+export type JsonSchema = TSchema;
+
+const { Optional } = Type;
+
+/**
+ * A string or a positive integer in a body. The type says string: the Admin
+ * API stores an item's id and its references to others as strings.
+ */
+export const idSchema = Type.Unsafe<string>(
+  Type.Union([
+    Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-zA-Z0-9-_.]+$' }),
+    Type.Integer({ minimum: 1 }),
+  ]),
+);
+
+const descSchema = Type.String({ maxLength: 256 });
+const nameSchema = Type.String({ minLength: 1, maxLength: 100 });
+const timestampSchema = Type.Integer();
+const labelsSchema = stringMap(Type.String({ pattern: '^\\S+$', minLength: 1, maxLength: 256 }));
+
+/** The fields every named resource starts with, in APISIX's order. */
+const identityFields = {
+  id: Optional(idSchema),
+  name: Optional(nameSchema),
+  desc: Optional(descSchema),
+  labels: Optional(labelsSchema),
 };
 
-const descSchema: JsonSchema = { type: 'string', maxLength: 256 };
-const nameSchema: JsonSchema = { type: 'string', minLength: 1, maxLength: 100 };
-const timestampSchema: JsonSchema = { type: 'integer' };
-
-const labelsSchema: JsonSchema = {
-  type: 'object',
-  patternProperties: {
-    '.*': { type: 'string', pattern: '^\\S+$', minLength: 1, maxLength: 256 },
-  },
+/** The fields the Admin API stamps on every stored item (seconds since the epoch). */
+const timestampFields = {
+  create_time: Optional(timestampSchema),
+  update_time: Optional(timestampSchema),
 };
 
 // A host name or `*.suffix`; `*` only leading. The character class leaves out
 // whitespace and control characters, which the router's host spec relies on.
-export const hostSchema: JsonSchema = { type: 'string', pattern: '^\\*?[0-9a-zA-Z-._\\[\\]:]+$' };
+export const hostSchema = Type.String({ pattern: '^\\*?[0-9a-zA-Z-._\\[\\]:]+$' });
+
+/** A non-empty list of distinct hosts. */
+const hostListSchema = Type.Array(hostSchema, { minItems: 1, uniqueItems: true });
 
 // A request path: starts with `/`, no whitespace or control characters.
-const uriSchema: JsonSchema = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^/[^\\s\\x00-\\x1f\\x7f]*$' };
+const uriSchema = Type.String({ minLength: 1, maxLength: 4096, pattern: '^/[^\\s\\x00-\\x1f\\x7f]*$' });
 
-const ipOrCidrSchema: JsonSchema = { type: 'string', format: 'ip-or-cidr' };
+const ipOrCidrSchema = Type.String({ format: 'ip-or-cidr' });
 
-export const timeoutSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    connect: { type: 'number', exclusiveMinimum: 0 },
-    send: { type: 'number', exclusiveMinimum: 0 },
-    read: { type: 'number', exclusiveMinimum: 0 },
-  },
-  required: ['connect', 'send', 'read'],
-};
+const portSchema = Type.Integer({ minimum: 1, maximum: 65535 });
 
-export const pluginsSchema: JsonSchema = {
-  type: 'object',
-  additionalProperties: { type: 'object' },
-};
-
-const httpStatusList = (defaults: number[]): JsonSchema => ({
-  type: 'array',
-  minItems: 1,
-  uniqueItems: true,
-  items: { type: 'integer', minimum: 200, maximum: 599 },
-  default: defaults,
+/** Seconds, fractions allowed, as APISIX. */
+export const timeoutSchema = Type.Object({
+  connect: Type.Number({ exclusiveMinimum: 0 }),
+  send: Type.Number({ exclusiveMinimum: 0 }),
+  read: Type.Number({ exclusiveMinimum: 0 }),
 });
 
-const healthCheckSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    active: {
-      type: 'object',
-      properties: {
-        type: { type: 'string', enum: ['http', 'https', 'tcp'], default: 'http' },
-        timeout: { type: 'number', default: 1 },
-        concurrency: { type: 'integer', default: 10 },
-        host: hostSchema,
-        port: { type: 'integer', minimum: 1, maximum: 65535 },
-        http_path: { type: 'string', default: '/' },
-        https_verify_certificate: { type: 'boolean', default: true },
-        req_headers: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string' } },
-        healthy: {
-          type: 'object',
-          properties: {
-            interval: { type: 'integer', minimum: 1, default: 1 },
-            http_statuses: httpStatusList([200, 302]),
-            successes: { type: 'integer', minimum: 1, maximum: 254, default: 2 },
-          },
+/** Plugin name -> its configuration, which the plugin catalog checks. */
+export const pluginsSchema = objectOf(anyObject());
+
+const httpStatusList = (defaults: number[]) =>
+  Type.Array(Type.Integer({ minimum: 200, maximum: 599 }), { minItems: 1, uniqueItems: true, default: defaults });
+
+/** 1..254 as a health checker counter; `minimum` is 0 for passive checks. */
+const counter = (minimum: number, defaultValue: number) =>
+  Type.Integer({ minimum, maximum: 254, default: defaultValue });
+
+const healthCheckKind = () => stringEnum(['http', 'https', 'tcp'], { default: 'http' });
+
+const healthCheckSchema = Type.Object(
+  {
+    active: Optional(
+      Type.Object({
+        type: Optional(healthCheckKind()),
+        timeout: Optional(Type.Number({ default: 1 })),
+        concurrency: Optional(Type.Integer({ default: 10 })),
+        host: Optional(hostSchema),
+        port: Optional(portSchema),
+        http_path: Optional(Type.String({ default: '/' })),
+        https_verify_certificate: Optional(Type.Boolean({ default: true })),
+        req_headers: Optional(Type.Array(Type.String(), { minItems: 1, uniqueItems: true })),
+        healthy: Optional(
+          Type.Object({
+            interval: Optional(Type.Integer({ minimum: 1, default: 1 })),
+            http_statuses: Optional(httpStatusList([200, 302])),
+            successes: Optional(counter(1, 2)),
+          }),
+        ),
+        unhealthy: Optional(
+          Type.Object({
+            interval: Optional(Type.Integer({ minimum: 1, default: 1 })),
+            http_statuses: Optional(httpStatusList([429, 404, 500, 501, 502, 503, 504, 505])),
+            http_failures: Optional(counter(1, 5)),
+            tcp_failures: Optional(counter(1, 2)),
+            timeouts: Optional(counter(1, 3)),
+          }),
+        ),
+      }),
+    ),
+    passive: Optional(
+      Type.Object({
+        type: Optional(healthCheckKind()),
+        healthy: Optional(
+          Type.Object({
+            http_statuses: Optional(
+              httpStatusList([
+                200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 306, 307, 308,
+              ]),
+            ),
+            successes: Optional(counter(0, 5)),
+          }),
+        ),
+        unhealthy: Optional(
+          Type.Object({
+            http_statuses: Optional(httpStatusList([429, 500, 503])),
+            tcp_failures: Optional(counter(0, 2)),
+            timeouts: Optional(counter(0, 7)),
+            http_failures: Optional(counter(0, 5)),
+          }),
+        ),
+      }),
+    ),
+  },
+  { anyOf: [{ required: ['active'] }, { required: ['active', 'passive'] }] },
+);
+
+export const upstreamNodeSchema = Type.Object({
+  host: hostSchema,
+  port: portSchema,
+  weight: Type.Integer({ minimum: 0 }),
+  priority: Optional(Type.Integer({ default: 0 })),
+  metadata: Optional(anyObject()),
+});
+
+/** `{"host:port": weight}` or a node list; the data plane normalises both to a list. */
+const nodesSchema = Type.Union([stringMap(Type.Integer({ minimum: 0 })), Type.Array(upstreamNodeSchema)]);
+
+/** Stored without defaults: a missing field means the data plane's default. */
+export const keepalivePoolSchema = Type.Object({
+  size: Optional(Type.Integer({ minimum: 1, default: 320 })),
+  idle_timeout: Optional(Type.Number({ minimum: 0, default: 60 })), // seconds
+  requests: Optional(Type.Integer({ minimum: 1, default: 1000 })),
+});
+
+const pemSchema = Type.String({ minLength: 128, maxLength: 65536 });
+
+export const upstreamSchema = Type.Object(
+  {
+    ...identityFields,
+    nodes: Optional(nodesSchema),
+    service_name: Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    discovery_type: Optional(Type.String()),
+    discovery_args: Optional(
+      Type.Object({
+        namespace_id: Optional(Type.String()),
+        group_name: Optional(Type.String()),
+        metadata: Optional(anyObject()),
+      }),
+    ),
+    type: Optional(stringEnum(['roundrobin', 'chash', 'ewma', 'least_conn'], { default: 'roundrobin' })),
+    hash_on: Optional(stringEnum(['vars', 'header', 'cookie', 'consumer', 'vars_combinations'], { default: 'vars' })),
+    key: Optional(Type.String()),
+    retries: Optional(Type.Integer({ minimum: 0 })),
+    retry_timeout: Optional(Type.Number({ minimum: 0 })),
+    timeout: Optional(timeoutSchema),
+    pass_host: Optional(stringEnum(['pass', 'node', 'rewrite'], { default: 'pass' })),
+    upstream_host: Optional(hostSchema),
+    scheme: Optional(stringEnum(['http', 'https', 'grpc', 'grpcs', 'tcp', 'tls', 'udp', 'kafka'], { default: 'http' })),
+    keepalive_pool: Optional(keepalivePoolSchema),
+    checks: Optional(healthCheckSchema),
+    tls: Optional(
+      Type.Object(
+        {
+          client_cert_id: Optional(idSchema),
+          client_cert: Optional(pemSchema),
+          client_key: Optional(pemSchema),
+          verify: Optional(Type.Boolean({ default: false })),
         },
-        unhealthy: {
-          type: 'object',
-          properties: {
-            interval: { type: 'integer', minimum: 1, default: 1 },
-            http_statuses: httpStatusList([429, 404, 500, 501, 502, 503, 504, 505]),
-            http_failures: { type: 'integer', minimum: 1, maximum: 254, default: 5 },
-            tcp_failures: { type: 'integer', minimum: 1, maximum: 254, default: 2 },
-            timeouts: { type: 'integer', minimum: 1, maximum: 254, default: 3 },
-          },
-        },
-      },
-    },
-    passive: {
-      type: 'object',
-      properties: {
-        type: { type: 'string', enum: ['http', 'https', 'tcp'], default: 'http' },
-        healthy: {
-          type: 'object',
-          properties: {
-            http_statuses: httpStatusList([
-              200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 306, 307, 308,
-            ]),
-            successes: { type: 'integer', minimum: 0, maximum: 254, default: 5 },
-          },
-        },
-        unhealthy: {
-          type: 'object',
-          properties: {
-            http_statuses: httpStatusList([429, 500, 503]),
-            tcp_failures: { type: 'integer', minimum: 0, maximum: 254, default: 2 },
-            timeouts: { type: 'integer', minimum: 0, maximum: 254, default: 7 },
-            http_failures: { type: 'integer', minimum: 0, maximum: 254, default: 5 },
-          },
-        },
-      },
-    },
+        { dependencies: { client_cert: ['client_key'], client_key: ['client_cert'] } },
+      ),
+    ),
+    ...timestampFields,
   },
-  anyOf: [{ required: ['active'] }, { required: ['active', 'passive'] }],
-};
-
-const nodesSchema: JsonSchema = {
-  anyOf: [
-    {
-      type: 'object',
-      patternProperties: { '.*': { type: 'integer', minimum: 0 } },
-    },
-    {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          host: hostSchema,
-          port: { type: 'integer', minimum: 1, maximum: 65535 },
-          weight: { type: 'integer', minimum: 0 },
-          priority: { type: 'integer', default: 0 },
-          metadata: { type: 'object' },
-        },
-        required: ['host', 'port', 'weight'],
-      },
-    },
-  ],
-};
-
-export const upstreamSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: idSchema,
-    name: nameSchema,
-    desc: descSchema,
-    labels: labelsSchema,
-    nodes: nodesSchema,
-    service_name: { type: 'string', minLength: 1, maxLength: 256 },
-    discovery_type: { type: 'string' },
-    discovery_args: {
-      type: 'object',
-      properties: {
-        namespace_id: { type: 'string' },
-        group_name: { type: 'string' },
-        metadata: { type: 'object' },
-      },
-    },
-    type: { type: 'string', enum: ['roundrobin', 'chash', 'ewma', 'least_conn'], default: 'roundrobin' },
-    hash_on: {
-      type: 'string',
-      enum: ['vars', 'header', 'cookie', 'consumer', 'vars_combinations'],
-      default: 'vars',
-    },
-    key: { type: 'string' },
-    retries: { type: 'integer', minimum: 0 },
-    retry_timeout: { type: 'number', minimum: 0 },
-    timeout: timeoutSchema,
-    pass_host: { type: 'string', enum: ['pass', 'node', 'rewrite'], default: 'pass' },
-    upstream_host: hostSchema,
-    scheme: {
-      type: 'string',
-      enum: ['http', 'https', 'grpc', 'grpcs', 'tcp', 'tls', 'udp', 'kafka'],
-      default: 'http',
-    },
-    keepalive_pool: {
-      type: 'object',
-      properties: {
-        size: { type: 'integer', minimum: 1, default: 320 },
-        idle_timeout: { type: 'number', minimum: 0, default: 60 },
-        requests: { type: 'integer', minimum: 1, default: 1000 },
-      },
-    },
-    checks: healthCheckSchema,
-    tls: {
-      type: 'object',
-      properties: {
-        client_cert_id: idSchema,
-        client_cert: { type: 'string', minLength: 128, maxLength: 65536 },
-        client_key: { type: 'string', minLength: 128, maxLength: 65536 },
-        verify: { type: 'boolean', default: false },
-      },
-      dependencies: { client_cert: ['client_key'], client_key: ['client_cert'] },
-    },
-    create_time: timestampSchema,
-    update_time: timestampSchema,
+  {
+    anyOf: [{ required: ['nodes'] }, { required: ['service_name', 'discovery_type'] }],
+    additionalProperties: false,
   },
-  anyOf: [{ required: ['nodes'] }, { required: ['service_name', 'discovery_type'] }],
-  additionalProperties: false,
-};
+);
 
-const methodsSchema: JsonSchema = {
-  type: 'array',
-  uniqueItems: true,
-  items: {
-    type: 'string',
-    enum: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'CONNECT', 'TRACE', 'PURGE'],
-  },
-};
+// Typed string[] rather than the enum's names, so that a method list built at run time still fits a Route.
+const methodsSchema = Type.Unsafe<string[]>(
+  Type.Array(stringEnum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'CONNECT', 'TRACE', 'PURGE']), {
+    uniqueItems: true,
+  }),
+);
 
-export const routeSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: idSchema,
-    name: nameSchema,
-    desc: descSchema,
-    labels: labelsSchema,
-    uri: uriSchema,
-    uris: { type: 'array', items: uriSchema, minItems: 1, uniqueItems: true },
-    host: hostSchema,
-    hosts: { type: 'array', items: hostSchema, minItems: 1, uniqueItems: true },
-    remote_addr: ipOrCidrSchema,
-    remote_addrs: { type: 'array', items: ipOrCidrSchema, minItems: 1, uniqueItems: true },
-    methods: methodsSchema,
-    priority: { type: 'integer', default: 0 },
-    vars: { type: 'array' },
-    filter_func: { type: 'string', minLength: 10, pattern: '^function' },
-    plugins: pluginsSchema,
-    plugin_config_id: idSchema,
-    upstream: upstreamSchema,
-    upstream_id: idSchema,
-    service_id: idSchema,
-    timeout: timeoutSchema,
-    enable_websocket: { type: 'boolean' },
-    status: { type: 'integer', enum: [1, 0], default: 1 },
-    create_time: timestampSchema,
-    update_time: timestampSchema,
-  },
-  anyOf: [{ required: ['uri'] }, { required: ['uris'] }],
-  additionalProperties: false,
-};
+/** A lua-resty-expr expression: `[var, op, val]`, `[var, "!", op, val]`, or nested with AND/OR heads. */
+export const varsSchema = anyArray();
 
-export const serviceSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: idSchema,
-    name: nameSchema,
-    desc: descSchema,
-    labels: labelsSchema,
-    hosts: { type: 'array', items: hostSchema, minItems: 1, uniqueItems: true },
-    plugins: pluginsSchema,
-    upstream: upstreamSchema,
-    upstream_id: idSchema,
-    enable_websocket: { type: 'boolean' },
-    create_time: timestampSchema,
-    update_time: timestampSchema,
+export const routeSchema = Type.Object(
+  {
+    ...identityFields,
+    uri: Optional(uriSchema),
+    uris: Optional(Type.Array(uriSchema, { minItems: 1, uniqueItems: true })),
+    host: Optional(hostSchema),
+    hosts: Optional(hostListSchema),
+    remote_addr: Optional(ipOrCidrSchema),
+    remote_addrs: Optional(Type.Array(ipOrCidrSchema, { minItems: 1, uniqueItems: true })),
+    methods: Optional(methodsSchema),
+    priority: Optional(Type.Integer({ default: 0 })),
+    vars: Optional(varsSchema),
+    filter_func: Optional(Type.String({ minLength: 10, pattern: '^function' })),
+    plugins: Optional(pluginsSchema),
+    plugin_config_id: Optional(idSchema),
+    upstream: Optional(upstreamSchema),
+    upstream_id: Optional(idSchema),
+    service_id: Optional(idSchema),
+    timeout: Optional(timeoutSchema),
+    enable_websocket: Optional(Type.Boolean()),
+    status: Optional(integerEnum([1, 0], { default: 1 })),
+    ...timestampFields,
   },
-  additionalProperties: false,
-};
+  { anyOf: [{ required: ['uri'] }, { required: ['uris'] }], additionalProperties: false },
+);
 
-export const consumerSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    username: { type: 'string', minLength: 1, maxLength: 100, pattern: '^[a-zA-Z0-9_\\-]+$' },
-    desc: descSchema,
-    labels: labelsSchema,
-    plugins: pluginsSchema,
-    group_id: idSchema,
-    create_time: timestampSchema,
-    update_time: timestampSchema,
+export const serviceSchema = Type.Object(
+  {
+    ...identityFields,
+    hosts: Optional(hostListSchema),
+    plugins: Optional(pluginsSchema),
+    upstream: Optional(upstreamSchema),
+    upstream_id: Optional(idSchema),
+    enable_websocket: Optional(Type.Boolean()),
+    ...timestampFields,
   },
-  required: ['username'],
-  additionalProperties: false,
-};
+  { additionalProperties: false },
+);
+
+/** A consumer's username, and a plugin metadata's id (the plugin name). */
+const plainNameSchema = Type.String({ minLength: 1, maxLength: 100, pattern: '^[a-zA-Z0-9_\\-]+$' });
+
+export const consumerSchema = Type.Object(
+  {
+    username: plainNameSchema,
+    desc: Optional(descSchema),
+    labels: Optional(labelsSchema),
+    plugins: Optional(pluginsSchema),
+    group_id: Optional(idSchema),
+    ...timestampFields,
+  },
+  { additionalProperties: false },
+);
 
 /** consumer_groups, plugin_configs and global_rules: an id and a set of plugins. */
-export const pluginBundleSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: idSchema,
-    name: nameSchema,
-    desc: descSchema,
-    labels: labelsSchema,
+export const pluginBundleSchema = Type.Object(
+  {
+    ...identityFields,
     plugins: pluginsSchema,
-    create_time: timestampSchema,
-    update_time: timestampSchema,
+    ...timestampFields,
   },
-  required: ['plugins'],
-  additionalProperties: false,
-};
+  { additionalProperties: false },
+);
 
 /** Plugin metadata is the plugin's own metadata schema; only the id (the plugin name) is common. */
-export const pluginMetadataSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string', minLength: 1, maxLength: 100, pattern: '^[a-zA-Z0-9_\\-]+$' },
-  },
-  required: ['id'],
-};
+export const pluginMetadataSchema = Type.Object({ id: plainNameSchema });
 
-const certSchema: JsonSchema = { type: 'string', minLength: 128, maxLength: 65536 };
-const keySchema: JsonSchema = { type: 'string', minLength: 128, maxLength: 65536 };
-
-export const sslSchema: JsonSchema = {
-  type: 'object',
-  properties: {
-    id: idSchema,
-    desc: descSchema,
-    labels: labelsSchema,
-    type: { type: 'string', enum: ['server', 'client'], default: 'server' },
-    cert: certSchema,
-    key: keySchema,
-    certs: { type: 'array', items: certSchema },
-    keys: { type: 'array', items: keySchema },
-    sni: hostSchema,
-    snis: { type: 'array', items: hostSchema, minItems: 1 },
-    client: {
-      type: 'object',
-      properties: {
-        ca: certSchema,
-        depth: { type: 'integer', minimum: 0, default: 1 },
-        skip_mtls_uri_regex: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string' } },
-      },
-      required: ['ca'],
-    },
-    ssl_protocols: {
-      type: 'array',
-      maxItems: 3,
-      uniqueItems: true,
-      items: { type: 'string', enum: ['TLSv1.1', 'TLSv1.2', 'TLSv1.3'] },
-    },
-    status: { type: 'integer', enum: [1, 0], default: 1 },
-    create_time: timestampSchema,
-    update_time: timestampSchema,
+export const sslSchema = Type.Object(
+  {
+    id: Optional(idSchema),
+    desc: Optional(descSchema),
+    labels: Optional(labelsSchema),
+    type: Optional(stringEnum(['server', 'client'], { default: 'server' })),
+    cert: pemSchema,
+    key: pemSchema,
+    certs: Optional(Type.Array(pemSchema)),
+    keys: Optional(Type.Array(pemSchema)),
+    sni: Optional(hostSchema),
+    snis: Optional(Type.Array(hostSchema, { minItems: 1 })),
+    client: Optional(
+      Type.Object({
+        ca: pemSchema,
+        depth: Optional(Type.Integer({ minimum: 0, default: 1 })),
+        skip_mtls_uri_regex: Optional(Type.Array(Type.String(), { minItems: 1, uniqueItems: true })),
+      }),
+    ),
+    ssl_protocols: Optional(
+      Type.Array(stringEnum(['TLSv1.1', 'TLSv1.2', 'TLSv1.3']), { maxItems: 3, uniqueItems: true }),
+    ),
+    status: Optional(integerEnum([1, 0], { default: 1 })),
+    ...timestampFields,
   },
-  required: ['cert', 'key'],
-  additionalProperties: false,
-};
+  { additionalProperties: false },
+);

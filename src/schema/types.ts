@@ -1,131 +1,145 @@
-// Resource types in APISIX v3 field names. The Admin API validates bodies
-// against the JSON Schemas in src/schema/ (ajv); these types are the static
-// side of the same schemas. Only the fields Palisade reads are spelled out;
-// stored objects keep every validated field.
+// Resource types in APISIX v3 field names, derived from the JSON Schemas in
+// src/schema/definitions.ts that the Admin API validates bodies against: a
+// field added to a schema is a field of its type. Stored objects carry what
+// was validated, without schema defaults.
 
-export type ResourceId = string;
+import type { Static } from '@sinclair/typebox';
+import type {
+  consumerSchema,
+  idSchema,
+  keepalivePoolSchema,
+  pluginBundleSchema,
+  pluginMetadataSchema,
+  pluginsSchema,
+  routeSchema,
+  serviceSchema,
+  sslSchema,
+  timeoutSchema,
+  upstreamNodeSchema,
+  upstreamSchema,
+  varsSchema,
+} from './definitions';
 
-export interface UpstreamNode {
-  host: string;
-  port: number;
-  weight: number;
-  priority?: number;
-  metadata?: Record<string, unknown>;
-}
-
-export interface UpstreamTimeout {
-  connect: number; // seconds (fractions allowed), as APISIX
-  send: number;
-  read: number;
-}
-
-export interface KeepalivePool {
-  size: number;
-  idle_timeout: number; // seconds
-  requests: number;
-}
-
-export interface Upstream {
-  id?: ResourceId;
-  name?: string;
-  desc?: string;
-  labels?: Record<string, string>;
-  /** `{"host:port": weight}` or a node list; normalised to a list by the data plane. */
-  nodes?: Record<string, number> | UpstreamNode[];
-  type?: 'roundrobin' | 'chash' | 'least_conn' | 'ewma';
-  hash_on?: 'vars' | 'header' | 'cookie' | 'consumer' | 'vars_combinations';
-  key?: string;
-  retries?: number;
-  retry_timeout?: number;
-  timeout?: UpstreamTimeout;
-  pass_host?: 'pass' | 'node' | 'rewrite';
-  upstream_host?: string;
-  scheme?: 'http' | 'https' | 'grpc' | 'grpcs' | 'tcp' | 'tls' | 'udp' | 'kafka';
-  keepalive_pool?: KeepalivePool;
-  checks?: Record<string, unknown>;
-  create_time?: number;
-  update_time?: number;
-}
-
-export type PluginMap = Record<string, Record<string, unknown>>;
-
-/** A lua-resty-expr expression: `[var, op, val]`, `[var, "!", op, val]`, or nested with AND/OR heads. */
-export type VarsExpr = unknown[];
-
-export interface Route {
-  id?: ResourceId;
-  name?: string;
-  desc?: string;
-  labels?: Record<string, string>;
-  uri?: string;
-  uris?: string[];
-  host?: string;
-  hosts?: string[];
-  remote_addr?: string;
-  remote_addrs?: string[];
-  methods?: string[];
-  priority?: number;
-  vars?: VarsExpr;
-  filter_func?: string;
-  plugins?: PluginMap;
-  plugin_config_id?: ResourceId;
-  upstream?: Upstream;
-  upstream_id?: ResourceId;
-  service_id?: ResourceId;
-  timeout?: UpstreamTimeout;
-  enable_websocket?: boolean;
-  status?: 0 | 1;
-  create_time?: number;
-  update_time?: number;
-}
-
-export interface Service {
-  id?: ResourceId;
-  name?: string;
-  desc?: string;
-  labels?: Record<string, string>;
-  hosts?: string[];
-  plugins?: PluginMap;
-  upstream?: Upstream;
-  upstream_id?: ResourceId;
-  enable_websocket?: boolean;
-  create_time?: number;
-  update_time?: number;
-}
-
-export interface Consumer {
-  username: string;
-  desc?: string;
-  labels?: Record<string, string>;
-  plugins?: PluginMap;
-  group_id?: ResourceId;
-  create_time?: number;
-  update_time?: number;
-}
-
-export interface PluginBundle {
-  id?: ResourceId;
-  desc?: string;
-  labels?: Record<string, string>;
-  plugins: PluginMap;
-  create_time?: number;
-  update_time?: number;
-}
-
+export type ResourceId = Static<typeof idSchema>;
+export type UpstreamNode = Static<typeof upstreamNodeSchema>;
+export type UpstreamTimeout = Static<typeof timeoutSchema>;
+export type KeepalivePool = Static<typeof keepalivePoolSchema>;
+export type Upstream = Static<typeof upstreamSchema>;
+export type PluginMap = Static<typeof pluginsSchema>;
+export type VarsExpr = Static<typeof varsSchema>;
+export type Route = Static<typeof routeSchema>;
+export type Service = Static<typeof serviceSchema>;
+export type Consumer = Static<typeof consumerSchema>;
+export type PluginBundle = Static<typeof pluginBundleSchema>;
 export type ConsumerGroup = PluginBundle;
 export type GlobalRule = PluginBundle;
 export type PluginConfig = PluginBundle;
+export type PluginMetadata = Static<typeof pluginMetadataSchema>;
+export type Ssl = Static<typeof sslSchema>;
 
-export interface Ssl {
-  id?: ResourceId;
-  cert?: string;
-  key?: string;
-  certs?: string[];
-  keys?: string[];
-  snis?: string[];
-  sni?: string;
-  type?: 'server' | 'client';
-  status?: 0 | 1;
-  create_time?: number;
-  update_time?: number;
-}
+/** The field names of each resource type, in schema order. test/schema pins them to the types and the schemas. */
+export const upstreamFields = [
+  'id',
+  'name',
+  'desc',
+  'labels',
+  'nodes',
+  'service_name',
+  'discovery_type',
+  'discovery_args',
+  'type',
+  'hash_on',
+  'key',
+  'retries',
+  'retry_timeout',
+  'timeout',
+  'pass_host',
+  'upstream_host',
+  'scheme',
+  'keepalive_pool',
+  'checks',
+  'tls',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof Upstream)[];
+
+export const routeFields = [
+  'id',
+  'name',
+  'desc',
+  'labels',
+  'uri',
+  'uris',
+  'host',
+  'hosts',
+  'remote_addr',
+  'remote_addrs',
+  'methods',
+  'priority',
+  'vars',
+  'filter_func',
+  'plugins',
+  'plugin_config_id',
+  'upstream',
+  'upstream_id',
+  'service_id',
+  'timeout',
+  'enable_websocket',
+  'status',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof Route)[];
+
+export const serviceFields = [
+  'id',
+  'name',
+  'desc',
+  'labels',
+  'hosts',
+  'plugins',
+  'upstream',
+  'upstream_id',
+  'enable_websocket',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof Service)[];
+
+export const consumerFields = [
+  'username',
+  'desc',
+  'labels',
+  'plugins',
+  'group_id',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof Consumer)[];
+
+export const pluginBundleFields = [
+  'id',
+  'name',
+  'desc',
+  'labels',
+  'plugins',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof PluginBundle)[];
+
+export const pluginMetadataFields = ['id'] as const satisfies readonly (keyof PluginMetadata)[];
+
+export const sslFields = [
+  'id',
+  'desc',
+  'labels',
+  'type',
+  'cert',
+  'key',
+  'certs',
+  'keys',
+  'sni',
+  'snis',
+  'client',
+  'ssl_protocols',
+  'status',
+  'create_time',
+  'update_time',
+] as const satisfies readonly (keyof Ssl)[];
