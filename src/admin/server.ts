@@ -11,6 +11,7 @@ import {
   PAL_ERR_ADMIN_TOO_LARGE,
   PalisadeError,
 } from '../core/errors';
+import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
 import { logger } from '../core/log';
 import { emptyPluginCatalog, type PluginCatalog } from '../schema/catalog';
 import { resourceSchemas, validateResource } from '../schema/index';
@@ -24,7 +25,6 @@ export type { PluginCatalog } from '../schema/catalog';
 const log = logger('admin');
 
 const PREFIX = '/apisix/admin';
-const DEFAULT_MAX_BODY_BYTES = 1572864; // 1.5 MiB, APISIX's client_max_body_size for the Admin API
 
 export interface AdminOptions {
   host: string;
@@ -116,7 +116,7 @@ export class AdminServer {
     this.#options = options;
     this.#auth = new AdminAuth(options.keys, options.allow ?? DEFAULT_ALLOW);
     this.#plugins = options.plugins ?? emptyPluginCatalog;
-    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_ADMIN_MAX_BODY_BYTES;
   }
 
   listen(): Promise<{ address: string; port: number }> {
