@@ -133,6 +133,90 @@ PAL_EXPORT int32_t pal_chunked_scan(const uint8_t *buf, uint32_t off, uint32_t l
 PAL_EXPORT int32_t pal_router_build(const uint8_t *spec, uint32_t len);
 PAL_EXPORT void pal_router_free(int32_t router);
 
+/* ---- shared dictionary (native/shdict.c) ----
+ * A key/value store in a file every process maps (see native/shdict.c for the
+ * layout). Dictionaries are small-integer handles; keys and values are passed
+ * as (pointer, length) and results land in a caller double[PAL_SHDICT_OUT_SIZE].
+ * Return values: >= 0 success, negative PAL_SHDICT_E_*. TTLs are milliseconds,
+ * 0 = never expires. */
+#define PAL_SHDICT_OK 0
+#define PAL_SHDICT_STORED_FORCIBLY 1 /* stored after evicting unexpired entries (LRU) */
+#define PAL_SHDICT_E_NOT_FOUND -101  /* no such key (or expired); open: no such file and capacity 0 */
+#define PAL_SHDICT_E_EXISTS -102     /* add: the key is present */
+#define PAL_SHDICT_E_NOT_NUMBER -103 /* incr: the value is not a number */
+#define PAL_SHDICT_E_BUFFER -104     /* get: value longer than value_cap; out[LENGTH] holds its length */
+#define PAL_SHDICT_E_KEY -105        /* empty key, or longer than PAL_SHDICT_MAX_KEY */
+#define PAL_SHDICT_E_TOO_LARGE -106  /* entry larger than the dictionary's largest block (stats MAX_ENTRY) */
+#define PAL_SHDICT_E_HANDLE -107     /* unknown dictionary handle */
+#define PAL_SHDICT_E_OPEN -108       /* open/ftruncate/fallocate/mmap failed */
+#define PAL_SHDICT_E_BAD_FILE -109   /* the file is not a dictionary of this build */
+#define PAL_SHDICT_E_SIZE -110       /* capacity out of range, or differs from the existing file */
+#define PAL_SHDICT_E_LOCK -111       /* the lock could not be taken or recovered */
+#define PAL_SHDICT_E_ARG -112        /* bad path, mode or TTL (negative, NaN) */
+#define PAL_SHDICT_E_TOO_MANY -113   /* too many dictionaries open in this process */
+
+#define PAL_SHDICT_MAX_KEY 65535
+#define PAL_SHDICT_MIN_CAPACITY 32768
+#define PAL_SHDICT_MAX_CAPACITY 2147483648.0 /* bytes, the whole file */
+
+/* open flags */
+#define PAL_SHDICT_OPEN_FRESH 1 /* unlink an existing file first (the primary, before starting workers) */
+
+/* store modes */
+#define PAL_SHDICT_SET 0
+#define PAL_SHDICT_ADD 1     /* only when absent */
+#define PAL_SHDICT_REPLACE 2 /* only when present */
+
+/* value types (out[PAL_SHDICT_OUT_TYPE]) */
+#define PAL_SHDICT_T_BYTES 1
+#define PAL_SHDICT_T_NUMBER 2
+
+/* out[] slots for get / incr / ttl */
+#define PAL_SHDICT_OUT_TYPE 0
+#define PAL_SHDICT_OUT_LENGTH 1 /* value length in bytes */
+#define PAL_SHDICT_OUT_FLAGS 2  /* the uint32 flags given to store */
+#define PAL_SHDICT_OUT_TTL 3    /* remaining ms, 0 = never expires */
+#define PAL_SHDICT_OUT_NUMBER 4 /* the number (get of a number, incr result) */
+/* out[] slots for stats */
+#define PAL_SHDICT_STAT_CAPACITY 0 /* arena bytes */
+#define PAL_SHDICT_STAT_USED 1     /* bytes in allocated blocks */
+#define PAL_SHDICT_STAT_ITEMS 2
+#define PAL_SHDICT_STAT_EVICTIONS 3       /* unexpired entries evicted for space */
+#define PAL_SHDICT_STAT_EXPIRED 4         /* expired entries removed */
+#define PAL_SHDICT_STAT_LOCK_RECOVERIES 5 /* locks taken over from a dead process */
+#define PAL_SHDICT_STAT_RESETS 6          /* ... of which the dictionary was emptied (died mid-change) */
+#define PAL_SHDICT_STAT_MAX_ENTRY 7       /* largest entry: header (40) + key + value */
+#define PAL_SHDICT_OUT_SIZE 8
+
+/* Open (creating when capacity > 0 and the file is new) a dictionary file of
+ * `capacity` bytes; capacity 0 opens an existing one whatever its size.
+ * Returns a handle >= 0 or a PAL_SHDICT_E_*. */
+PAL_EXPORT int32_t pal_shdict_open(const uint8_t *path, uint32_t path_len, double capacity, int32_t flags);
+PAL_EXPORT int32_t pal_shdict_close(int32_t dict);
+/* Returns 0 and fills out (and value, for bytes), or NOT_FOUND / BUFFER. Marks the entry recently used. */
+PAL_EXPORT int32_t pal_shdict_get(int32_t dict, const uint8_t *key, uint32_t key_len, uint8_t *value,
+                                  uint32_t value_cap, double *out);
+/* mode: PAL_SHDICT_SET / ADD / REPLACE. Returns 0, STORED_FORCIBLY, EXISTS (add), NOT_FOUND (replace). */
+PAL_EXPORT int32_t pal_shdict_store(int32_t dict, int32_t mode, const uint8_t *key, uint32_t key_len,
+                                    const uint8_t *value, uint32_t value_len, double ttl_ms, uint32_t flags);
+PAL_EXPORT int32_t pal_shdict_store_number(int32_t dict, int32_t mode, const uint8_t *key, uint32_t key_len,
+                                           double number, double ttl_ms, uint32_t flags);
+/* Atomically add delta; out[NUMBER] = the new value. A missing key is created as init + delta
+ * (TTL init_ttl_ms) when has_init, else NOT_FOUND. The TTL of an existing key is kept. */
+PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t key_len, double delta, double init,
+                                   double init_ttl_ms, int32_t has_init, double *out);
+PAL_EXPORT int32_t pal_shdict_delete(int32_t dict, const uint8_t *key, uint32_t key_len);
+PAL_EXPORT int32_t pal_shdict_expire(int32_t dict, const uint8_t *key, uint32_t key_len, double ttl_ms);
+/* out[TTL] = remaining ms (0 = never). */
+PAL_EXPORT int32_t pal_shdict_ttl(int32_t dict, const uint8_t *key, uint32_t key_len, double *out);
+PAL_EXPORT int32_t pal_shdict_flush_all(int32_t dict);
+/* Remove up to max_count expired entries (0 = all); returns how many. */
+PAL_EXPORT int32_t pal_shdict_flush_expired(int32_t dict, uint32_t max_count);
+PAL_EXPORT int32_t pal_shdict_stats(int32_t dict, double *out);
+/* Tests only: take the lock (and mark a change in progress when dirty), write "locked\n" to
+ * notify_fd (unless < 0), hold it hold_ms (< 0: until killed), then release. */
+PAL_EXPORT int32_t pal_shdict_debug_hold_lock(int32_t dict, double hold_ms, int32_t dirty, int32_t notify_fd);
+
 #ifdef __cplusplus
 }
 #endif
