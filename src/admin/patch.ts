@@ -3,6 +3,8 @@
 // or, with a sub-path (`PATCH /routes/1/upstream/nodes`), replacing the value
 // at that path.
 
+import { isPlainObject } from '../schema/json';
+
 type Json = unknown;
 
 /** Keys that would reach an object's prototype instead of its own fields. */
@@ -12,14 +14,10 @@ function setOwn(target: Record<string, Json>, key: string, value: Json): void {
   Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
-function isObject(value: Json): value is Record<string, Json> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Apply `patch` to a copy of `target`. */
 export function mergePatch(target: Json, patch: Json): Json {
-  if (!isObject(patch)) return structuredClone(patch);
-  const result: Record<string, Json> = isObject(target) ? structuredClone(target) : {};
+  if (!isPlainObject(patch)) return structuredClone(patch);
+  const result: Record<string, Json> = isPlainObject(target) ? structuredClone(target) : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
     else setOwn(result, key, mergePatch(Object.hasOwn(result, key) ? result[key] : undefined, value));
@@ -48,7 +46,7 @@ export function replaceAtPath(
       if (!Number.isInteger(index) || index < 0 || index > node.length) return `invalid sub path: ${path.join('/')}`;
       if (last) node[index] = value;
       else node = node[index];
-    } else if (isObject(node)) {
+    } else if (isPlainObject(node)) {
       if (last) {
         node[segment] = value;
       } else {

@@ -6,6 +6,7 @@
 import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_ADMIN_METHOD, type PalisadeError } from '../core/errors';
 import type { PluginCatalog } from '../schema/catalog';
 import { singular, validateResource } from '../schema/index';
+import { isPlainObject, notAnObjectMessage, type JsonObject } from '../schema/json';
 import type { ConfigStore, PutOptions, ResourceName, StoredItem } from '../store/types';
 import { listItems } from './list';
 import { mergePatch, replaceAtPath } from './patch';
@@ -63,12 +64,6 @@ const deleteRefusal: Partial<Record<ResourceName, string>> = {
 
 const FORBIDDEN_FIELDS = ['create_time', 'update_time'];
 
-type Conf = Record<string, unknown>;
-
-function isObject(value: unknown): value is Conf {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function keyNotFound(): Reply {
   return { status: 404, body: { message: 'Key not found' } };
 }
@@ -81,7 +76,7 @@ function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-function itemEnvelope(item: StoredItem): Conf {
+function itemEnvelope(item: StoredItem): JsonObject {
   return { key: item.key, value: item.value, createdIndex: item.createdIndex, modifiedIndex: item.modifiedIndex };
 }
 
@@ -94,22 +89,23 @@ function parseTtl(query: URLSearchParams): number | undefined {
   return ttl;
 }
 
-function checkForbidden(body: Conf): void {
+function forbiddenField(field: string): PalisadeError {
+  // APISIX's message has two spaces after the colon.
+  return badRequest(`the property is forbidden:  ${field}`);
+}
+
+function checkForbidden(body: JsonObject): void {
   for (const field of FORBIDDEN_FIELDS) {
-    // APISIX's message has two spaces after the colon.
-    if (body[field] !== undefined) throw badRequest(`the property is forbidden:  ${field}`);
+    if (body[field] !== undefined) throw forbiddenField(field);
   }
 }
 
-function requireObject(body: unknown): Conf {
-  if (!isObject(body)) {
-    const type = Array.isArray(body) ? 'array' : body === null ? 'null' : typeof body;
-    throw badRequest(`invalid configuration: wrong type: expected object, got ${type}`);
-  }
+function requireObject(body: unknown): JsonObject {
+  if (!isPlainObject(body)) throw badRequest(notAnObjectMessage(body));
   return body;
 }
 
-function validateOrThrow(ctx: ResourceContext, resource: ResourceName, value: Conf, id: string): void {
+function validateOrThrow(ctx: ResourceContext, resource: ResourceName, value: JsonObject, id: string): void {
   const err = validateResource(resource, value, { store: ctx.store, plugins: ctx.plugins, id });
   if (err !== undefined) throw badRequest(err);
 }
@@ -119,8 +115,12 @@ function idField(resource: ResourceName): string {
   return resource === 'consumers' ? 'username' : 'id';
 }
 
+function missingId(resource: ResourceName): PalisadeError {
+  return badRequest(resource === 'consumers' ? 'missing username' : `missing ${singular(resource)} id`);
+}
+
 /** Give the body its id (the URL's), refusing a body that names a different one. */
-function bodyWithId(resource: ResourceName, body: Conf, id: string): Conf {
+function bodyWithId(resource: ResourceName, body: JsonObject, id: string): JsonObject {
   const field = idField(resource);
   if (body[field] !== undefined && String(body[field]) !== id) {
     throw badRequest(resource === 'consumers' ? 'wrong username' : `wrong ${singular(resource)} id`);
@@ -128,17 +128,30 @@ function bodyWithId(resource: ResourceName, body: Conf, id: string): Conf {
   return { ...body, [field]: id };
 }
 
+/**
+ * A copy of `value` whose references to other items are strings. APISIX takes
+ * `upstream_id: 1` as well as `"1"`; the data plane looks items up by their
+ * string ids, and the resource types say string.
+ */
+function withStringReferences(resource: ResourceName, value: JsonObject): JsonObject {
+  const result = { ...value };
+  for (const ref of references) {
+    if (ref.from === resource && typeof result[ref.field] === 'number') result[ref.field] = String(result[ref.field]);
+  }
+  return result;
+}
+
 async function save(
   ctx: ResourceContext,
   resource: ResourceName,
   id: string,
-  value: Conf,
+  value: JsonObject,
   options: PutOptions,
 ): Promise<Reply> {
   const existing = ctx.store.get(resource, id);
   const now = nowSeconds();
-  const stored: Conf = {
-    ...value,
+  const stored: JsonObject = {
+    ...withStringReferences(resource, value),
     create_time: (existing?.value.create_time as number | undefined) ?? now,
     update_time: now,
   };
@@ -151,9 +164,7 @@ async function put(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
   checkForbidden(body);
   let id = req.id;
   if (id === undefined && req.resource === 'consumers' && typeof body.username === 'string') id = body.username;
-  if (id === undefined) {
-    throw badRequest(req.resource === 'consumers' ? 'missing username' : `missing ${singular(req.resource)} id`);
-  }
+  if (id === undefined) throw missingId(req.resource);
   const ttl = parseTtl(req.query);
   const value = bodyWithId(req.resource, body, id);
   validateOrThrow(ctx, req.resource, value, id);
@@ -175,13 +186,13 @@ async function post(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> 
 
 async function patch(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
   const id = req.id;
-  if (id === undefined) throw badRequest(`missing ${singular(req.resource)} id`);
+  if (id === undefined) throw missingId(req.resource);
   const ttl = parseTtl(req.query);
   const existing = ctx.store.get(req.resource, id);
   if (!existing) return keyNotFound();
-  let merged: Conf;
+  let merged: JsonObject;
   if (req.subPath.length > 0) {
-    if (FORBIDDEN_FIELDS.includes(req.subPath[0])) throw badRequest(`the property is forbidden:  ${req.subPath[0]}`);
+    if (FORBIDDEN_FIELDS.includes(req.subPath[0])) throw forbiddenField(req.subPath[0]);
     if (req.subPath.length === 1 && req.subPath[0] === idField(req.resource) && String(req.body) !== id) {
       throw badRequest(`wrong ${singular(req.resource)} id`);
     }
@@ -191,13 +202,13 @@ async function patch(ctx: ResourceContext, req: ResourceRequest): Promise<Reply>
   } else {
     const body = requireObject(req.body);
     checkForbidden(body);
-    merged = mergePatch(existing.value, bodyWithId(req.resource, body, id)) as Conf;
+    merged = mergePatch(existing.value, bodyWithId(req.resource, body, id)) as JsonObject;
   }
   merged[idField(req.resource)] = id;
   validateOrThrow(ctx, req.resource, merged, id);
-  merged.update_time = nowSeconds();
+  const stored = { ...withStringReferences(req.resource, merged), update_time: nowSeconds() };
   // Compare-and-swap: a concurrent write between our read and this put is a conflict, not a lost update.
-  const item = await ctx.store.put(req.resource, id, merged, { ttl, prevIndex: existing.modifiedIndex });
+  const item = await ctx.store.put(req.resource, id, stored, { ttl, prevIndex: existing.modifiedIndex });
   return { status: 200, body: { key: item.key, value: item.value } };
 }
 
@@ -217,7 +228,7 @@ function firstReferrer(ctx: ResourceContext, target: ResourceName, id: string): 
     for (const item of ctx.store.list(ref.from)) {
       const value = item.value[ref.field];
       if (value !== undefined && String(value) === id) {
-        const name = ref.from === 'consumers' ? item.value.username : item.value.id;
+        const name = item.value[idField(ref.from)];
         return `${singular(ref.from)} [${String(name)}]`;
       }
     }
@@ -227,9 +238,7 @@ function firstReferrer(ctx: ResourceContext, target: ResourceName, id: string): 
 
 async function remove(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
   const id = req.id;
-  if (id === undefined) {
-    throw badRequest(req.resource === 'consumers' ? 'missing username' : `missing ${singular(req.resource)} id`);
-  }
+  if (id === undefined) throw missingId(req.resource);
   if (!ctx.store.get(req.resource, id)) return keyNotFound();
   const refusal = deleteRefusal[req.resource];
   if (refusal && req.query.get('force') !== 'true') {

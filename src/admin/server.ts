@@ -13,7 +13,7 @@ import {
 } from '../core/errors';
 import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
 import { logger } from '../core/log';
-import { emptyPluginCatalog, type PluginCatalog } from '../schema/catalog';
+import { emptyPluginCatalog, type PluginCatalog, type PluginKind } from '../schema/catalog';
 import { resourceSchemas, validateResource } from '../schema/index';
 import { RESOURCES, type ConfigStore, type ResourceName } from '../store/types';
 import { AdminAuth, DEFAULT_ALLOW, presentedKey, type AdminKey } from './auth';
@@ -73,6 +73,17 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+/** Methods whose request body is read and parsed as JSON. */
+function carriesBody(method: string): boolean {
+  return method === 'PUT' || method === 'POST' || method === 'PATCH';
+}
+
+/** Refuse anything but GET and HEAD on a read-only endpoint (`what` names it in the message). */
+function requireReadMethod(method: string, what: string): void {
+  if (method !== 'GET' && method !== 'HEAD')
+    throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for ${what}`);
 }
 
 function decodeSegment(segment: string): string {
@@ -174,8 +185,7 @@ export class AdminServer {
     }
     let reply: Reply;
     try {
-      const body =
-        method === 'PUT' || method === 'POST' || method === 'PATCH' ? await readBody(req, this.#maxBodyBytes) : '';
+      const body = carriesBody(method) ? await readBody(req, this.#maxBodyBytes) : '';
       reply = await this.#route(method, url, body);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
@@ -209,7 +219,6 @@ export class AdminServer {
     if (first === 'plugins') return this.#pluginsEndpoint(method, rest);
     if (!isResourceName(first)) throw PAL_ERR_ADMIN_NOT_FOUND(`Unsupported resource type: ${first}`);
     const [id, ...subPath] = rest;
-    const needsBody = method === 'PUT' || method === 'POST' || method === 'PATCH';
     return handleResource(
       { store: this.#options.store, plugins: this.#options.plugins },
       {
@@ -218,7 +227,7 @@ export class AdminServer {
         id,
         subPath,
         query: url.searchParams,
-        body: needsBody ? parseJsonBody(rawBody) : undefined,
+        body: carriesBody(method) ? parseJsonBody(rawBody) : undefined,
       },
     );
   }
@@ -236,22 +245,20 @@ export class AdminServer {
       if (err !== undefined) throw PAL_ERR_ADMIN_BAD_CONFIG(err);
       return { status: 200, body: {} };
     }
-    if (method !== 'GET' && method !== 'HEAD')
-      throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for schema`);
+    requireReadMethod(method, 'schema');
     if (rest[0] === 'plugins' && rest.length === 2) return this.#pluginSchema(rest[1], 'route');
     const resource = rest.length === 1 ? resourceFromSchemaPath(rest[0]) : undefined;
     if (!resource) throw PAL_ERR_ADMIN_NOT_FOUND(`Unsupported resource type: ${rest.join('/')}`);
     return { status: 200, body: resourceSchemas[resource] };
   }
 
-  #pluginSchema(name: string, kind: 'route' | 'consumer' | 'metadata'): Reply {
+  #pluginSchema(name: string, kind: PluginKind): Reply {
     if (!this.#plugins.has(name)) throw PAL_ERR_ADMIN_NOT_FOUND(`plugin not found: ${name}`);
     return { status: 200, body: this.#plugins.schema?.(name, kind) ?? {} };
   }
 
   #pluginsEndpoint(method: string, rest: string[]): Reply {
-    if (method !== 'GET' && method !== 'HEAD')
-      throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for plugins`);
+    requireReadMethod(method, 'plugins');
     if (rest.length === 1 && rest[0] === 'list') return { status: 200, body: this.#plugins.names() };
     if (rest.length === 1) return this.#pluginSchema(rest[0], 'route');
     throw PAL_ERR_ADMIN_NOT_FOUND('not found');

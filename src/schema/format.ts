@@ -10,12 +10,7 @@
 // `properties`, `items`, `additionalProperties` or `patternProperties`.
 
 import type { ErrorObject } from 'ajv';
-
-function jsonType(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  return typeof value;
-}
+import { jsonTypeName } from './json';
 
 function quote(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
@@ -36,7 +31,7 @@ function keywordMessage(error: ErrorObject): string {
   const data = error.data;
   switch (error.keyword) {
     case 'type':
-      return `wrong type: expected ${String(params.type)}, got ${jsonType(data)}`;
+      return `wrong type: expected ${String(params.type)}, got ${jsonTypeName(data)}`;
     case 'minLength':
       return `string too short, expected at least ${String(params.limit)}, got ${[...String(data)].length}`;
     case 'maxLength':

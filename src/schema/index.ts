@@ -20,6 +20,7 @@ import {
   type JsonSchema,
 } from './definitions';
 import { formatAjvErrors } from './format';
+import { isPlainObject, notAnObjectMessage, type JsonObject } from './json';
 
 export type { PluginCatalog, PluginKind } from './catalog';
 export { emptyPluginCatalog } from './catalog';
@@ -68,29 +69,17 @@ export interface ValidationContext {
   checkReferences?: boolean;
 }
 
-type Conf = Record<string, unknown>;
-
-function isPlainObject(value: unknown): value is Conf {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  return typeof value;
-}
-
 /** `routes` -> `route`, `consumer_groups` -> `consumer_group`, `plugin_metadata` stays. */
 export function singular(resource: ResourceName): string {
   return resource.endsWith('s') ? resource.slice(0, -1) : resource;
 }
 
-function checkExclusive(conf: Conf, one: string, many: string): string | undefined {
+function checkExclusive(conf: JsonObject, one: string, many: string): string | undefined {
   if (conf[one] !== undefined && conf[many] !== undefined) return `only one of ${one} or ${many} is allowed`;
   return undefined;
 }
 
-function checkPlugins(conf: Conf, kind: PluginKind, ctx: ValidationContext): string | undefined {
+function checkPlugins(conf: JsonObject, kind: PluginKind, ctx: ValidationContext): string | undefined {
   const plugins = conf.plugins;
   if (!isPlainObject(plugins) || !ctx.plugins) return undefined;
   for (const [name, pluginConf] of Object.entries(plugins)) {
@@ -102,7 +91,7 @@ function checkPlugins(conf: Conf, kind: PluginKind, ctx: ValidationContext): str
 }
 
 function checkReference(
-  conf: Conf,
+  conf: JsonObject,
   field: string,
   target: ResourceName,
   label: string,
@@ -117,7 +106,7 @@ function checkReference(
 const nodeAddress = /^(\[[0-9a-fA-F:.]+\]|[0-9a-zA-Z-._]+)(:(\d{1,5}))?$/;
 
 /** The checks of APISIX's check_upstream_conf beyond the schema. `upstream` has its defaults applied. */
-function checkUpstream(upstream: Conf): string | undefined {
+function checkUpstream(upstream: JsonObject): string | undefined {
   if (upstream.type === 'chash' && upstream.hash_on !== 'consumer' && upstream.key === undefined) {
     return 'missing key';
   }
@@ -135,7 +124,7 @@ function checkUpstream(upstream: Conf): string | undefined {
   return undefined;
 }
 
-function checkPem(conf: Conf): string | undefined {
+function checkPem(conf: JsonObject): string | undefined {
   const certs = [conf.cert, ...(Array.isArray(conf.certs) ? conf.certs : [])];
   const keys = [conf.key, ...(Array.isArray(conf.keys) ? conf.keys : [])];
   if (certs.length !== keys.length) return 'mismatched number of certs and keys';
@@ -161,7 +150,7 @@ function checkPem(conf: Conf): string | undefined {
   return undefined;
 }
 
-function checkRoute(conf: Conf, ctx: ValidationContext): string | undefined {
+function checkRoute(conf: JsonObject, ctx: ValidationContext): string | undefined {
   const err =
     checkExclusive(conf, 'uri', 'uris') ??
     checkExclusive(conf, 'host', 'hosts') ??
@@ -186,7 +175,7 @@ function checkRoute(conf: Conf, ctx: ValidationContext): string | undefined {
   );
 }
 
-function checkService(conf: Conf, ctx: ValidationContext): string | undefined {
+function checkService(conf: JsonObject, ctx: ValidationContext): string | undefined {
   if (isPlainObject(conf.upstream)) {
     const upstreamErr = checkUpstream(conf.upstream);
     if (upstreamErr) return upstreamErr;
@@ -194,13 +183,13 @@ function checkService(conf: Conf, ctx: ValidationContext): string | undefined {
   return checkReference(conf, 'upstream_id', 'upstreams', 'upstream', ctx) ?? checkPlugins(conf, 'route', ctx);
 }
 
-function checkConsumer(conf: Conf, ctx: ValidationContext): string | undefined {
+function checkConsumer(conf: JsonObject, ctx: ValidationContext): string | undefined {
   const pluginErr = checkPlugins(conf, 'consumer', ctx);
   if (pluginErr) return `invalid plugins configuration: ${pluginErr}`;
   return checkReference(conf, 'group_id', 'consumer_groups', 'consumer group', ctx);
 }
 
-function checkPluginMetadata(conf: Conf, ctx: ValidationContext): string | undefined {
+function checkPluginMetadata(conf: JsonObject, ctx: ValidationContext): string | undefined {
   const name = ctx.id ?? String(conf.id);
   if (!ctx.plugins) return undefined;
   if (!ctx.plugins.has(name)) return `unknown plugin [${name}]`;
@@ -211,7 +200,7 @@ function checkPluginMetadata(conf: Conf, ctx: ValidationContext): string | undef
   return undefined;
 }
 
-function checkSsl(conf: Conf): string | undefined {
+function checkSsl(conf: JsonObject): string | undefined {
   if (conf.type !== 'client' && conf.sni === undefined && conf.snis === undefined) {
     return 'invalid configuration: object matches none of the required: ["sni","key","cert"] or ["snis","key","cert"]';
   }
@@ -223,7 +212,7 @@ function checkSsl(conf: Conf): string | undefined {
  * when the value is valid. `value` is not modified.
  */
 export function validateResource(resource: ResourceName, value: unknown, ctx: ValidationContext): string | undefined {
-  if (!isPlainObject(value)) return `invalid configuration: wrong type: expected object, got ${typeName(value)}`;
+  if (!isPlainObject(value)) return notAnObjectMessage(value);
   const conf = structuredClone(value);
   const validate = validatorFor(resource);
   if (!validate(conf)) return `invalid configuration: ${formatAjvErrors(validate.errors)}`;

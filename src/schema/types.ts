@@ -37,12 +37,18 @@ export type PluginConfig = PluginBundle;
 export type PluginMetadata = Static<typeof pluginMetadataSchema>;
 export type Ssl = Static<typeof sslSchema>;
 
-/** The field names of each resource type, in schema order. test/schema pins them to the types and the schemas. */
+// The field names of each resource type, in schema order. test/schema pins
+// each list to its type's keys (at compile time) and to its schema's
+// properties (at run time).
+
+/** The fields every named resource starts with (definitions.ts: identityFields). */
+const identityFieldNames = ['id', 'name', 'desc', 'labels'] as const;
+
+/** The fields the Admin API stamps on every stored item (definitions.ts: timestampFields). */
+const timestampFieldNames = ['create_time', 'update_time'] as const;
+
 export const upstreamFields = [
-  'id',
-  'name',
-  'desc',
-  'labels',
+  ...identityFieldNames,
   'nodes',
   'service_name',
   'discovery_type',
@@ -59,15 +65,11 @@ export const upstreamFields = [
   'keepalive_pool',
   'checks',
   'tls',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof Upstream)[];
 
 export const routeFields = [
-  'id',
-  'name',
-  'desc',
-  'labels',
+  ...identityFieldNames,
   'uri',
   'uris',
   'host',
@@ -86,22 +88,17 @@ export const routeFields = [
   'timeout',
   'enable_websocket',
   'status',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof Route)[];
 
 export const serviceFields = [
-  'id',
-  'name',
-  'desc',
-  'labels',
+  ...identityFieldNames,
   'hosts',
   'plugins',
   'upstream',
   'upstream_id',
   'enable_websocket',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof Service)[];
 
 export const consumerFields = [
@@ -110,21 +107,14 @@ export const consumerFields = [
   'labels',
   'plugins',
   'group_id',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof Consumer)[];
 
 export const pluginBundleFields = [
-  'id',
-  'name',
-  'desc',
-  'labels',
+  ...identityFieldNames,
   'plugins',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof PluginBundle)[];
-
-export const pluginMetadataFields = ['id'] as const satisfies readonly (keyof PluginMetadata)[];
 
 export const sslFields = [
   'id',
@@ -140,6 +130,7 @@ export const sslFields = [
   'client',
   'ssl_protocols',
   'status',
-  'create_time',
-  'update_time',
+  ...timestampFieldNames,
 ] as const satisfies readonly (keyof Ssl)[];
+
+export const pluginMetadataFields = ['id'] as const satisfies readonly (keyof PluginMetadata)[];
