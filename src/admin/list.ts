@@ -4,6 +4,7 @@
 // a url-encoded `field=value` list, and `page`/`page_size` cut the result.
 
 import { PAL_ERR_ADMIN_BAD_CONFIG, type PalisadeError } from '../core/errors';
+import { isPlainObject } from '../schema/json';
 import type { StoredItem } from '../store/types';
 
 export interface ListResult {
@@ -20,8 +21,8 @@ function toRegExp(source: string, field: string): RegExp | PalisadeError {
 }
 
 function matchesLabel(value: Record<string, unknown>, label: string): boolean {
-  const labels = value.labels as Record<string, unknown> | undefined;
-  if (!labels || typeof labels !== 'object') return false;
+  const labels = value.labels;
+  if (!isPlainObject(labels)) return false;
   const colon = label.indexOf(':');
   if (colon < 0) return Object.hasOwn(labels, label);
   return labels[label.slice(0, colon)] === label.slice(colon + 1);
