@@ -2,6 +2,7 @@ import type { NativeBackend } from './backend';
 import { Out } from './layout';
 import { chunkedScan, parseRequestHead, parseResponse } from './js/parser';
 import { routerBuild, routerFree, routerMatch } from './js/router';
+import * as shdict from './js/shdict';
 
 // The pure TypeScript backend: the same functions as native/*.c, with the same
 // results, for machines without a native build and for comparison.
@@ -23,5 +24,19 @@ export function loadJsBackend(): NativeBackend {
     chunkedScan,
     routerBuild,
     routerFree,
+    // Per process only: see src/native/js/shdict.ts.
+    shdictOpen: shdict.shdictOpen,
+    shdictClose: shdict.shdictClose,
+    shdictGet: shdict.shdictGet,
+    shdictStore: shdict.shdictStore,
+    shdictStoreNumber: shdict.shdictStoreNumber,
+    shdictIncr: shdict.shdictIncr,
+    shdictDelete: shdict.shdictDelete,
+    shdictExpire: shdict.shdictExpire,
+    shdictTtl: shdict.shdictTtl,
+    shdictFlushAll: shdict.shdictFlushAll,
+    shdictFlushExpired: shdict.shdictFlushExpired,
+    shdictStats: shdict.shdictStats,
+    shdictDebugHoldLock: shdict.shdictDebugHoldLock,
   };
 }

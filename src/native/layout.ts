@@ -100,3 +100,66 @@ export const CHUNK_STATE_SIZE = 8;
 export function contentLength(out: Int32Array): number {
   return (out[Out.ContentLengthHi] >>> 0) * 4294967296 + (out[Out.ContentLengthLo] >>> 0);
 }
+
+// ---- shared dictionary (native/shdict.c; the PAL_SHDICT_* block of palisade.h) ----
+
+export const enum ShdictStatus {
+  Ok = 0,
+  StoredForcibly = 1,
+  NotFound = -101,
+  Exists = -102,
+  NotNumber = -103,
+  Buffer = -104,
+  Key = -105,
+  TooLarge = -106,
+  Handle = -107,
+  Open = -108,
+  BadFile = -109,
+  Size = -110,
+  Lock = -111,
+  Arg = -112,
+  TooMany = -113,
+}
+
+export const SHDICT_MAX_KEY = 65535;
+export const SHDICT_MIN_CAPACITY = 32768;
+export const SHDICT_MAX_CAPACITY = 2147483648;
+/** Size of an entry's header in the arena; an entry takes a block of 2^n >= header + key + value bytes. */
+export const SHDICT_ENTRY_HEADER = 40;
+
+/** Open flag: unlink an existing file first. */
+export const SHDICT_OPEN_FRESH = 1;
+
+export const enum ShdictMode {
+  Set = 0,
+  Add = 1,
+  Replace = 2,
+}
+
+export const enum ShdictValueType {
+  Bytes = 1,
+  Number = 2,
+}
+
+/** out[] slots of get / incr / ttl. */
+export const enum ShdictOut {
+  Type = 0,
+  Length = 1,
+  Flags = 2,
+  Ttl = 3, // remaining ms, 0 = never expires
+  Number = 4,
+}
+
+/** out[] slots of stats. */
+export const enum ShdictStat {
+  Capacity = 0,
+  Used = 1,
+  Items = 2,
+  Evictions = 3,
+  Expired = 4,
+  LockRecoveries = 5,
+  Resets = 6,
+  MaxEntry = 7,
+}
+
+export const SHDICT_OUT_SIZE = 8;

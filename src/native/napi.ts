@@ -7,6 +7,19 @@ interface Addon {
   chunkedScan(buf: Buffer, off: number, len: number, state: Int32Array): number;
   routerBuild(spec: Buffer): number;
   routerFree(router: number): void;
+  shdictOpen: NativeBackend['shdictOpen'];
+  shdictClose: NativeBackend['shdictClose'];
+  shdictGet: NativeBackend['shdictGet'];
+  shdictStore: NativeBackend['shdictStore'];
+  shdictStoreNumber: NativeBackend['shdictStoreNumber'];
+  shdictIncr: NativeBackend['shdictIncr'];
+  shdictDelete: NativeBackend['shdictDelete'];
+  shdictExpire: NativeBackend['shdictExpire'];
+  shdictTtl: NativeBackend['shdictTtl'];
+  shdictFlushAll: NativeBackend['shdictFlushAll'];
+  shdictFlushExpired: NativeBackend['shdictFlushExpired'];
+  shdictStats: NativeBackend['shdictStats'];
+  shdictDebugHoldLock: NativeBackend['shdictDebugHoldLock'];
 }
 
 // The N-API addon built from the same C sources. Its exports already have the
@@ -21,5 +34,18 @@ export function loadNapiBackend(modulePath = addonPath): NativeBackend {
     chunkedScan: addon.chunkedScan,
     routerBuild: addon.routerBuild,
     routerFree: addon.routerFree,
+    shdictOpen: addon.shdictOpen,
+    shdictClose: addon.shdictClose,
+    shdictGet: addon.shdictGet,
+    shdictStore: addon.shdictStore,
+    shdictStoreNumber: addon.shdictStoreNumber,
+    shdictIncr: addon.shdictIncr,
+    shdictDelete: addon.shdictDelete,
+    shdictExpire: addon.shdictExpire,
+    shdictTtl: addon.shdictTtl,
+    shdictFlushAll: addon.shdictFlushAll,
+    shdictFlushExpired: addon.shdictFlushExpired,
+    shdictStats: addon.shdictStats,
+    shdictDebugHoldLock: addon.shdictDebugHoldLock,
   };
 }
