@@ -7,15 +7,18 @@
 //   parse+route  one parseRequest call on a ~400-byte head, routed against
 //                tables of 1, 1,000 and 10,000 routes (and parse only, router -1)
 //   router build time to build (and free) a 10,000-route table
-// A new section (e.g. the shared dict) is one more entry in `sections`.
+//   shared dict  get / set / incr through SharedDict on a 10,000-key dictionary
+//                (one process; in `js` the dictionary is per process)
+// A new section is one more entry in `sections`.
 
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { loadBackend } from '../src/native';
 import type { BackendName, NativeBackend } from '../src/native';
 import { OUT_SIZE, Out } from '../src/native/layout';
 import { addonPath, sharedLibraryPath } from '../src/native/paths';
 import { encodeRouterSpec } from '../src/native/router-spec';
 import type { RouteMatchSpec } from '../src/native/router-spec';
+import { openSharedDict, sharedDictPath } from '../src/native/shdict';
 
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BUILD_FILES: Record<BackendName, string | undefined> = { ffi: sharedLibraryPath, napi: addonPath, js: undefined };
@@ -36,7 +39,7 @@ interface Case {
 
 interface Section {
   title: string;
-  unit: 'ns/op' | 'ms/op';
+  unit: 'ns/op' | 'ms/op' | 'ops/s';
   cases(backends: readonly NativeBackend[]): Case[];
 }
 
@@ -178,9 +181,55 @@ function routerBuildCases(backends: readonly NativeBackend[]): Case[] {
   }));
 }
 
+const SHDICT_KEYS = 10000;
+
+function sharedDictCases(backends: readonly NativeBackend[]): Case[] {
+  const cases: Case[] = [];
+  const keys = Array.from({ length: SHDICT_KEYS }, (_, k) => `limit-req:route-${k % 97}:10.0.${k >> 8}.${k & 255}`);
+  const textKeys = keys.map((key) => `${key}:text`); // set writes strings, so it keeps off the counters
+  for (const backend of backends) {
+    const file = sharedDictPath(`bench-${backend.name}-${process.pid}`);
+    const dict = openSharedDict(backend, 'bench', 16 * 1024 * 1024, { path: file, fresh: true });
+    for (const key of keys) dict.set(key, 1);
+    for (const key of textKeys) dict.set(key, 'sixteen-byte-val');
+    if (dict.stats().items !== 2 * SHDICT_KEYS) throw new Error(`${backend.name}: shared dict lost keys while filling`);
+    let next = 0;
+    const dispose = () => {
+      dict.close();
+      rmSync(file, { force: true });
+    };
+    cases.push(
+      {
+        row: 'get (number, hit)',
+        column: backend.name,
+        run(iterations) {
+          for (let i = 0; i < iterations; i++) dict.get(keys[next++ % SHDICT_KEYS]);
+        },
+      },
+      {
+        row: 'set (16-byte string)',
+        column: backend.name,
+        run(iterations) {
+          for (let i = 0; i < iterations; i++) dict.set(textKeys[next++ % SHDICT_KEYS], 'sixteen-byte-val');
+        },
+      },
+      {
+        row: 'incr (with init)',
+        column: backend.name,
+        run(iterations) {
+          for (let i = 0; i < iterations; i++) dict.incr(keys[next++ % SHDICT_KEYS], 1, 0);
+        },
+        dispose,
+      },
+    );
+  }
+  return cases;
+}
+
 const sections: Section[] = [
   { title: 'parse + route (one parseRequest call, ~400-byte head)', unit: 'ns/op', cases: parseRouteCases },
   { title: 'router build', unit: 'ms/op', cases: routerBuildCases },
+  { title: 'shared dict (SharedDict calls, one process)', unit: 'ops/s', cases: sharedDictCases },
 ];
 
 // ---- runner ----
@@ -205,7 +254,7 @@ function runSection(section: Section, backends: readonly NativeBackend[]): void 
   const cell = (row: string, column: string): string => {
     const i = cases.findIndex((c) => c.row === row && c.column === column);
     if (i < 0) return '-';
-    const value = median(samples[i]) * scale;
+    const value = section.unit === 'ops/s' ? 1e9 / median(samples[i]) : median(samples[i]) * scale;
     return value.toLocaleString('en-US', { maximumFractionDigits: section.unit === 'ms/op' ? 2 : 0 });
   };
   const rowWidth = Math.max(...rows.map((r) => r.length), section.unit.length);
