@@ -141,6 +141,20 @@ export function addressBytes(address: string): Buffer {
   return bytes;
 }
 
+/**
+ * Client sockets adopted by the DataPlane read into this one buffer (net's
+ * `onread`) instead of a fresh 64 KiB allocation per read. Sharing it is safe
+ * because reads run one at a time on the event loop and every byte kept past
+ * `onData` (the head, pipelined or held body bytes, bytes handed to a socket
+ * write) is copied out first.
+ */
+export const clientReadBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/** Whether `bytes` is a view of the shared client read buffer (and must be copied to be kept). */
+function isSharedRead(bytes: Buffer): boolean {
+  return bytes.buffer === clientReadBuffer.buffer;
+}
+
 export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   readonly socket: net.Socket;
   readonly remoteAddress: string;
@@ -172,7 +186,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   private ending = false;
   private processing = false;
 
-  constructor(socket: net.Socket, ctx: ProxyContext) {
+  /** `readsShared`: the socket delivers reads through onRead from clientReadBuffer, not as 'data' events. */
+  constructor(socket: net.Socket, ctx: ProxyContext, readsShared = false) {
     this.socket = socket;
     this.ctx = ctx;
     const remote = socket.remoteAddress ?? '';
@@ -185,7 +200,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     this.vars = (name) => (this.request === null ? undefined : requestVar(this.request, name));
     this.balanceContext = { remoteAddr: this.remoteAddress, vars: this.vars };
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!readsShared) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('drain', () => this.onDrain());
     socket.on('error', () => {}); // 'close' follows and does the cleanup
@@ -194,6 +209,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   }
 
   // ---- client socket events ----
+
+  /** net's onread callback for adopted sockets: `length` bytes at the start of clientReadBuffer. */
+  onRead(length: number): boolean {
+    this.onData(clientReadBuffer.subarray(0, length));
+    // What is still pending outlives this call: take it out of the shared buffer.
+    const pending = this.pending;
+    if (pending !== null && isSharedRead(pending)) this.pending = Buffer.from(pending);
+    return true;
+  }
 
   private onData(chunk: Buffer): void {
     if (this.ending) return; // lingering after our FIN: drop
@@ -346,7 +370,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     const ctx = this.ctx;
     const out = this.out;
     const flags = out[Out.Flags];
-    const req = new RequestState(buf, 0, headEnd, out, this, out[Out.Method], out[Out.Version], flags, ctx.now);
+    // The request keeps its head for as long as it runs (upstream head, retries, vars): own a copy.
+    const head = isSharedRead(buf) ? Buffer.from(buf.subarray(0, headEnd)) : buf;
+    const req = new RequestState(head, 0, headEnd, out, this, out[Out.Method], out[Out.Version], flags, ctx.now);
     this.request = req;
     this.deadlineKind = Deadline.None;
     if ((flags & Flag.Chunked) !== 0) {
@@ -437,7 +463,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     } else if (take > 0) {
       req.bodyStreamed = true;
       const socket = conn!.socket;
-      const slice = take === buf.length ? buf : buf.subarray(0, take);
+      let slice = take === buf.length ? buf : buf.subarray(0, take);
+      // A queued write keeps pointing at its bytes: never queue a view of the shared read buffer.
+      if (isSharedRead(slice)) slice = Buffer.from(slice);
       let ok: boolean;
       if (req.headSent) {
         ok = socket.write(slice);
@@ -844,6 +872,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   private tunnelToUpstream(req: RequestState, chunk: Buffer): void {
     const conn = req.conn;
     if (conn === null) return;
+    if (isSharedRead(chunk)) chunk = Buffer.from(chunk);
     if (!conn.socket.write(chunk)) {
       this.waitingUpstreamDrain = true;
       this.pauseReading();
