@@ -7,6 +7,7 @@ import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_ADMIN_METHOD, type PalisadeError } fr
 import type { PluginCatalog } from '../schema/catalog';
 import { singular, validateResource } from '../schema/index';
 import { isPlainObject, notAnObjectMessage, type JsonObject } from '../schema/json';
+import { REFERENCES, withStringReferences } from '../schema/references';
 import type { ConfigStore, PutOptions, ResourceName, StoredItem } from '../store/types';
 import { listItems } from './list';
 import { mergePatch, replaceAtPath } from './patch';
@@ -45,15 +46,6 @@ const allowedMethods: Record<ResourceName, readonly string[]> = {
   plugin_configs: NO_POST,
   plugin_metadata: ['GET', 'PUT', 'DELETE'],
 };
-
-/** Resources that refer to another by id, as `<referrer>.<field>` -> target. */
-const references: ReadonlyArray<{ from: ResourceName; field: string; to: ResourceName }> = [
-  { from: 'routes', field: 'upstream_id', to: 'upstreams' },
-  { from: 'services', field: 'upstream_id', to: 'upstreams' },
-  { from: 'routes', field: 'service_id', to: 'services' },
-  { from: 'routes', field: 'plugin_config_id', to: 'plugin_configs' },
-  { from: 'consumers', field: 'group_id', to: 'consumer_groups' },
-];
 
 const deleteRefusal: Partial<Record<ResourceName, string>> = {
   upstreams: 'can not delete this upstream',
@@ -126,19 +118,6 @@ function bodyWithId(resource: ResourceName, body: JsonObject, id: string): JsonO
     throw badRequest(resource === 'consumers' ? 'wrong username' : `wrong ${singular(resource)} id`);
   }
   return { ...body, [field]: id };
-}
-
-/**
- * A copy of `value` whose references to other items are strings. APISIX takes
- * `upstream_id: 1` as well as `"1"`; the data plane looks items up by their
- * string ids, and the resource types say string.
- */
-function withStringReferences(resource: ResourceName, value: JsonObject): JsonObject {
-  const result = { ...value };
-  for (const ref of references) {
-    if (ref.from === resource && typeof result[ref.field] === 'number') result[ref.field] = String(result[ref.field]);
-  }
-  return result;
 }
 
 async function save(
@@ -223,7 +202,7 @@ function get(ctx: ResourceContext, req: ResourceRequest): Reply {
 }
 
 function firstReferrer(ctx: ResourceContext, target: ResourceName, id: string): string | undefined {
-  for (const ref of references) {
+  for (const ref of REFERENCES) {
     if (ref.to !== target) continue;
     for (const item of ctx.store.list(ref.from)) {
       const value = item.value[ref.field];

@@ -21,6 +21,7 @@ import {
 } from './definitions';
 import { formatAjvErrors } from './format';
 import { isPlainObject, notAnObjectMessage, type JsonObject } from './json';
+import { referencesFrom } from './references';
 
 export type { PluginCatalog, PluginKind } from './catalog';
 export { emptyPluginCatalog } from './catalog';
@@ -90,17 +91,16 @@ function checkPlugins(conf: JsonObject, kind: PluginKind, ctx: ValidationContext
   return undefined;
 }
 
-function checkReference(
-  conf: JsonObject,
-  field: string,
-  target: ResourceName,
-  label: string,
-  ctx: ValidationContext,
-): string | undefined {
-  const ref = conf[field];
-  if (ref === undefined || ctx.checkReferences === false) return undefined;
-  if (ctx.store.get(target, String(ref))) return undefined;
-  return `failed to fetch ${label} info by ${label} id [${String(ref)}], response code: 404`;
+/** That every item `conf` refers to exists, in REFERENCES order. */
+function checkReferences(resource: ResourceName, conf: JsonObject, ctx: ValidationContext): string | undefined {
+  if (ctx.checkReferences === false) return undefined;
+  for (const { field, to, label } of referencesFrom(resource)) {
+    const id = conf[field];
+    if (id !== undefined && !ctx.store.get(to, String(id))) {
+      return `failed to fetch ${label} info by ${label} id [${String(id)}], response code: 404`;
+    }
+  }
+  return undefined;
 }
 
 const nodeAddress = /^(\[[0-9a-fA-F:.]+\]|[0-9a-zA-Z-._]+)(:(\d{1,5}))?$/;
@@ -167,12 +167,7 @@ function checkRoute(conf: JsonObject, ctx: ValidationContext): string | undefine
     const upstreamErr = checkUpstream(conf.upstream);
     if (upstreamErr) return upstreamErr;
   }
-  return (
-    checkReference(conf, 'upstream_id', 'upstreams', 'upstream', ctx) ??
-    checkReference(conf, 'service_id', 'services', 'service', ctx) ??
-    checkReference(conf, 'plugin_config_id', 'plugin_configs', 'plugin config', ctx) ??
-    checkPlugins(conf, 'route', ctx)
-  );
+  return checkReferences('routes', conf, ctx) ?? checkPlugins(conf, 'route', ctx);
 }
 
 function checkService(conf: JsonObject, ctx: ValidationContext): string | undefined {
@@ -180,13 +175,13 @@ function checkService(conf: JsonObject, ctx: ValidationContext): string | undefi
     const upstreamErr = checkUpstream(conf.upstream);
     if (upstreamErr) return upstreamErr;
   }
-  return checkReference(conf, 'upstream_id', 'upstreams', 'upstream', ctx) ?? checkPlugins(conf, 'route', ctx);
+  return checkReferences('services', conf, ctx) ?? checkPlugins(conf, 'route', ctx);
 }
 
 function checkConsumer(conf: JsonObject, ctx: ValidationContext): string | undefined {
   const pluginErr = checkPlugins(conf, 'consumer', ctx);
   if (pluginErr) return `invalid plugins configuration: ${pluginErr}`;
-  return checkReference(conf, 'group_id', 'consumer_groups', 'consumer group', ctx);
+  return checkReferences('consumers', conf, ctx);
 }
 
 function checkPluginMetadata(conf: JsonObject, ctx: ValidationContext): string | undefined {
