@@ -105,6 +105,80 @@ function startChild(job: ChildJob): RunningChild {
   };
 }
 
+/** A small deterministic generator (mulberry32), so every backend sees the same calls. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Run 20,000 seeded calls and record every status and output. The dictionary
+ * (16 MiB) never fills: C's buddy blocks can fragment where the js mirror only
+ * sums sizes, so eviction is compared with same-size entries (the LRU test), not
+ * here. Large values (up to 600 KB) go to ten keys only. TTLs are 0 or an hour, so
+ * the clock never decides a result; a remaining TTL is recorded as "set or not".
+ */
+function randomTrace(backend: NativeBackend, file: string): unknown[] {
+  const next = random(20240601);
+  const pick = (n: number) => Math.floor(next() * n);
+  const dict = backend.shdictOpen(Buffer.from(file), 16 << 20, 1);
+  assert.ok(dict >= 0, `open returned ${dict}`);
+  const out = new Float64Array(SHDICT_OUT_SIZE);
+  const value = Buffer.alloc(700_000);
+  const trace: unknown[] = [];
+  for (let step = 0; step < 20_000; step++) {
+    const keyNumber = pick(300);
+    const key = Buffer.from(`key-${keyNumber}`);
+    const ttl = pick(4) === 0 ? 3_600_000 : 0;
+    const size = keyNumber < 10 && pick(5) === 0 ? pick(600_000) : pick(300);
+    out.fill(-1);
+    let status: number;
+    switch (pick(8)) {
+      case 0:
+      case 1:
+        value.fill(step & 255, 0, size);
+        status = backend.shdictStore(dict, pick(3), key, key.length, value, size, ttl, step);
+        break;
+      case 2:
+        status = backend.shdictStoreNumber(dict, pick(3), key, key.length, step / 4, ttl, 0);
+        break;
+      case 3:
+        status = backend.shdictIncr(dict, key, key.length, pick(5) - 2, pick(100), ttl, pick(2), out);
+        break;
+      case 4: {
+        status = backend.shdictGet(dict, key, key.length, value, out);
+        const length = out[1];
+        trace.push(status === ShdictStatus.Ok && out[0] === 1 ? value.toString('base64', 0, length) : null);
+        out[3] = out[3] > 0 ? 1 : out[3];
+        break;
+      }
+      case 5:
+        status = backend.shdictDelete(dict, key, key.length);
+        break;
+      case 6:
+        status = backend.shdictExpire(dict, key, key.length, ttl);
+        break;
+      default:
+        status = backend.shdictTtl(dict, key, key.length, out);
+        out[3] = out[3] > 0 ? 1 : out[3];
+    }
+    trace.push(status, Array.from(out));
+    if (step % 1000 === 0) {
+      backend.shdictStats(dict, out);
+      trace.push(Array.from(out));
+    }
+  }
+  backend.shdictStats(dict, out);
+  trace.push(Array.from(out));
+  backend.shdictClose(dict);
+  return trace;
+}
+
 function registerTests(): void {
   let directory = '';
   before(() => {
@@ -409,6 +483,16 @@ function registerTests(): void {
       });
     });
   }
+
+  describe('shared dict: every backend gives the same results', () => {
+    it('for a random sequence of low-level calls', () => {
+      const backends = BACKENDS.filter((name) => missingBuild(name) === false).map((name) => loadBackend(name));
+      const traces = backends.map((backend) => randomTrace(backend, path.join(directory, `diff-${backend.name}`)));
+      for (let i = 1; i < traces.length; i++) {
+        assert.deepEqual(traces[i], traces[0], `${backends[i].name} differs from ${backends[0].name}`);
+      }
+    });
+  });
 
   describe('shared dict helpers', () => {
     it('names a file per dictionary and user', () => {
