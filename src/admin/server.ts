@@ -4,6 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
 import {
   PAL_ERR_ADMIN_BAD_CONFIG,
   PAL_ERR_ADMIN_METHOD,
@@ -11,7 +12,6 @@ import {
   PAL_ERR_ADMIN_TOO_LARGE,
   PalisadeError,
 } from '../core/errors';
-import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
 import { logger } from '../core/log';
 import { emptyPluginCatalog, type PluginCatalog, type PluginKind } from '../schema/catalog';
 import { resourceSchemas, validateResource } from '../schema/index';
