@@ -525,7 +525,7 @@ PAL_EXPORT int32_t pal_shdict_open(const uint8_t *path, uint32_t path_len, doubl
   if (rc == 0) {
     int fd = open(name, O_RDWR | O_CLOEXEC | (capacity != 0 ? O_CREAT : 0), 0600);
     if (fd < 0) {
-      rc = errno == ENOENT ? PAL_SHDICT_E_NOT_FOUND : PAL_SHDICT_E_OPEN;
+      rc = errno == ENOENT && capacity == 0 ? PAL_SHDICT_E_NOT_FOUND : PAL_SHDICT_E_OPEN;
     } else {
       if (flock(fd, LOCK_EX) != 0) {
         rc = PAL_SHDICT_E_OPEN;
