@@ -68,6 +68,8 @@ const enum Deadline {
 }
 
 const LINGER_MS = 2000;
+/** On graceful close, how long a connection with no request in progress may still start one. */
+const DRAIN_IDLE_GRACE_MS = 1000;
 /** A request body up to this size is read and dropped to keep the connection after an error answer. */
 const DISCARD_LIMIT = 64 * 1024;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
@@ -418,6 +420,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
       return;
     }
     req.upstream = route.upstream;
+    // Without enable_websocket the request goes upstream as a plain one, Upgrade stripped (APISIX).
+    if ((flags & Flag.Upgrade) !== 0 && !route.enableWebsocket) req.flags = flags & ~Flag.Upgrade;
     if ((flags & Flag.ExpectContinue) !== 0 && !req.bodyDone && req.version === 1) this.socket.write(CONTINUE);
     this.connectUpstream(req);
   }
@@ -992,7 +996,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
 
   /** Close now if nothing is in progress (graceful shutdown); otherwise close after the current answer. */
   closeIfIdle(): void {
-    if (this.request === null) this.endClient();
+    // Not at once: a request may be on its way on a connection that looks idle
+    // (just accepted, or keep-alive between requests). Such a connection gets a
+    // short grace; a request arriving in it is answered with `Connection: close`
+    // (ctx.closing), and a silent one is closed when the grace ends.
+    if (this.request === null && !this.ending) this.setDeadline(Deadline.Idle, DRAIN_IDLE_GRACE_MS);
   }
 
   destroy(): void {

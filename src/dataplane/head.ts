@@ -144,7 +144,11 @@ export function buildUpstreamHead(
     if (keep) keptBytes += lineEnd(buf, out, i, count, req.headEnd) - nameStart;
   }
 
-  const version = ' HTTP/1.1\r\n';
+  // An HTTP/1.0 client cannot read a chunked body, so its request goes upstream as
+  // HTTP/1.0 too (as nginx proxies by default): the answer is then length- or
+  // close-delimited. Keep-alive to the upstream is asked for explicitly.
+  const http10 = req.version === 0;
+  const version = http10 ? ' HTTP/1.0\r\n' : ' HTTP/1.1\r\n';
   let hostText = '';
   if (upstream.passHost === PassHost.Node) hostText = `Host: ${hostHeader(node)}\r\n`;
   else if (upstream.passHost === PassHost.Rewrite) hostText = `Host: ${upstream.upstreamHost}\r\n`;
@@ -152,6 +156,7 @@ export function buildUpstreamHead(
   let extra = `X-Real-IP: ${clientIp}\r\nX-Forwarded-For: ${forwardedFor === '' ? clientIp : `${forwardedFor}, ${clientIp}`}\r\nX-Forwarded-Proto: http\r\n`;
   if (clientHost !== '') extra += `X-Forwarded-Host: ${clientHost}\r\n`;
   if (upgrade) extra += 'Connection: upgrade\r\n';
+  else if (http10) extra += 'Connection: keep-alive\r\n';
   extra += '\r\n';
 
   const lineStart = req.headStart;

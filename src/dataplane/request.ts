@@ -47,7 +47,8 @@ export class RequestState {
   readonly client: ClientEndpoint;
   readonly method: number;
   readonly version: number;
-  readonly flags: number;
+  /** PAL_F_* of the head; Upgrade is cleared when the route does not enable websockets. */
+  flags: number;
   readonly startedAt: number;
 
   route: CompiledRoute | null;

@@ -45,6 +45,8 @@ export interface CompiledRoute {
   readonly vars: CompiledExpr | null;
   /** null when neither the route nor its service has an upstream (answered 503). */
   readonly upstream: CompiledUpstream | null;
+  /** `Upgrade` is forwarded only when the route (or its service) sets enable_websocket, as in APISIX. */
+  readonly enableWebsocket: boolean;
   readonly connectTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly readTimeoutMs: number;
@@ -172,6 +174,7 @@ export function compileRouteTable(
       plugins: service?.plugins ? { ...service.plugins, ...route.plugins } : (route.plugins ?? {}),
       vars,
       upstream,
+      enableWebsocket: route.enable_websocket ?? service?.enable_websocket ?? false,
       connectTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'connect'),
       sendTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'send'),
       readTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'read'),

@@ -196,7 +196,8 @@ for (const backend of availableBackends()) {
         busy.write('GET /x HTTP/1.1\r\nHost: a\r\n\r\n');
         await new Promise((resolve) => setTimeout(resolve, 50));
         const closing = gateway.close(3000);
-        await idle.waitClosed(1000);
+        // Idle connections get a short grace (a request may be on its way), then close.
+        await idle.waitClosed(2500);
         const res = await busy.read();
         assert.equal(res.status, 200);
         assert.equal(res.body.toString(), 'done');
@@ -204,6 +205,32 @@ for (const backend of availableBackends()) {
         await busy.waitClosed(1000);
         await closing;
         await assert.rejects(RawClient.connect(gateway.port));
+      } finally {
+        await upstream.close();
+      }
+    });
+
+    it('answers a request that arrives on an idle connection during the drain, then closes it', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startDataPlane(backend, {
+        routes: [{ id: 'x', uri: '/*', upstream: localUpstream([upstream.port]) }],
+      });
+      try {
+        const fresh = await RawClient.connect(gateway.port); // accepted, no request yet
+        const kept = await RawClient.connect(gateway.port); // keep-alive, between requests
+        kept.write('GET /first HTTP/1.1\r\nHost: a\r\n\r\n');
+        assert.equal((await kept.read()).status, 200);
+        const closing = gateway.close(3000);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        fresh.write('GET /late-1 HTTP/1.1\r\nHost: a\r\n\r\n');
+        kept.write('GET /late-2 HTTP/1.1\r\nHost: a\r\n\r\n');
+        for (const client of [fresh, kept]) {
+          const res = await client.read();
+          assert.equal(res.status, 200);
+          assert.equal(res.headers.connection, 'close');
+          await client.waitClosed(1000);
+        }
+        await closing;
       } finally {
         await upstream.close();
       }

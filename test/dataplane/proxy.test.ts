@@ -40,6 +40,27 @@ for (const backend of availableBackends()) {
       assert.equal(upstream.connections - before, 1, 'one upstream connection for five requests');
     });
 
+    it('sends an HTTP/1.0 request upstream as HTTP/1.0, so a streamed answer is never chunked', async () => {
+      const streaming = await startUpstream({
+        handler: (req, res) => {
+          res.write(`version=${req.httpVersion};`);
+          res.end('end'); // no Content-Length: chunked for 1.1, close-delimited for 1.0
+        },
+      });
+      const proxy = await startDataPlane(backend, {
+        routes: [{ id: 's', uri: '/s', upstream: localUpstream([streaming.port]) }],
+      });
+      try {
+        const res = await rawRequest(proxy.port, 'GET /s HTTP/1.0\r\nHost: a\r\n\r\n');
+        assert.equal(res.status, 200);
+        assert.equal(res.headers['transfer-encoding'], undefined);
+        assert.equal(res.body.toString(), 'version=1.0;end');
+      } finally {
+        await proxy.close();
+        await streaming.close();
+      }
+    });
+
     it('answers 404 for an unknown path and keeps the connection', async () => {
       const client = await RawClient.connect(gateway.port);
       client.write('GET /nope HTTP/1.1\r\nHost: a\r\n\r\n');

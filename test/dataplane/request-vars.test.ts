@@ -94,8 +94,10 @@ for (const backend of availableBackends()) {
       const head = buildUpstreamHead(req, upstream, upstream.balancer.nodes[0], false).toString('latin1');
       assert.equal(
         head,
-        'GET /p?q HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nX-A:  spaced  \r\n' +
-          'X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: front\r\n\r\n',
+        // An HTTP/1.0 request goes upstream as HTTP/1.0, asking for keep-alive explicitly.
+        'GET /p?q HTTP/1.0\r\nHost: 127.0.0.1:8081\r\nX-A:  spaced  \r\n' +
+          'X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: front\r\n' +
+          'Connection: keep-alive\r\n\r\n',
       );
       backend.routerFree(table.router);
     });

@@ -121,14 +121,15 @@ for (const backend of availableBackends()) {
       client.close();
     });
 
-    it('speaks HTTP/1.1 upstream for an HTTP/1.0 client and closes after the answer', async () => {
+    it('speaks HTTP/1.0 upstream for an HTTP/1.0 client and closes after the answer', async () => {
       const client = await RawClient.connect(gateway.port);
       client.write('GET /echo HTTP/1.0\r\n\r\n');
       const res = await client.read();
       assert.equal(res.status, 200);
       assert.equal(res.headers.connection, 'close');
       const seen = echo.requests.at(-1)!;
-      assert.equal(seen.httpVersion, '1.1');
+      assert.equal(seen.httpVersion, '1.0');
+      assert.equal(seen.headers.connection, 'keep-alive');
       assert.equal(seen.headers.host, `127.0.0.1:${echo.port}`);
       await client.waitClosed();
     });

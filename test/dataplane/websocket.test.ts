@@ -28,7 +28,10 @@ for (const backend of availableBackends()) {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const port = (server.address() as AddressInfo).port;
       gateway = await startDataPlane(backend, {
-        routes: [{ id: 'ws', uri: '/ws*', enable_websocket: true, upstream: localUpstream([port]) }],
+        routes: [
+          { id: 'ws', uri: '/ws*', enable_websocket: true, upstream: localUpstream([port]) },
+          { id: 'plain', uri: '/plain*', upstream: localUpstream([port]) },
+        ],
       });
     });
     after(async () => {
@@ -36,6 +39,18 @@ for (const backend of availableBackends()) {
       for (const client of wss.clients) client.terminate();
       wss.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+
+    it('forwards an upgrade as a plain request when the route does not enable websockets', async () => {
+      upgradeHeaders = undefined;
+      const res = await rawRequest(
+        gateway.port,
+        'GET /plain HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'plain');
+      assert.equal(upgradeHeaders, undefined); // the upstream never saw an upgrade
     });
 
     it('echoes text and binary frames through an upgraded connection', async () => {
