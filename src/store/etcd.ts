@@ -141,6 +141,8 @@ export class EtcdStore implements ConfigStore {
   #closed = false;
   #backoffMs = FIRST_BACKOFF_MS;
   #reconnectTimer: NodeJS.Timeout | undefined;
+  /** Whether the scheduled reconnection reloads everything first. */
+  #pendingResync = false;
   #notifyScheduled = false;
   #waiters: RevisionWaiter[] = [];
   /** Expiry of the leases this store granted, by lease id, to report `expiresAt`. */
@@ -312,11 +314,15 @@ export class EtcdStore implements ConfigStore {
 
   /** Run one etcd request; a failure becomes a PalisadeError naming etcd. */
   async #request<T>(call: () => Promise<T>): Promise<T> {
+    let result: T;
     try {
-      return await call();
+      result = await call();
     } catch (err) {
       throw PAL_ERR_CONFIG(`etcd request failed: ${errorText(err)}`);
     }
+    // etcd answers again: reconnect the watch now rather than at the end of the backoff.
+    if (this.#reconnectTimer && !this.#reachable) this.#scheduleReconnect(this.#pendingResync, 0);
+    return result;
   }
 
   #revokeQuietly(lease: string): void {
@@ -348,7 +354,7 @@ export class EtcdStore implements ConfigStore {
   }
 
   /** The stored item for a key-value pair, or undefined (logged) when its value is not a JSON object. */
-  #toItem(key: string, kv: IKeyValue): StoredItem | undefined {
+  #toItem(key: string, id: string, kv: IKeyValue): StoredItem | undefined {
     let value: unknown;
     try {
       value = JSON.parse(kv.value.toString('utf8'));
@@ -360,9 +366,12 @@ export class EtcdStore implements ConfigStore {
       log.warn('skipping an etcd value that is not a JSON object', { key });
       return undefined;
     }
+    const fields = value as Record<string, unknown>;
+    // The data plane keys everything by string id; APISIX tooling may leave it out or write a number.
+    if (typeof fields.id !== 'string') fields.id = id;
     const item: StoredItem = {
       key,
-      value: value as Record<string, unknown>,
+      value: fields,
       createdIndex: Number(kv.create_revision),
       modifiedIndex: Number(kv.mod_revision),
     };
@@ -390,7 +399,7 @@ export class EtcdStore implements ConfigStore {
         const key = kv.key.toString('utf8');
         const place = this.#locate(key);
         if (!place) continue;
-        const item = this.#toItem(key, kv);
+        const item = this.#toItem(key, place.id, kv);
         if (item) maps[place.resource].set(place.id, item);
       }
       if (!page.more || page.kvs.length === 0) break;
@@ -460,7 +469,7 @@ export class EtcdStore implements ConfigStore {
         changed = this.#state.remove(place.resource, place.id) || changed;
         continue;
       }
-      const item = this.#toItem(key, event.kv);
+      const item = this.#toItem(key, place.id, event.kv);
       if (item) {
         this.#state.set(place.resource, place.id, item);
         changed = true;
@@ -514,6 +523,7 @@ export class EtcdStore implements ConfigStore {
   #scheduleReconnect(resync: boolean, delayMs: number): void {
     if (this.#closed) return;
     clearTimeout(this.#reconnectTimer);
+    this.#pendingResync = resync;
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#reconnect(resync).catch((err: unknown) => {

@@ -126,6 +126,8 @@ describe('etcd store against a real etcd', () => {
     await store.put('routes', '6', { id: '6', uri: '/6', upstream });
     await eventually(() => seen.length === 2, 5000, 'a second snapshot');
     assert.ok(seen[1].version > version);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(seen.length, 2, 'a write is applied once, from the watch');
   });
 
   it('serves an etcd written directly in APISIX layout, skipping what it cannot use', TEST_TIMEOUT, async () => {
@@ -157,6 +159,8 @@ describe('etcd store against a real etcd', () => {
     await raw.put(`${prefix}/gen_id`).value('0');
     await raw.put(`${prefix}/consumers/jack/credentials/c1`).value(JSON.stringify({ id: 'c1', plugins: {} }));
     await raw.put(`${prefix}/stream_routes/1`).value(JSON.stringify({ id: '1' }));
+    await raw.put(`${prefix}/plugin_metadata/prometheus`).value(JSON.stringify({ prefix: 'apisix' }));
+    await raw.put(`${prefix}/services/7`).value(JSON.stringify({ id: 7, name: 'numeric id' }));
     await raw.put(`${prefix}/routes/broken`).value('{not json');
     await raw.put(`${prefix}/routes/array`).value('[1,2]');
     await raw.put(`${prefix}-other/routes/9`).value(JSON.stringify({ id: '9', uri: '/elsewhere' }));
@@ -174,6 +178,9 @@ describe('etcd store against a real etcd', () => {
       ['1'],
     );
     assert.equal(snapshot.consumers.length, 0);
+    // Missing or numeric ids come from the key, as strings.
+    assert.deepEqual(snapshot.plugin_metadata, [{ id: 'prometheus', prefix: 'apisix' }]);
+    assert.equal(snapshot.services[0].id, '7');
     const route = store.get('routes', '1');
     assert.ok(route);
     const kv = await raw.get(`${prefix}/routes/1`).exec();
@@ -348,11 +355,20 @@ describe('etcd store resync and outages', () => {
     await assertRejectsWith(store.put('routes', 'r2', { id: 'r2' }), 500, /etcd request failed/);
 
     await etcd.start();
-    await eventually(() => store.reachable, 10_000, 'reachable to turn true again');
+    // A write as soon as etcd is back resolves once the store's own view holds it.
+    await eventually(
+      () =>
+        store.put('routes', 'r3', { id: 'r3', uri: '/mine', upstream }).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+      'a write to succeed after the restart',
+    );
+    assert.equal(store.get('routes', 'r3')?.value.uri, '/mine');
+    assert.equal(store.reachable, true);
     await raw.put('/apisix/routes/r2').value(JSON.stringify({ id: 'r2', uri: '/after', upstream }));
-    await eventually(() => store.get('routes', 'r2') !== undefined, 5000, 'a write after the restart');
-    const written = await store.put('routes', 'r3', { id: 'r3', uri: '/mine', upstream });
-    assert.equal(store.get('routes', 'r3'), written);
+    await eventually(() => store.get('routes', 'r2') !== undefined, 5000, 'a write by another client');
     assert.equal(store.get('routes', 'r1')?.value.uri, '/before');
   });
 
