@@ -18,6 +18,7 @@ import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_CONFIG } from '../core/errors';
 import { logger } from '../core/log';
 import type { PluginCatalog } from '../schema/catalog';
 import { validateResource } from '../schema/index';
+import { withStringReferences } from '../schema/references';
 import { MemoryState, itemKey } from './memory';
 import { RESOURCES, type ConfigSnapshot, type ConfigStore, type ResourceName, type StoredItem } from './types';
 
@@ -88,8 +89,9 @@ export function parseStandaloneConfig(
       const err = validateResource(resource, item, { store: lookup, plugins, id, checkReferences: false });
       if (err !== undefined) throw new Error(`${where}: ${err}`);
       ids.add(id);
-      // As APISIX does, an item without an id is stored under its positional one.
-      const value = resource === 'consumers' || item.id !== undefined ? item : { ...item, id };
+      // As APISIX does, an item without an id is stored under its positional one. Ids and
+      // references are kept as strings (YAML `id: 1` is a number), since lookups are by string.
+      const value = withStringReferences(resource, resource === 'consumers' ? item : { ...item, id });
       parsed[resource].push([id, value]);
     });
   }

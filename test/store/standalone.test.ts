@@ -78,6 +78,19 @@ describe('standalone YAML store', () => {
     assert.equal(snapshot.upstreams.length, 1);
   });
 
+  it('keeps numeric ids and references as strings, as the data plane looks them up', async () => {
+    writeFileSync(
+      file,
+      'upstreams:\n  - id: 1\n    nodes:\n      "127.0.0.1:1980": 1\nroutes:\n  - id: 2\n    uri: /n\n    upstream_id: 1\n',
+    );
+    store = createStandaloneStore(file, { pollMs: 50 });
+    await store.open();
+    const [route] = store.snapshot().routes;
+    assert.equal(route.id, '2');
+    assert.equal(route.upstream_id, '1');
+    assert.equal(store.snapshot().upstreams[0].id, '1');
+  });
+
   it('loads a file without #END and an empty file', async () => {
     writeFileSync(file, goodYaml.replace('#END\n', ''));
     store = createStandaloneStore(file, { pollMs: 50 });
