@@ -220,6 +220,31 @@ describe('etcd store against a real etcd', () => {
     await assertRejectsWith(dataPlane.nextId(), 400, /read-only/);
   });
 
+  it('concurrent writes from two stores leave both views equal to etcd', TEST_TIMEOUT, async () => {
+    const prefix = freshPrefix();
+    const a = await stores.open({ hosts: [etcd.url], prefix });
+    const b = await stores.open({ hosts: [etcd.url], prefix });
+    const writes: Array<Promise<unknown>> = [];
+    for (let n = 0; n < 100; n++) {
+      const store = n % 2 === 0 ? a : b;
+      writes.push(store.put('routes', `r${n % 30}`, { id: `r${n % 30}`, uri: `/${n}`, upstream }));
+      if (n % 7 === 0) writes.push(store.delete('routes', `r${(n + 3) % 30}`));
+    }
+    await Promise.all(writes);
+    const kvs = (await raw.getAll().prefix(`${prefix}/routes/`).exec()).kvs;
+    const expected = new Map(kvs.map((kv) => [kv.key.toString(), Number(kv.mod_revision)]));
+    for (const store of [a, b]) {
+      await eventually(
+        () => {
+          const items = store.list('routes');
+          return items.length === expected.size && items.every((item) => expected.get(item.key) === item.modifiedIndex);
+        },
+        5000,
+        'the store to match etcd',
+      );
+    }
+  });
+
   it(
     'compare-and-swap on modifiedIndex: a stale index gives 503 value changed before overwritten',
     TEST_TIMEOUT,
