@@ -243,9 +243,10 @@ export class EtcdStore implements ConfigStore {
     const key = Buffer.from(this.#etcdKey(resource, id));
     let lease: string | undefined;
     let expiresAt: number | undefined;
-    if (options.ttl !== undefined) {
+    const ttl = options.ttl;
+    if (ttl !== undefined) {
       // etcd leases count whole seconds (and have a minimum of about 2 s); round up, never down.
-      const granted = await this.#request(() => this.#client.leaseClient.leaseGrant({ TTL: Math.ceil(options.ttl!) }));
+      const granted = await this.#request(() => this.#client.leaseClient.leaseGrant({ TTL: Math.ceil(ttl) }));
       lease = granted.ID;
       expiresAt = Date.now() + Number(granted.TTL) * 1000;
       this.#rememberLease(lease, expiresAt);

@@ -8,7 +8,6 @@ export {
   DEFAULT_ETCD_PREFIX,
   etcdOptionsFromEnv,
   EtcdStore,
-  type DeploymentRole,
   type EtcdStoreOptions,
 } from './etcd';
 export { createStandaloneStore, parseStandaloneConfig, StandaloneStore, type StandaloneOptions } from './standalone';
