@@ -3,12 +3,6 @@
 // gateways, in APISIX's layout). All implement ConfigStore.
 
 export { createEmbeddedStore, EmbeddedStore } from './embedded';
-export {
-  createEtcdStore,
-  DEFAULT_ETCD_PREFIX,
-  etcdOptionsFromEnv,
-  EtcdStore,
-  type EtcdStoreOptions,
-} from './etcd';
+export { createEtcdStore, DEFAULT_ETCD_PREFIX, etcdOptionsFromEnv, EtcdStore, type EtcdStoreOptions } from './etcd';
 export { createStandaloneStore, parseStandaloneConfig, StandaloneStore, type StandaloneOptions } from './standalone';
 export * from './types';
