@@ -639,6 +639,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     const flags = out[Out.Flags];
     req.responseStatus = status;
     req.clientResponseStarted = true;
+    req.upstream!.passive?.status(req.node!, status);
 
     if (status === 101) {
       if ((req.flags & Flag.Upgrade) === 0) {
@@ -800,10 +801,12 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         return;
     }
     if (req.responseStarted) {
+      req.upstream!.passive?.tcpFailure(req.node!);
       this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
       return;
     }
     if (!conn.connected) {
+      req.upstream!.passive?.tcpFailure(req.node!);
       this.retryOrFail(req);
       return;
     }
@@ -814,6 +817,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
       this.startAttempt(req, req.upstream!.pool.connect(req.node!, this));
       return;
     }
+    req.upstream!.passive?.tcpFailure(req.node!);
     this.failUpstream(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
   }
 
@@ -835,6 +839,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
 
   /** The upstream sent something we cannot forward: drop it and answer (or close) the client. */
   private upstreamBroken(req: RequestState, conn: UpstreamConnection, err: PalisadeError): void {
+    // A head we cannot use counts as a failed attempt (nginx's "invalid header"); a broken body does not.
+    if (req.responsePhase === ResponsePhase.Head) req.upstream!.passive?.tcpFailure(req.node!);
     req.conn = null;
     this.endAttempt(req, true);
     conn.destroy();
@@ -980,6 +986,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         if (req !== null && req.conn !== null) {
           const conn = req.conn;
           req.conn = null;
+          req.upstream!.passive?.timeout(req.node!);
           this.endAttempt(req, true);
           conn.destroy();
           this.retryOrFail(req);
@@ -987,7 +994,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         return;
       case Deadline.Send:
       case Deadline.Read:
-        if (req !== null) this.failUpstream(req, PAL_ERR_GATEWAY_TIMEOUT('504 Gateway Timeout'));
+        if (req !== null) {
+          // Only a wait for the head counts: once a status is in, it was reported.
+          if (req.responsePhase === ResponsePhase.Head && req.conn !== null) req.upstream!.passive?.timeout(req.node!);
+          this.failUpstream(req, PAL_ERR_GATEWAY_TIMEOUT('504 Gateway Timeout'));
+        }
         return;
       default:
         return;

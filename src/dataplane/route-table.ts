@@ -3,7 +3,10 @@
 // config version and swapped in atomically by the DataPlane.
 
 import { compileExpr, type CompiledExpr } from '../core/expr';
+import { routeUpstreamId, serviceUpstreamId } from '../health/keys';
+import { UpstreamHealth, type PassiveReporter } from '../health/upstream-health';
 import type { NativeBackend } from '../native/backend';
+import type { SharedDict } from '../native/shdict';
 import { encodeRouterSpec, type RouteMatchSpec } from '../native/router-spec';
 import type { PluginMap, Route, Service, Upstream, UpstreamTimeout } from '../schema/types';
 import type { ConfigSnapshot } from '../store/types';
@@ -34,6 +37,10 @@ export interface CompiledUpstream {
   readonly retryTimeoutMs: number;
   readonly passHost: PassHost;
   readonly upstreamHost: string;
+  /** Node health from the shared dictionary, for upstreams with checks (when the DataPlane has a dictionary). */
+  readonly health: UpstreamHealth | null;
+  /** Takes each attempt's result for passive checks; null without them. */
+  readonly passive: PassiveReporter | null;
 }
 
 export interface CompiledRoute {
@@ -82,13 +89,14 @@ function upstreamKey(upstream: Upstream): string {
   return JSON.stringify(rest);
 }
 
-function compileUpstream(upstream: Upstream, key: string): CompiledUpstream {
+function compileUpstream(upstream: Upstream, key: string, health: HealthSource | null): CompiledUpstream {
   const nodes = normalizeNodes(upstream.nodes);
   const pool = upstream.keepalive_pool;
+  const nodeHealth = health === null ? null : new UpstreamHealth(health.dict, health.upstreamId, upstream, nodes);
   return {
     key,
     upstream,
-    balancer: createBalancer(upstream, nodes),
+    balancer: createBalancer(upstream, nodes, nodeHealth ?? undefined),
     pool: new UpstreamPool({
       size: pool?.size ?? DEFAULT_POOL_SIZE,
       idleTimeoutMs: (pool?.idle_timeout ?? DEFAULT_POOL_IDLE_SECONDS) * 1000,
@@ -103,7 +111,22 @@ function compileUpstream(upstream: Upstream, key: string): CompiledUpstream {
           ? PassHost.Rewrite
           : PassHost.Pass,
     upstreamHost: upstream.upstream_host ?? '',
+    health: nodeHealth,
+    passive: nodeHealth?.passive ?? null,
   };
+}
+
+/** Where a checked upstream's health lives: the dictionary and the upstream id its keys use (health/keys.ts). */
+interface HealthSource {
+  readonly dict: SharedDict;
+  readonly upstreamId: string;
+}
+
+/** The id health keys use for the upstream a route resolved to: inline ones are named after their route or service. */
+function healthUpstreamId(route: Route, service: Service | undefined, upstream: Upstream): string {
+  if (upstream === route.upstream) return routeUpstreamId(route.id ?? '');
+  if (service !== undefined && upstream === service.upstream) return serviceUpstreamId(service.id ?? '');
+  return upstream.id ?? '';
 }
 
 function timeoutMs(
@@ -123,11 +146,13 @@ function routeHosts(route: Route, service: Service | undefined): string[] {
  * Compile a snapshot. Balancers and pools of upstreams that did not change are
  * taken over from `previous`, so least_conn counts and idle connections survive
  * a config change. Throws (leaving `previous` untouched) when a route is invalid.
+ * With `sharedDict`, upstreams with `checks.active` skip the nodes it says are unhealthy.
  */
 export function compileRouteTable(
   backend: NativeBackend,
   snapshot: ConfigSnapshot,
   previous: RouteTable | undefined,
+  sharedDict?: SharedDict,
 ): RouteTable {
   const services = new Map<string, Service>();
   for (const service of snapshot.services) if (service.id !== undefined) services.set(service.id, service);
@@ -135,12 +160,22 @@ export function compileRouteTable(
   for (const upstream of snapshot.upstreams) if (upstream.id !== undefined) upstreamsById.set(upstream.id, upstream);
 
   const upstreams = new Map<string, CompiledUpstream>();
-  const resolveUpstream = (upstream: Upstream | undefined): CompiledUpstream | null => {
+  const resolveUpstream = (
+    upstream: Upstream | undefined,
+    route: Route,
+    service: Service | undefined,
+  ): CompiledUpstream | null => {
     if (upstream === undefined) return null;
-    const key = upstreamKey(upstream);
+    let key = upstreamKey(upstream);
+    let health: HealthSource | null = null;
+    if (sharedDict !== undefined && upstream.checks?.active !== undefined) {
+      // Health state is per upstream id, so equal inline upstreams of two routes stay apart.
+      health = { dict: sharedDict, upstreamId: healthUpstreamId(route, service, upstream) };
+      key = `${health.upstreamId}\n${key}`;
+    }
     let compiled = upstreams.get(key);
     if (compiled === undefined) {
-      compiled = previous?.upstreams.get(key) ?? compileUpstream(upstream, key);
+      compiled = previous?.upstreams.get(key) ?? compileUpstream(upstream, key, health);
       upstreams.set(key, compiled);
     }
     return compiled;
@@ -166,7 +201,7 @@ export function compileRouteTable(
         throw new Error(`route ${route.id ?? '?'}: invalid vars: ${(err as Error).message}`);
       }
     }
-    const upstream = resolveUpstream(upstreamConfig);
+    const upstream = resolveUpstream(upstreamConfig, route, service);
     routes.push({
       id: route.id ?? '',
       serviceId: route.service_id ?? '',

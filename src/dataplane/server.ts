@@ -4,8 +4,10 @@
 
 import * as net from 'node:net';
 import { logger } from '../core/log';
+import { HEALTH_REFRESH_MS } from '../health/upstream-health';
 import type { NativeBackend } from '../native/backend';
 import { OUT_SIZE } from '../native/layout';
+import type { SharedDict } from '../native/shdict';
 import type { ConfigSnapshot } from '../store/types';
 import { ClientConnection, clientReadBuffer, type DataPlaneLimits, type ProxyContext } from './connection';
 import { compileRouteTable, retireRouteTable, RouteTable } from './route-table';
@@ -15,6 +17,8 @@ export type { DataPlaneLimits } from './connection';
 export interface DataPlaneOptions {
   listen: Array<{ host: string; port: number }>;
   limits?: Partial<DataPlaneLimits>;
+  /** Health state (src/health): with it, upstreams with checks skip unhealthy nodes and report passive results. */
+  sharedDict?: SharedDict;
 }
 
 export const DEFAULT_LIMITS: Readonly<DataPlaneLimits> = {
@@ -88,6 +92,8 @@ export class DataPlane {
   private readonly servers: net.Server[] = [];
   private ticker: NodeJS.Timeout | null = null;
   private readonly tickMs: number;
+  /** Copies node health from the shared dictionary; its own timer so the connection ticker keeps its pace. */
+  private healthTimer: NodeJS.Timeout | null = null;
 
   constructor(backend: NativeBackend, options: DataPlaneOptions) {
     this.options = options;
@@ -103,7 +109,7 @@ export class DataPlane {
   /** Compile `snapshot` and swap it in; on failure the old table stays and the error is thrown. */
   applyConfig(snapshot: ConfigSnapshot): void {
     const old = this.ctx.table;
-    const table = compileRouteTable(this.ctx.backend, snapshot, old);
+    const table = compileRouteTable(this.ctx.backend, snapshot, old, this.options.sharedDict);
     this.ctx.table = table;
     // Matching is synchronous, so no request still holds the old router handle.
     retireRouteTable(this.ctx.backend, old, table);
@@ -133,6 +139,10 @@ export class DataPlane {
       this.ticker = setInterval(() => this.tick(), this.tickMs);
       this.ticker.unref();
     }
+    if (this.healthTimer === null && this.options.sharedDict !== undefined) {
+      this.healthTimer = setInterval(() => this.refreshHealth(), HEALTH_REFRESH_MS);
+      this.healthTimer.unref();
+    }
     return bound;
   }
 
@@ -154,6 +164,10 @@ export class DataPlane {
     this.ctx.now = now;
     for (const conn of this.ctx.connections) conn.tick(now);
     for (const upstream of this.ctx.table.upstreams.values()) upstream.pool.sweep(now);
+  }
+
+  private refreshHealth(): void {
+    for (const upstream of this.ctx.table.upstreams.values()) upstream.health?.refresh();
   }
 
   /**
@@ -184,6 +198,10 @@ export class DataPlane {
     if (this.ticker !== null) {
       clearInterval(this.ticker);
       this.ticker = null;
+    }
+    if (this.healthTimer !== null) {
+      clearInterval(this.healthTimer);
+      this.healthTimer = null;
     }
     for (const upstream of ctx.table.upstreams.values()) upstream.pool.closeIdle();
   }
