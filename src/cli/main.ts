@@ -78,12 +78,22 @@ function status(args: CliArgs, config: PalisadeConfig): number {
     return 0;
   }
   const applied = current.workers.map((w) => w.appliedVersion);
+  const agent = current.agent;
+  print(`role:           ${current.role}`);
   print(`proxy:          ${current.proxy.join(', ') || '(no worker listening)'}`);
   print(`admin:          ${current.admin ?? '(not listening)'}`);
+  print(`control:        ${current.control ?? '(not listening)'}`);
   print(`backend:        ${current.backend ?? 'unknown'}`);
   print(`store:          ${current.storeType} (${current.dataDir})`);
   print(`config version: ${current.configVersion} (workers applied: ${applied.join(', ') || 'none'})`);
   print(`workers:        ${current.workers.length} (pids ${current.workers.map((w) => w.pid).join(', ')})`);
+  if (current.role !== 'control_plane') {
+    const agentText =
+      agent === undefined
+        ? '(restarting)'
+        : `pid ${agent.pid}${agent.ready ? '' : ' (starting)'}, health checks ${agent.healthChecks ? 'on' : 'off'}`;
+    print(`agent:          ${agentText}`);
+  }
   print(`config file:    ${current.configPath ?? '(defaults only)'}`);
   print(`started:        ${current.startedAt}`);
   return 0;

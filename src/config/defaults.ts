@@ -16,3 +16,10 @@ export const DEFAULT_STORE_TYPE = 'embedded';
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_STANDALONE_FILE = 'conf/apisix.yaml';
 export const DEFAULT_LOG_LEVEL = 'info';
+export const DEFAULT_DEPLOYMENT_ROLE = 'traditional';
+export const DEFAULT_ETCD_PREFIX = '/apisix';
+export const DEFAULT_ETCD_TIMEOUT_MS = 5_000;
+export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:9090';
+/** The dictionary active health checks keep their state in (APISIX's lua_shared_dict of the same name). */
+export const HEALTHCHECK_DICT = 'upstream-healthcheck';
+export const DEFAULT_SHARED_DICTS: Readonly<Record<string, string>> = { [HEALTHCHECK_DICT]: '10m' };

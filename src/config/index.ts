@@ -1,4 +1,14 @@
-export type { AdminKeyConfig, AdminRole, ListenAddress, PalisadeConfig, ProxyLimits, StoreType } from './types';
+export type {
+  AdminKeyConfig,
+  AdminRole,
+  DeploymentRole,
+  EtcdConfig,
+  ListenAddress,
+  PalisadeConfig,
+  ProxyLimits,
+  SharedDictConfig,
+  StoreType,
+} from './types';
 export { DEFAULT_CONFIG_PATH, loadConfig, resolveConfigPath } from './load';
 export type { LoadOptions } from './load';
 export { ADMIN_KEY_FILE, adminKeyPath, readStoredAdminKey, resolveAdminKeys } from './admin-key';

@@ -11,6 +11,8 @@ import { PAL_ERR_CONFIG } from '../core/errors';
 import type { LogLevel } from '../core/log';
 import type { BackendName } from '../native/backend';
 import { packageRoot } from '../native/paths';
+import { SHDICT_MAX_CAPACITY, SHDICT_MIN_CAPACITY } from '../native/layout';
+import { parseDictSize } from '../native/shdict';
 import * as defaults from './defaults';
 import {
   ConfigFieldError,
@@ -23,10 +25,20 @@ import {
   parseNonNegativeInteger,
   rejectUnknownKeys,
 } from './parse';
-import type { AdminKeyConfig, AdminRole, PalisadeConfig, StoreType } from './types';
+import type {
+  AdminKeyConfig,
+  AdminRole,
+  DeploymentRole,
+  EtcdConfig,
+  ListenAddress,
+  PalisadeConfig,
+  SharedDictConfig,
+  StoreType,
+} from './types';
 
 export const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
-export const STORE_TYPES: readonly StoreType[] = ['embedded', 'standalone'];
+export const STORE_TYPES: readonly StoreType[] = ['embedded', 'standalone', 'etcd'];
+export const DEPLOYMENT_ROLES: readonly DeploymentRole[] = ['traditional', 'data_plane', 'control_plane'];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const ROLES: readonly AdminRole[] = ['admin', 'viewer'];
 
@@ -88,6 +100,12 @@ export function loadConfig(options: LoadOptions = {}): PalisadeConfig {
     if (err instanceof ConfigFieldError) throw PAL_ERR_CONFIG(`environment: ${err.message}`);
     throw err;
   }
+  try {
+    checkRoleAndStore(config);
+  } catch (err) {
+    if (err instanceof ConfigFieldError) throw PAL_ERR_CONFIG(`${shown}: ${err.message}`);
+    throw err;
+  }
   return config;
 }
 
@@ -141,7 +159,11 @@ function parseAdminKeys(value: unknown): AdminKeyConfig[] {
 
 function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefined): PalisadeConfig {
   const raw = rawValue as Record<string, unknown>;
-  rejectUnknownKeys(raw, ['proxy', 'workers', 'native', 'admin', 'store', 'log'], '');
+  rejectUnknownKeys(
+    raw,
+    ['proxy', 'workers', 'native', 'admin', 'deployment', 'store', 'control', 'shared_dicts', 'log'],
+    '',
+  );
   const proxy = section(raw, 'proxy', ['listen', 'limits', 'drain_timeout']);
   const limits = isPlainObject(proxy.limits) ? proxy.limits : {};
   if (proxy.limits !== undefined && proxy.limits !== null && !isPlainObject(proxy.limits)) {
@@ -152,6 +174,8 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
   const admin = section(raw, 'admin', ['listen', 'keys', 'allow', 'max_body_bytes']);
   const store = section(raw, 'store', ['type', 'data_dir', 'standalone_file']);
   const log = section(raw, 'log', ['level']);
+  const deployment = section(raw, 'deployment', ['role', 'etcd']);
+  const control = section(raw, 'control', ['enabled', 'listen']);
 
   const listenRaw = proxy.listen ?? [defaults.DEFAULT_PROXY_LISTEN];
   const listenList = Array.isArray(listenRaw) ? listenRaw : [listenRaw];
@@ -211,9 +235,108 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
       type: parseEnum(store.type ?? defaults.DEFAULT_STORE_TYPE, STORE_TYPES, 'store.type'),
       dataDir: path.resolve(baseDir, parseNonEmptyString(dataDir, 'store.data_dir')),
       standaloneFile: path.resolve(baseDir, parseNonEmptyString(standaloneFile, 'store.standalone_file')),
+      etcd: parseEtcd(deployment.etcd),
     },
+    deployment: {
+      role: parseEnum(deployment.role ?? defaults.DEFAULT_DEPLOYMENT_ROLE, DEPLOYMENT_ROLES, 'deployment.role'),
+    },
+    control: parseControl(control),
+    sharedDicts: parseSharedDicts(raw.shared_dicts),
     log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
   };
+}
+
+function parseEtcd(value: unknown): EtcdConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isPlainObject(value)) throw new ConfigFieldError('deployment.etcd', 'must be a mapping');
+  rejectUnknownKeys(value, ['host', 'prefix', 'timeout', 'user', 'password'], 'deployment.etcd');
+  const hostRaw = value.host ?? [];
+  const hostList: unknown[] = Array.isArray(hostRaw) ? hostRaw : [hostRaw];
+  const etcd: EtcdConfig = {
+    hosts: hostList.map((host, i) => parseEtcdUrl(host, `deployment.etcd.host[${i}]`)),
+    prefix: parseEtcdPrefix(value.prefix ?? defaults.DEFAULT_ETCD_PREFIX, 'deployment.etcd.prefix'),
+    timeoutMs:
+      value.timeout === undefined
+        ? defaults.DEFAULT_ETCD_TIMEOUT_MS
+        : parseDurationMs(value.timeout, 'deployment.etcd.timeout'),
+  };
+  if (value.user !== undefined && value.user !== null) {
+    etcd.user = parseNonEmptyString(value.user, 'deployment.etcd.user');
+    etcd.password = value.password === undefined ? '' : String(value.password);
+  }
+  return etcd;
+}
+
+function parseEtcdUrl(value: unknown, field: string): string {
+  const text = parseNonEmptyString(value, field).trim();
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigFieldError(field, `must be a URL such as http://127.0.0.1:2379, got "${text}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigFieldError(field, `must be an http:// or https:// URL, got "${text}"`);
+  }
+  return text.replace(/\/+$/, '');
+}
+
+function parseEtcdPrefix(value: unknown, field: string): string {
+  const text = parseNonEmptyString(value, field).trim();
+  if (!text.startsWith('/') || text.length < 2) throw new ConfigFieldError(field, `must start with "/", got "${text}"`);
+  return text.replace(/\/+$/, '');
+}
+
+function parseControl(control: Record<string, unknown>): { listen: ListenAddress } | undefined {
+  if (control.enabled !== undefined && typeof control.enabled !== 'boolean') {
+    throw new ConfigFieldError('control.enabled', 'must be true or false');
+  }
+  if (control.enabled === false) return undefined;
+  return {
+    listen: parseListenAddress(control.listen ?? defaults.DEFAULT_CONTROL_LISTEN, 'control.listen', '127.0.0.1'),
+  };
+}
+
+function parseSharedDicts(value: unknown): SharedDictConfig[] {
+  const given = value ?? {};
+  if (!isPlainObject(given)) throw new ConfigFieldError('shared_dicts', 'must be a mapping of name: size');
+  // The health checks' dictionary always exists; the file may resize it.
+  const sizes: Record<string, unknown> = { ...defaults.DEFAULT_SHARED_DICTS, ...given };
+  return Object.entries(sizes).map(([name, size]) => {
+    const field = `shared_dicts.${name}`;
+    if (!/^[A-Za-z0-9_-]{1,48}$/.test(name)) {
+      throw new ConfigFieldError(field, 'names must be 1-48 letters, digits, "_" or "-"');
+    }
+    let capacity: number;
+    try {
+      if (typeof size !== 'string' && typeof size !== 'number') throw new RangeError();
+      capacity = parseDictSize(size);
+    } catch {
+      throw new ConfigFieldError(field, 'must be a size such as 10m, 512k or a byte count');
+    }
+    if (capacity < SHDICT_MIN_CAPACITY || capacity > SHDICT_MAX_CAPACITY) {
+      throw new ConfigFieldError(field, `must be between 32k and 2g`);
+    }
+    return { name, capacity };
+  });
+}
+
+/** Which store each role may use: a control plane writes etcd; a data plane reads etcd or a YAML file. */
+function checkRoleAndStore(config: PalisadeConfig): void {
+  const { role } = config.deployment;
+  const { type, etcd } = config.store;
+  if (type === 'etcd' && (etcd === undefined || etcd.hosts.length === 0)) {
+    throw new ConfigFieldError('deployment.etcd.host', 'must name at least one etcd URL when store.type is etcd');
+  }
+  if (role === 'control_plane' && type !== 'etcd') {
+    throw new ConfigFieldError('deployment.role', 'control_plane needs store.type etcd (the data planes read it)');
+  }
+  if (role === 'data_plane' && type === 'embedded') {
+    throw new ConfigFieldError(
+      'deployment.role',
+      'data_plane reads its configuration from etcd or a standalone file; set store.type to etcd or standalone',
+    );
+  }
 }
 
 /** PALISADE_* variables override the file. Empty variables are ignored. */
@@ -243,6 +366,34 @@ function applyEnvironment(config: PalisadeConfig, env: NodeJS.ProcessEnv, cwd: s
   if (workers !== undefined) config.workers = parseWorkers(workers, 'PALISADE_WORKERS');
   const backend = get('PALISADE_NATIVE_BACKEND');
   if (backend !== undefined) config.native.backend = parseEnum(backend, BACKENDS, 'PALISADE_NATIVE_BACKEND');
+  const etcdHosts = get('PALISADE_ETCD_HOSTS');
+  if (etcdHosts !== undefined) {
+    const hosts = etcdHosts
+      .split(',')
+      .map((host) => host.trim())
+      .filter((host) => host !== '')
+      .map((host) => parseEtcdUrl(host, 'PALISADE_ETCD_HOSTS'));
+    config.store.type = 'etcd';
+    config.store.etcd = {
+      prefix: defaults.DEFAULT_ETCD_PREFIX,
+      timeoutMs: defaults.DEFAULT_ETCD_TIMEOUT_MS,
+      ...config.store.etcd,
+      hosts,
+    };
+  }
+  const etcdPrefix = get('PALISADE_ETCD_PREFIX');
+  if (etcdPrefix !== undefined && config.store.etcd !== undefined) {
+    config.store.etcd.prefix = parseEtcdPrefix(etcdPrefix, 'PALISADE_ETCD_PREFIX');
+  }
+  const role = get('PALISADE_DEPLOYMENT_ROLE');
+  if (role !== undefined) config.deployment.role = parseEnum(role, DEPLOYMENT_ROLES, 'PALISADE_DEPLOYMENT_ROLE');
+  const controlListen = get('PALISADE_CONTROL_LISTEN');
+  if (controlListen !== undefined) {
+    config.control =
+      controlListen === 'off'
+        ? undefined
+        : { listen: parseListenAddress(controlListen, 'PALISADE_CONTROL_LISTEN', '127.0.0.1') };
+  }
   const level = get('PALISADE_LOG_LEVEL');
   if (level !== undefined) config.log.level = parseEnum(level, LOG_LEVELS, 'PALISADE_LOG_LEVEL');
 }

@@ -13,7 +13,31 @@ export interface AdminKeyConfig {
   role: AdminRole;
 }
 
-export type StoreType = 'embedded' | 'standalone';
+export type StoreType = 'embedded' | 'standalone' | 'etcd';
+
+/**
+ * APISIX's deployment roles: `traditional` runs the proxy and the Admin API,
+ * `data_plane` only the proxy (the configuration is read-only), and
+ * `control_plane` only the Admin API.
+ */
+export type DeploymentRole = 'traditional' | 'data_plane' | 'control_plane';
+
+export interface EtcdConfig {
+  /** Client URLs, e.g. `http://127.0.0.1:2379`. */
+  hosts: string[];
+  prefix: string;
+  /** Deadline of one etcd request. */
+  timeoutMs: number;
+  user?: string;
+  password?: string;
+}
+
+/** A shared dictionary named in config.yaml (`shared_dicts`), opened by every process. */
+export interface SharedDictConfig {
+  name: string;
+  /** Bytes. */
+  capacity: number;
+}
 
 /** Request limits of the proxy, in the units the data plane takes. */
 export interface ProxyLimits {
@@ -47,10 +71,16 @@ export interface PalisadeConfig {
     allow: string[];
     maxBodyBytes: number;
   };
+  deployment: { role: DeploymentRole };
   store: {
     type: StoreType;
     dataDir: string;
     standaloneFile: string;
+    /** Set when `type` is `etcd`. */
+    etcd: EtcdConfig | undefined;
   };
+  /** The control API (`GET /v1/healthcheck`, ...); undefined when disabled. */
+  control: { listen: ListenAddress } | undefined;
+  sharedDicts: SharedDictConfig[];
   log: { level: LogLevel };
 }

@@ -7,7 +7,7 @@ import { logger } from '../core/log';
 import { Primary } from './primary';
 
 export { Primary } from './primary';
-export type { GatewayStatus, WorkerStatus } from './runtime-files';
+export type { AgentStatus, GatewayStatus, WorkerStatus } from './runtime-files';
 export { readPid, readStatusFile, runningPid, pidFilePath, statusFilePath, isProcessAlive } from './runtime-files';
 
 const log = logger('gateway');

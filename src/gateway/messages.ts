@@ -1,10 +1,22 @@
-// The IPC messages between the primary and its data-plane workers. Everything
-// a worker needs arrives here; workers never read config.yaml or the store.
+// The IPC messages between the primary and its children: the data-plane
+// workers and the privileged agent. Everything a child needs arrives here;
+// children never read config.yaml, and workers never open the store.
+//
+// Configuration travels as a full snapshot once (at start, or when a child
+// asks to resync) and as ConfigDeltas afterwards (see config-mirror.ts).
 
 import type { LogLevel } from '../core/log';
-import type { ListenAddress, ProxyLimits } from '../config/types';
+import type { EtcdConfig, ListenAddress, ProxyLimits } from '../config/types';
 import type { BackendName } from '../native/backend';
 import type { ConfigSnapshot } from '../store/types';
+import type { ConfigDelta } from './config-mirror';
+
+/** A shared dictionary the primary created; children open the same file. */
+export interface SharedDictSetting {
+  name: string;
+  capacity: number;
+  path: string;
+}
 
 /** What one data-plane worker is started with; fixed for the worker's life. */
 export interface WorkerSettings {
@@ -14,33 +26,86 @@ export interface WorkerSettings {
   logLevel: LogLevel;
   /** Used when the worker itself is signalled; the primary's drain message carries its own. */
   drainTimeoutMs: number;
+  sharedDicts: SharedDictSetting[];
 }
+
+/** What the privileged agent is started with. */
+export interface AgentSettings {
+  backend: BackendName;
+  logLevel: LogLevel;
+  sharedDicts: SharedDictSetting[];
+  /** Set when the agent is the configuration source: it watches etcd (read-only) and sends what it sees. */
+  etcd: EtcdConfig | undefined;
+}
+
+/** Status of the agent's active health checks, in the control API's shape. */
+export type HealthReportBody = unknown;
 
 export type PrimaryMessage =
   | { type: 'start'; settings: WorkerSettings; snapshot: ConfigSnapshot }
+  | { type: 'agent-start'; settings: AgentSettings; snapshot: ConfigSnapshot | undefined }
   | { type: 'config'; snapshot: ConfigSnapshot }
+  | { type: 'config-delta'; delta: ConfigDelta }
+  /** To the agent: send the whole configuration again (the primary missed a delta). */
+  | { type: 'resync' }
+  | { type: 'health-query'; id: number }
   | { type: 'drain'; timeoutMs: number };
 
 export type WorkerMessage =
   | { type: 'listening'; addresses: Array<{ address: string; port: number }>; backend: BackendName }
   | { type: 'start-failed'; error: string }
   | { type: 'applied'; version: number }
-  | { type: 'apply-failed'; version: number; error: string };
+  | { type: 'apply-failed'; version: number; error: string }
+  /** A delta did not start at this child's version: send the full snapshot. */
+  | { type: 'resync'; version: number };
 
-function isObjectWithType(value: unknown): value is { type: unknown } {
-  return typeof value === 'object' && value !== null && 'type' in value;
+export type AgentMessage =
+  | { type: 'agent-ready'; backend: BackendName; healthChecks: boolean }
+  | { type: 'start-failed'; error: string }
+  /** The agent as configuration source: the whole configuration (first, and after a resync). */
+  | { type: 'source-snapshot'; snapshot: ConfigSnapshot }
+  | { type: 'source-delta'; delta: ConfigDelta }
+  | { type: 'health-report'; id: number; report: HealthReportBody | null; error?: string }
+  /** The primary is the source and a delta did not start at the agent's version: send the full snapshot. */
+  | { type: 'resync'; version: number };
+
+const PRIMARY_TYPES: ReadonlySet<string> = new Set([
+  'start',
+  'agent-start',
+  'config',
+  'config-delta',
+  'resync',
+  'health-query',
+  'drain',
+]);
+const WORKER_TYPES: ReadonlySet<string> = new Set(['listening', 'start-failed', 'applied', 'apply-failed', 'resync']);
+const AGENT_TYPES: ReadonlySet<string> = new Set([
+  'agent-ready',
+  'start-failed',
+  'source-snapshot',
+  'source-delta',
+  'health-report',
+  'resync',
+]);
+
+function typeOf(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || !('type' in value)) return undefined;
+  const type = (value as { type: unknown }).type;
+  return typeof type === 'string' ? type : undefined;
 }
 
 export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
-  return isObjectWithType(value) && (value.type === 'start' || value.type === 'config' || value.type === 'drain');
+  return PRIMARY_TYPES.has(typeOf(value) ?? '');
 }
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
-  return (
-    isObjectWithType(value) &&
-    (value.type === 'listening' ||
-      value.type === 'start-failed' ||
-      value.type === 'applied' ||
-      value.type === 'apply-failed')
-  );
+  return WORKER_TYPES.has(typeOf(value) ?? '');
 }
+
+export function isAgentMessage(value: unknown): value is AgentMessage {
+  return AGENT_TYPES.has(typeOf(value) ?? '');
+}
+
+/** Environment variable set on the agent's fork; worker-main.ts picks the agent's entry with it. */
+export const AGENT_ENV = 'PALISADE_PROCESS_ROLE';
+export const AGENT_ENV_VALUE = 'agent';

@@ -1,8 +1,24 @@
-// The primary process: owns the config store and the Admin API, runs N
-// data-plane workers through node:cluster, pushes every config change to
-// them, replaces crashed workers, rolls workers over on reload, and drains
-// them on stop. It never serves proxy traffic itself, so a config that fails
-// to compile in a worker cannot take it down.
+// The primary process: opens the config store and the Admin API (as the
+// deployment role asks), runs N data-plane workers and one privileged agent
+// through node:cluster, distributes every config change to them, replaces
+// crashed children, rolls workers over on reload, and drains them on stop. It
+// never serves proxy traffic itself, so a config that fails to compile in a
+// worker cannot take it down.
+//
+// Where configuration comes from:
+//   embedded / standalone store: the primary's store; the primary sends each
+//     change (as a delta) to the workers and the agent.
+//   etcd: the agent watches etcd and sends the primary what changed; the
+//     primary relays it to the workers. The primary's own etcd store only
+//     serves the Admin API (writes go straight to etcd and come back through
+//     the agent's watch like anyone else's).
+// Either way the primary keeps the distributed configuration in a
+// ConfigMirror, so a worker started while the agent is down gets the last
+// configuration, and workers keep serving it.
+//
+// Roles: traditional = proxy + Admin API; data_plane = proxy only (no Admin
+// API, the store is read-only); control_plane = Admin API only (no workers,
+// no agent).
 
 import cluster, { type Worker } from 'node:cluster';
 import * as fs from 'node:fs';
@@ -12,11 +28,26 @@ import { resolveAdminKeys } from '../config/admin-key';
 import { formatAddress } from '../config/format';
 import type { PalisadeConfig } from '../config/types';
 import { logger, setLogLevel } from '../core/log';
+import { selectBackend } from '../native';
 import type { BackendName } from '../native/backend';
-import type { ConfigStore } from '../store/types';
-import { isWorkerMessage, type PrimaryMessage, type WorkerMessage, type WorkerSettings } from './messages';
+import type { ConfigSnapshot, ConfigStore } from '../store/types';
+import { ConfigMirror, type ConfigDelta } from './config-mirror';
+import { ControlServer, type ProcessesReport } from './control';
+import {
+  AGENT_ENV,
+  AGENT_ENV_VALUE,
+  isAgentMessage,
+  isWorkerMessage,
+  type AgentMessage,
+  type AgentSettings,
+  type PrimaryMessage,
+  type SharedDictSetting,
+  type WorkerMessage,
+  type WorkerSettings,
+} from './messages';
 import { type GatewayStatus, removeRuntimeFiles, runningPid, writePidFile, writeStatusFile } from './runtime-files';
-import { createConfigStore } from './store';
+import { createSharedDicts, removeSharedDicts, sharedDictSettings } from './shared-dicts';
+import { agentIsSource, createConfigStore } from './store';
 
 const log = logger('primary');
 
@@ -26,21 +57,45 @@ const log = logger('primary');
 // directly and the kernel spreads connections. Must be set before any fork.
 cluster.schedulingPolicy = cluster.SCHED_NONE;
 
-/** How long a worker may take from fork to listening. */
-const WORKER_START_TIMEOUT_MS = 15_000;
+/** How long a worker or the agent may take from fork to ready. */
+const CHILD_START_TIMEOUT_MS = 15_000;
 /** Grace on top of the drain timeout before a worker is killed. */
 const DRAIN_GRACE_MS = 5_000;
+/** How long the agent may take to stop before it is killed. */
+const AGENT_STOP_TIMEOUT_MS = 5_000;
 const STATUS_WRITE_DELAY_MS = 50;
+const HEALTH_QUERY_TIMEOUT_MS = 3_000;
+/** Crashes within this window count towards the restart backoff. */
+const CRASH_WINDOW_MS = 30_000;
+const MAX_RESTART_DELAY_MS = 5_000;
 
-type WorkerState = 'starting' | 'ready' | 'draining';
+type ChildState = 'starting' | 'ready' | 'draining';
 
 interface WorkerRecord {
   worker: Worker;
   settings: WorkerSettings;
-  state: WorkerState;
+  state: ChildState;
   backend: BackendName | undefined;
   appliedVersion: number;
   addresses: string[];
+}
+
+interface AgentRecord {
+  worker: Worker;
+  state: ChildState;
+  healthChecks: boolean;
+}
+
+interface PendingHealthQuery {
+  resolve(report: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface AppliedWaiter {
+  version: number;
+  resolve(applied: boolean): void;
+  timer: NodeJS.Timeout;
 }
 
 export interface PrimaryOptions {
@@ -50,18 +105,37 @@ export interface PrimaryOptions {
   announce?: (line: string) => void;
 }
 
-function workerSettings(config: PalisadeConfig): WorkerSettings {
+function workerSettings(config: PalisadeConfig, sharedDicts: SharedDictSetting[]): WorkerSettings {
   return {
     listen: config.proxy.listen,
     limits: config.proxy.limits,
     backend: config.native.backend,
     logLevel: config.log.level,
     drainTimeoutMs: config.proxy.drainTimeoutMs,
+    sharedDicts,
+  };
+}
+
+function agentSettings(config: PalisadeConfig, sharedDicts: SharedDictSetting[]): AgentSettings {
+  return {
+    backend: config.native.backend,
+    logLevel: config.log.level,
+    sharedDicts,
+    etcd: agentIsSource(config) ? config.store.etcd : undefined,
   };
 }
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Restart delay after the latest crash: 100 ms doubling per crash in the window, at most 5 s. */
+function restartDelay(crashes: number[]): number {
+  const now = Date.now();
+  const recent = crashes.filter((t) => now - t < CRASH_WINDOW_MS);
+  recent.push(now);
+  crashes.splice(0, crashes.length, ...recent);
+  return Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** (recent.length - 1));
 }
 
 export class Primary {
@@ -71,13 +145,25 @@ export class Primary {
   #store: ConfigStore | undefined;
   #admin: AdminServer | undefined;
   #adminAddress: string | undefined;
+  #control: ControlServer | undefined;
+  #controlAddress: string | undefined;
+  /** The configuration as distributed to the children. */
+  readonly #mirror = new ConfigMirror();
   readonly #workers = new Map<number, WorkerRecord>();
+  #agent: AgentRecord | undefined;
+  #sharedDicts: SharedDictSetting[] = [];
   #stopping = false;
   #reloading: Promise<void> | undefined;
   #broadcastScheduled = false;
   #statusTimer: NodeJS.Timeout | undefined;
-  #recentCrashes: number[] = [];
+  readonly #workerCrashes: number[] = [];
+  readonly #agentCrashes: number[] = [];
   #unsubscribe: (() => void) | undefined;
+  #nextQueryId = 1;
+  readonly #healthQueries = new Map<number, PendingHealthQuery>();
+  #appliedWaiters: AppliedWaiter[] = [];
+  /** Resolves when the agent, as configuration source, delivered its first snapshot. */
+  #firstSourceSnapshot: (() => void) | undefined;
 
   constructor(config: PalisadeConfig, options: PrimaryOptions) {
     this.#config = config;
@@ -88,10 +174,12 @@ export class Primary {
     return this.#config;
   }
 
-  /** Open the store, start the Admin API and the workers, write the pid file. */
+  /** Open the store, start the Admin API, the agent and the workers, write the pid file. */
   async start(): Promise<void> {
-    const { dataDir } = this.#config.store;
-    setLogLevel(this.#config.log.level);
+    const config = this.#config;
+    const { dataDir } = config.store;
+    const { role } = config.deployment;
+    setLogLevel(config.log.level);
     fs.mkdirSync(dataDir, { recursive: true });
     const other = runningPid(dataDir);
     if (other !== undefined && other !== process.pid) {
@@ -101,21 +189,47 @@ export class Primary {
 
     cluster.setupPrimary({ exec: path.join(__dirname, 'worker-main.js') });
 
-    const store = createConfigStore(this.#config, log);
-    await store.open();
-    this.#store = store;
-    this.#unsubscribe = store.onChange(() => this.#scheduleBroadcast());
+    const runsDataPlane = role !== 'control_plane';
+    if (runsDataPlane) {
+      this.#sharedDicts = sharedDictSettings(config.sharedDicts, dataDir);
+      createSharedDicts(
+        selectBackend(config.native.backend, (message) => log.warn(message)),
+        this.#sharedDicts,
+      );
+    }
 
-    await this.#startAdmin();
+    // A data plane on etcd needs no store here: the agent reads etcd.
+    if (role !== 'data_plane' || !agentIsSource(config)) {
+      const store = createConfigStore(config, log);
+      await store.open();
+      this.#store = store;
+      if (!agentIsSource(config)) {
+        this.#mirror.replace(store.snapshot());
+        this.#unsubscribe = store.onChange(() => this.#scheduleBroadcast());
+      }
+    }
 
-    const settings = workerSettings(this.#config);
-    await Promise.all(Array.from({ length: this.#config.workers }, () => this.#startWorker(settings)));
+    if (role !== 'data_plane') await this.#startAdmin();
+    await this.#startControl();
+
+    if (runsDataPlane) {
+      const sourceReady = agentIsSource(config)
+        ? new Promise<void>((resolve) => (this.#firstSourceSnapshot = resolve))
+        : Promise.resolve();
+      await this.#startAgent();
+      await sourceReady;
+      const settings = workerSettings(config, this.#sharedDicts);
+      await Promise.all(Array.from({ length: config.workers }, () => this.#startWorker(settings)));
+    }
     log.info('gateway started', {
       pid: process.pid,
+      role,
+      store: config.store.type,
       proxy: this.#proxyAddresses(),
       admin: this.#adminAddress,
-      workers: this.#config.workers,
-      configVersion: store.snapshot().version,
+      control: this.#controlAddress,
+      workers: runsDataPlane ? config.workers : 0,
+      configVersion: this.#mirror.version,
     });
     this.#writeStatus();
   }
@@ -141,9 +255,164 @@ export class Primary {
     this.#adminAddress = formatAddress({ host: bound.address, port: bound.port });
   }
 
+  /** The control API is an aid, not a duty: a port already taken is logged and the gateway runs without it. */
+  async #startControl(): Promise<void> {
+    const control = this.#config.control;
+    if (control === undefined) return;
+    const server = new ControlServer({
+      healthReport: () => this.#healthReport(),
+      processes: () => this.#processes(),
+      waitApplied: (version, timeoutMs) => this.#waitApplied(version, timeoutMs),
+    });
+    try {
+      const bound = await server.listen(control.listen);
+      this.#control = server;
+      this.#controlAddress = formatAddress(bound);
+    } catch (err) {
+      log.error('the control API could not listen; running without it', {
+        listen: formatAddress(control.listen),
+        error: errorText(err),
+      });
+    }
+  }
+
+  // ---- the agent ----
+
+  /** Fork the agent and resolve once it is ready (and, as source, has sent the configuration). */
+  #startAgent(): Promise<void> {
+    const worker = cluster.fork({ [AGENT_ENV]: AGENT_ENV_VALUE });
+    const record: AgentRecord = { worker, state: 'starting', healthChecks: false };
+    this.#agent = record;
+    const settings = agentSettings(this.#config, this.#sharedDicts);
+
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (reason: string): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        record.state = 'draining'; // a failed start is not a crash to restart
+        worker.process.kill('SIGKILL');
+        reject(new Error(`agent failed to start: ${reason}`));
+      };
+      const timer = setTimeout(() => fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`), CHILD_START_TIMEOUT_MS);
+
+      worker.on('message', (raw: unknown) => {
+        if (!isAgentMessage(raw)) return;
+        const message: AgentMessage = raw;
+        switch (message.type) {
+          case 'agent-ready':
+            record.healthChecks = message.healthChecks;
+            if (record.state === 'starting') record.state = 'ready';
+            if (!settled) {
+              settled = true;
+              clearTimeout(timer);
+              resolve();
+            }
+            this.#scheduleStatus();
+            break;
+          case 'start-failed':
+            fail(message.error);
+            break;
+          case 'source-snapshot':
+            this.#distribute(this.#mirror.replace(message.snapshot));
+            this.#firstSourceSnapshot?.();
+            this.#firstSourceSnapshot = undefined;
+            break;
+          case 'source-delta':
+            if (this.#mirror.apply(message.delta)) this.#distribute(message.delta);
+            else this.#send(worker, { type: 'resync' });
+            break;
+          case 'health-report':
+            this.#answerHealthQuery(message.id, message.report, message.error);
+            break;
+          case 'resync':
+            this.#send(worker, { type: 'config', snapshot: this.#mirror.snapshot() });
+            break;
+        }
+      });
+      worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.#agent === record) this.#agent = undefined;
+        for (const [id, query] of this.#healthQueries) {
+          clearTimeout(query.timer);
+          query.reject(new Error('the agent exited before answering'));
+          this.#healthQueries.delete(id);
+        }
+        if (!settled) fail(`exited (code ${code}, signal ${signal})`);
+        else this.#onAgentExit(record, code, signal);
+      });
+      const snapshot = agentIsSource(this.#config) ? undefined : this.#mirror.snapshot();
+      this.#send(worker, { type: 'agent-start', settings, snapshot });
+    });
+  }
+
+  #onAgentExit(record: AgentRecord, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#scheduleStatus();
+    if (record.state === 'draining' || this.#stopping) return;
+    const delay = restartDelay(this.#agentCrashes);
+    log.error('agent died; workers keep serving their configuration; starting a new agent', {
+      pid: record.worker.process.pid,
+      code,
+      signal,
+      restartInMs: delay,
+    });
+    setTimeout(() => {
+      if (this.#stopping || this.#agent !== undefined) return;
+      this.#startAgent().catch((err: unknown) => {
+        log.error('the new agent failed to start', { error: errorText(err) });
+        this.#onAgentExit(record, null, null);
+      });
+    }, delay).unref();
+  }
+
+  /** Ask the agent to stop and wait for it (killed after a few seconds). */
+  #stopAgent(): Promise<void> {
+    const record = this.#agent;
+    if (record === undefined) return Promise.resolve();
+    record.state = 'draining';
+    this.#agent = undefined;
+    const { worker } = record;
+    if (worker.isDead()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => worker.process.kill('SIGKILL'), AGENT_STOP_TIMEOUT_MS);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#send(worker, { type: 'drain', timeoutMs: AGENT_STOP_TIMEOUT_MS });
+    });
+  }
+
+  #healthReport(): Promise<unknown> {
+    const agent = this.#agent;
+    if (agent === undefined || agent.state !== 'ready') {
+      return Promise.reject(new Error('the agent is not running (it is being restarted)'));
+    }
+    if (!agent.healthChecks) return Promise.resolve(null);
+    const id = this.#nextQueryId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#healthQueries.delete(id);
+        reject(new Error(`the agent did not answer within ${HEALTH_QUERY_TIMEOUT_MS} ms`));
+      }, HEALTH_QUERY_TIMEOUT_MS);
+      this.#healthQueries.set(id, { resolve, reject, timer });
+      this.#send(agent.worker, { type: 'health-query', id });
+    });
+  }
+
+  #answerHealthQuery(id: number, report: unknown, error: string | undefined): void {
+    const query = this.#healthQueries.get(id);
+    if (query === undefined) return;
+    this.#healthQueries.delete(id);
+    clearTimeout(query.timer);
+    if (error !== undefined) query.reject(new Error(`health checks failed to report: ${error}`));
+    else query.resolve(report);
+  }
+
+  // ---- workers ----
+
   /** Fork one worker and resolve once it listens; reject if it fails to. */
   #startWorker(settings: WorkerSettings): Promise<WorkerRecord> {
-    const store = this.#store as ConfigStore;
     const worker = cluster.fork();
     const record: WorkerRecord = {
       worker,
@@ -165,32 +434,41 @@ export class Primary {
         worker.process.kill('SIGKILL');
         reject(new Error(`data-plane worker failed to start: ${reason}`));
       };
-      const timer = setTimeout(() => fail(`no answer within ${WORKER_START_TIMEOUT_MS} ms`), WORKER_START_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`), CHILD_START_TIMEOUT_MS);
 
       worker.on('message', (raw: unknown) => {
         if (!isWorkerMessage(raw)) return;
         const message: WorkerMessage = raw;
-        if (message.type === 'listening') {
-          record.backend = message.backend;
-          record.addresses = message.addresses.map((a) => formatAddress({ host: a.address, port: a.port }));
-          if (record.state === 'starting') record.state = 'ready';
-          if (!settled) {
-            settled = true;
-            clearTimeout(timer);
-            resolve(record);
-          }
-          this.#scheduleStatus();
-        } else if (message.type === 'start-failed') {
-          fail(message.error);
-        } else if (message.type === 'applied') {
-          record.appliedVersion = message.version;
-          this.#scheduleStatus();
-        } else {
-          log.error('worker rejected a config; it keeps serving the previous one', {
-            pid: worker.process.pid,
-            version: message.version,
-            error: message.error,
-          });
+        switch (message.type) {
+          case 'listening':
+            record.backend = message.backend;
+            record.addresses = message.addresses.map((a) => formatAddress({ host: a.address, port: a.port }));
+            if (record.state === 'starting') record.state = 'ready';
+            if (!settled) {
+              settled = true;
+              clearTimeout(timer);
+              resolve(record);
+            }
+            this.#scheduleStatus();
+            break;
+          case 'start-failed':
+            fail(message.error);
+            break;
+          case 'applied':
+            record.appliedVersion = message.version;
+            this.#checkAppliedWaiters();
+            this.#scheduleStatus();
+            break;
+          case 'apply-failed':
+            log.error('worker rejected a config; it keeps serving the previous one', {
+              pid: worker.process.pid,
+              version: message.version,
+              error: message.error,
+            });
+            break;
+          case 'resync':
+            this.#send(worker, { type: 'config', snapshot: this.#mirror.snapshot() });
+            break;
         }
       });
       worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
@@ -198,7 +476,7 @@ export class Primary {
         if (!settled) fail(`exited (code ${code}, signal ${signal})`);
         else this.#onWorkerExit(record, code, signal);
       });
-      this.#send(worker, { type: 'start', settings, snapshot: store.snapshot() });
+      this.#send(worker, { type: 'start', settings, snapshot: this.#mirror.snapshot() });
     });
   }
 
@@ -206,10 +484,7 @@ export class Primary {
     this.#scheduleStatus();
     if (record.state === 'draining' || this.#stopping) return;
     // A crash: replace it, backing off when workers keep dying.
-    const now = Date.now();
-    this.#recentCrashes = this.#recentCrashes.filter((t) => now - t < 30_000);
-    this.#recentCrashes.push(now);
-    const delay = Math.min(5_000, 100 * 2 ** (this.#recentCrashes.length - 1));
+    const delay = restartDelay(this.#workerCrashes);
     log.error('data-plane worker died; starting a replacement', {
       pid: record.worker.process.pid,
       code,
@@ -218,7 +493,7 @@ export class Primary {
     });
     setTimeout(() => {
       if (this.#stopping) return;
-      this.#startWorker(workerSettings(this.#config)).catch((err: unknown) => {
+      this.#startWorker(workerSettings(this.#config, this.#sharedDicts)).catch((err: unknown) => {
         log.error('replacement worker failed to start', { error: errorText(err) });
         // The failed start is not respawned by itself; try again later.
         this.#onWorkerExit(record, null, null);
@@ -231,23 +506,68 @@ export class Primary {
     try {
       worker.send(message);
     } catch (err) {
-      log.warn('could not message a worker', { pid: worker.process.pid, error: errorText(err) });
+      log.warn('could not message a child process', { pid: worker.process.pid, error: errorText(err) });
     }
   }
 
-  // Bursts of Admin API writes fire onChange per write; workers only need the
-  // latest snapshot, so sends are coalesced to one per event-loop turn.
+  // ---- distribution ----
+
+  // Bursts of Admin API writes fire onChange per write; children only need the
+  // latest state, so changes are coalesced to one delta per event-loop turn.
   #scheduleBroadcast(): void {
     if (this.#broadcastScheduled) return;
     this.#broadcastScheduled = true;
     setImmediate(() => {
       this.#broadcastScheduled = false;
-      if (!this.#store) return;
-      const snapshot = this.#store.snapshot();
-      for (const record of this.#workers.values()) {
-        if (record.state !== 'draining') this.#send(record.worker, { type: 'config', snapshot });
-      }
-      this.#scheduleStatus();
+      if (this.#store) this.#distribute(this.#mirror.replace(this.#store.snapshot()));
+    });
+  }
+
+  /** Send a delta the mirror has just taken to every worker (and to the agent when the primary is the source). */
+  #distribute(delta: ConfigDelta): void {
+    if (delta.changes.length === 0 && delta.fromVersion === delta.version) return;
+    const message: PrimaryMessage = { type: 'config-delta', delta };
+    for (const record of this.#workers.values()) {
+      if (record.state !== 'draining') this.#send(record.worker, message);
+    }
+    if (this.#agent && this.#agent.state !== 'draining' && !agentIsSource(this.#config)) {
+      this.#send(this.#agent.worker, message);
+    }
+    this.#checkAppliedWaiters();
+    this.#scheduleStatus();
+  }
+
+  #liveWorkers(): WorkerRecord[] {
+    return [...this.#workers.values()].filter((r) => r.state !== 'draining');
+  }
+
+  #waitApplied(version: number, timeoutMs: number): Promise<boolean> {
+    if (this.#allApplied(version)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter: AppliedWaiter = {
+        version,
+        resolve,
+        timer: setTimeout(() => {
+          this.#appliedWaiters = this.#appliedWaiters.filter((other) => other !== waiter);
+          resolve(false);
+        }, timeoutMs),
+      };
+      this.#appliedWaiters.push(waiter);
+    });
+  }
+
+  #allApplied(version: number): boolean {
+    const live = this.#liveWorkers();
+    return live.length > 0 && live.every((r) => r.appliedVersion >= version);
+  }
+
+  #checkAppliedWaiters(): void {
+    if (this.#appliedWaiters.length === 0) return;
+    this.#appliedWaiters = this.#appliedWaiters.filter((waiter) => {
+      if (!this.#allApplied(waiter.version)) return true;
+      clearTimeout(waiter.timer);
+      waiter.resolve(true);
+      return false;
     });
   }
 
@@ -269,10 +589,12 @@ export class Primary {
     });
   }
 
+  // ---- reload and stop ----
+
   /**
-   * Re-read config.yaml and roll the workers over one at a time: start the
-   * new one, wait until it listens, then drain the old one, so the listening
-   * socket is never without an acceptor.
+   * Re-read config.yaml, replace the agent, and roll the workers over one at
+   * a time: start the new one, wait until it listens, then drain the old one,
+   * so the listening socket is never without an acceptor.
    */
   reload(): Promise<void> {
     if (this.#stopping) return Promise.resolve();
@@ -295,17 +617,19 @@ export class Primary {
     }
     const old = this.#config;
     if (
-      fresh.store.type !== old.store.type ||
-      fresh.store.dataDir !== old.store.dataDir ||
-      fresh.store.standaloneFile !== old.store.standaloneFile
+      JSON.stringify(fresh.store) !== JSON.stringify(old.store) ||
+      fresh.deployment.role !== old.deployment.role ||
+      JSON.stringify(fresh.sharedDicts) !== JSON.stringify(old.sharedDicts)
     ) {
-      log.warn('store settings changed; they take effect on the next start, not on reload');
+      log.warn('store, deployment role and shared dict settings take effect on the next start, not on reload');
       fresh.store = old.store;
+      fresh.deployment = old.deployment;
+      fresh.sharedDicts = old.sharedDicts;
     }
     this.#config = fresh;
     setLogLevel(fresh.log.level);
 
-    if (JSON.stringify(fresh.admin) !== JSON.stringify(old.admin)) {
+    if (fresh.deployment.role !== 'data_plane' && JSON.stringify(fresh.admin) !== JSON.stringify(old.admin)) {
       try {
         await this.#admin?.close();
         await this.#startAdmin();
@@ -313,9 +637,28 @@ export class Primary {
         log.error('Admin API failed to restart with the new settings', { error: errorText(err) });
       }
     }
+    if (JSON.stringify(fresh.control) !== JSON.stringify(old.control)) {
+      await this.#control?.close();
+      this.#control = undefined;
+      this.#controlAddress = undefined;
+      await this.#startControl();
+    }
+    if (fresh.deployment.role === 'control_plane') {
+      this.#writeStatus();
+      return;
+    }
 
-    const settings = workerSettings(fresh);
-    const current = [...this.#workers.values()].filter((r) => r.state !== 'draining');
+    // The agent serves no traffic: stop it, then start it with the new settings.
+    await this.#stopAgent();
+    try {
+      await this.#startAgent();
+    } catch (err) {
+      log.error('the agent failed to start after reload; retrying', { error: errorText(err) });
+      this.#scheduleAgentRetry();
+    }
+
+    const settings = workerSettings(fresh, this.#sharedDicts);
+    const current = this.#liveWorkers();
     let started = 0;
     for (const old of current) {
       if (this.#stopping) return;
@@ -341,7 +684,18 @@ export class Primary {
     this.#writeStatus();
   }
 
-  /** Stop accepting, let in-flight requests finish, close the store, remove the pid file. */
+  #scheduleAgentRetry(): void {
+    const delay = restartDelay(this.#agentCrashes);
+    setTimeout(() => {
+      if (this.#stopping || this.#agent !== undefined) return;
+      this.#startAgent().catch((err: unknown) => {
+        log.error('the agent failed to start', { error: errorText(err) });
+        this.#scheduleAgentRetry();
+      });
+    }, delay).unref();
+  }
+
+  /** Stop accepting, let in-flight requests finish, stop the agent, close the store, remove the pid file. */
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
@@ -349,16 +703,26 @@ export class Primary {
     const admin = this.#admin?.close().catch((err: unknown) => {
       log.warn('Admin API close failed', { error: errorText(err) });
     });
-    await Promise.all(
-      [...this.#workers.values()].map((record) => this.#drainWorker(record, this.#config.proxy.drainTimeoutMs)),
-    );
+    await Promise.all([
+      ...[...this.#workers.values()].map((record) => this.#drainWorker(record, this.#config.proxy.drainTimeoutMs)),
+      this.#stopAgent(),
+    ]);
     await admin;
+    await this.#control?.close();
+    for (const waiter of this.#appliedWaiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(false);
+    }
+    this.#appliedWaiters = [];
     this.#unsubscribe?.();
     await this.#store?.close();
     clearTimeout(this.#statusTimer);
+    removeSharedDicts(this.#sharedDicts);
     removeRuntimeFiles(this.#config.store.dataDir, process.pid);
     log.info('stopped');
   }
+
+  // ---- status ----
 
   #proxyAddresses(): string[] {
     const addresses = new Set<string>();
@@ -368,20 +732,41 @@ export class Primary {
     return [...addresses];
   }
 
+  #processes(): ProcessesReport {
+    const agent = this.#agent;
+    return {
+      configVersion: this.#mirror.version,
+      workers: this.#liveWorkers().map((r) => ({ pid: r.worker.process.pid, appliedVersion: r.appliedVersion })),
+      agent: agent === undefined ? undefined : { pid: agent.worker.process.pid, ready: agent.state === 'ready' },
+    };
+  }
+
+  /** The current configuration as the children have it (for tests and embedding). */
+  snapshot(): ConfigSnapshot {
+    return this.#mirror.snapshot();
+  }
+
   status(): GatewayStatus {
     const ready = [...this.#workers.values()].filter((r) => r.state === 'ready');
+    const agent = this.#agent;
     return {
       pid: process.pid,
       startedAt: this.#startedAt,
       updatedAt: new Date().toISOString(),
       configPath: this.#config.configPath,
+      role: this.#config.deployment.role,
       storeType: this.#config.store.type,
       dataDir: this.#config.store.dataDir,
       proxy: this.#proxyAddresses(),
       admin: this.#adminAddress,
+      control: this.#controlAddress,
       backend: ready[0]?.backend,
-      configVersion: this.#store?.snapshot().version ?? -1,
+      configVersion: this.#mirror.version,
       workers: ready.map((r) => ({ pid: r.worker.process.pid, backend: r.backend, appliedVersion: r.appliedVersion })),
+      agent:
+        agent === undefined
+          ? undefined
+          : { pid: agent.worker.process.pid, ready: agent.state === 'ready', healthChecks: agent.healthChecks },
     };
   }
 

@@ -15,19 +15,31 @@ export interface WorkerStatus {
   appliedVersion: number;
 }
 
+export interface AgentStatus {
+  pid: number | undefined;
+  ready: boolean;
+  /** Whether active health checks run in it. */
+  healthChecks: boolean;
+}
+
 export interface GatewayStatus {
   pid: number;
   startedAt: string;
   updatedAt: string;
   configPath: string | undefined;
+  /** Deployment role: traditional, data_plane or control_plane. */
+  role: string;
   storeType: string;
   dataDir: string;
   proxy: string[];
   admin: string | undefined;
+  control: string | undefined;
   backend: BackendName | undefined;
   /** The store's current config version. */
   configVersion: number;
   workers: WorkerStatus[];
+  /** The privileged agent; undefined while it is being restarted, and in the control_plane role. */
+  agent: AgentStatus | undefined;
 }
 
 export function pidFilePath(dataDir: string): string {

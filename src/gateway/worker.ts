@@ -1,12 +1,18 @@
 // A data-plane worker process: receives its settings and the config snapshot
-// from the primary over IPC, serves traffic with a DataPlane, swaps in every
-// new snapshot, and drains on request (or on SIGTERM/SIGINT from a terminal).
+// from the primary over IPC, serves traffic with a DataPlane, keeps its own
+// copy of the configuration up to date from the deltas the primary sends,
+// swaps in every new version, and drains on request (or on SIGTERM/SIGINT
+// from a terminal). Nothing here depends on the agent: when it is gone the
+// worker keeps serving the last configuration it applied.
 
 import { logger, setLogLevel } from '../core/log';
 import { DataPlane } from '../dataplane/server';
 import { selectBackend } from '../native';
+import type { SharedDict } from '../native/shdict';
 import type { ConfigSnapshot } from '../store/types';
+import { ConfigMirror } from './config-mirror';
 import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage, type WorkerSettings } from './messages';
+import { openSharedDicts } from './shared-dicts';
 
 const log = logger('worker');
 
@@ -18,18 +24,23 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+let dicts = new Map<string, SharedDict>();
+
+/** The shared dictionaries of this worker, by name (for plugins). */
+export function workerSharedDicts(): ReadonlyMap<string, SharedDict> {
+  return dicts;
+}
+
 export function runWorker(): void {
   let dataPlane: DataPlane | undefined;
-  let pendingSnapshot: ConfigSnapshot | undefined;
+  const mirror = new ConfigMirror();
   let draining = false;
   let drainTimeoutMs = 30_000;
+  let resyncAsked = false;
 
   // A snapshot that fails to compile is logged and the old route table stays.
   const apply = (snapshot: ConfigSnapshot): void => {
-    if (!dataPlane) {
-      pendingSnapshot = snapshot;
-      return;
-    }
+    if (!dataPlane) return;
     try {
       dataPlane.applyConfig(snapshot);
       send({ type: 'applied', version: snapshot.version });
@@ -46,13 +57,15 @@ export function runWorker(): void {
     setLogLevel(settings.logLevel);
     drainTimeoutMs = settings.drainTimeoutMs;
     const backend = selectBackend(settings.backend, (message) => log.warn(message));
+    dicts = openSharedDicts(backend, settings.sharedDicts);
     const plane = new DataPlane(backend, {
       listen: settings.listen,
       limits: settings.limits,
     });
     dataPlane = plane;
-    apply(pendingSnapshot && pendingSnapshot.version > snapshot.version ? pendingSnapshot : snapshot);
-    pendingSnapshot = undefined;
+    // Synchronous up to listen(), so no delta is handled before this first snapshot.
+    mirror.replace(snapshot);
+    apply(mirror.snapshot());
     const addresses = await plane.listen();
     send({ type: 'listening', addresses, backend: backend.name });
   };
@@ -65,22 +78,40 @@ export function runWorker(): void {
     } catch (err) {
       log.error('error while draining', { error: errorText(err) });
     }
+    for (const dict of dicts.values()) dict.close();
     process.exit(0);
   };
 
   process.on('message', (raw: unknown) => {
     if (!isPrimaryMessage(raw)) return;
     const message: PrimaryMessage = raw;
-    if (message.type === 'start') {
-      start(message.settings, message.snapshot).catch((err: unknown) => {
-        log.error('data plane failed to start', { error: errorText(err) });
-        send({ type: 'start-failed', error: errorText(err) });
-        process.exit(1);
-      });
-    } else if (message.type === 'config') {
-      apply(message.snapshot);
-    } else {
-      void drain(message.timeoutMs);
+    switch (message.type) {
+      case 'start':
+        start(message.settings, message.snapshot).catch((err: unknown) => {
+          log.error('data plane failed to start', { error: errorText(err) });
+          send({ type: 'start-failed', error: errorText(err) });
+          process.exit(1);
+        });
+        break;
+      case 'config':
+        resyncAsked = false;
+        mirror.replace(message.snapshot);
+        apply(mirror.snapshot());
+        break;
+      case 'config-delta':
+        if (mirror.apply(message.delta)) {
+          apply(mirror.snapshot());
+        } else if (!resyncAsked) {
+          // Missed a version (or the primary's view was replaced): ask for everything once.
+          resyncAsked = true;
+          send({ type: 'resync', version: mirror.version });
+        }
+        break;
+      case 'drain':
+        void drain(message.timeoutMs);
+        break;
+      default:
+        break;
     }
   });
 

@@ -8,6 +8,8 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { HEALTHCHECK_DICT } from '../../src/config/defaults';
+import { sharedDictFile } from '../../src/gateway/shared-dicts';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const ADMIN_PREFIX = '/apisix/admin';
@@ -105,8 +107,10 @@ export interface GatewayHome {
   dataDir: string;
   proxyPort: number;
   adminPort: number;
+  controlPort: number;
   proxyUrl: string;
   adminUrl: string;
+  controlUrl: string;
 }
 
 export interface HomeOptions {
@@ -116,6 +120,8 @@ export interface HomeOptions {
   backend?: string;
   /** Root of the package whose bin/palisade runs (default: this checkout). */
   root?: string;
+  /** Lines added at the end of config.yaml (top-level sections such as deployment:). */
+  extra?: string[];
 }
 
 const temporaryDirs: string[] = [];
@@ -127,6 +133,7 @@ export async function makeHome(options: HomeOptions = {}): Promise<GatewayHome> 
   temporaryDirs.push(dir);
   const proxyPort = await freePort();
   const adminPort = await freePort();
+  const controlPort = await freePort();
   fs.mkdirSync(path.join(dir, 'conf'));
   const configFile = path.join(dir, 'conf', 'config.yaml');
   const home: GatewayHome = {
@@ -135,8 +142,10 @@ export async function makeHome(options: HomeOptions = {}): Promise<GatewayHome> 
     dataDir: path.join(dir, 'data'),
     proxyPort,
     adminPort,
+    controlPort,
     proxyUrl: `http://127.0.0.1:${proxyPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}${ADMIN_PREFIX}`,
+    controlUrl: `http://127.0.0.1:${controlPort}`,
   };
   writeConfig(home, options);
   return home;
@@ -152,9 +161,12 @@ export function writeConfig(home: GatewayHome, options: HomeOptions = {}): void 
     `  listen: 127.0.0.1:${home.adminPort}`,
     ...(options.adminKey ? [`  keys: [{ key: ${options.adminKey}, role: admin }]`] : []),
     ...(options.backend ? ['native:', `  backend: ${options.backend}`] : []),
+    'control:',
+    `  listen: 127.0.0.1:${home.controlPort}`,
     'store:',
     '  type: embedded',
     '  data_dir: ./data',
+    ...(options.extra ?? []),
     '',
   ];
   fs.writeFileSync(home.configFile, lines.join('\n'));
@@ -180,7 +192,13 @@ export interface Gateway {
 /** Start `palisade start -c <home>/conf/config.yaml` and wait until the Admin API answers. */
 export async function startGateway(
   home: GatewayHome,
-  options: { env?: Record<string, string>; root?: string; waitMs?: number } = {},
+  options: {
+    env?: Record<string, string>;
+    root?: string;
+    waitMs?: number;
+    /** What "started" means: proxy listening and Admin API answering (default), or only one of them. */
+    waitFor?: 'proxy-and-admin' | 'proxy' | 'admin';
+  } = {},
 ): Promise<Gateway> {
   const bin = path.join(options.root ?? ROOT, 'bin', 'palisade');
   // detached: a process group of its own, so cleanup (and the kill -9 test) reaches the workers too.
@@ -207,8 +225,9 @@ export async function startGateway(
     await waitFor('the gateway to listen', options.waitMs ?? 20_000, async () => {
       if (exitedEarly) throw new Error('gateway exited');
       const status = readStatus(home);
-      if (!status || status.proxy.length === 0) return undefined;
-      await request(`${home.adminUrl}/routes`, { timeoutMs: 1000 });
+      const wanted = options.waitFor ?? 'proxy-and-admin';
+      if (!status || (wanted !== 'admin' && status.proxy.length === 0)) return undefined;
+      if (wanted !== 'proxy') await request(`${home.adminUrl}/routes`, { timeoutMs: 1000 });
       return true;
     });
   } catch (err) {
@@ -229,11 +248,13 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 export interface StatusFile {
   pid: number;
+  role: string;
   proxy: string[];
   admin: string;
   backend: string;
   configVersion: number;
   workers: Array<{ pid: number; backend: string; appliedVersion: number }>;
+  agent?: { pid: number; ready: boolean; healthChecks: boolean };
 }
 
 export function readStatus(home: GatewayHome): StatusFile | undefined {
@@ -284,12 +305,15 @@ export async function stopGateway(gateway: Gateway, timeoutMs = 15_000): Promise
   return result;
 }
 
-/** Kill every gateway still running and remove the temp dirs. */
+/** Kill every gateway still running, remove the temp dirs and the shared dicts a killed gateway left. */
 export async function cleanup(): Promise<void> {
   const running = [...gateways];
   for (const gateway of running) killGroup(gateway.child, 'SIGKILL');
   await Promise.all(running.map((gateway) => gateway.exited));
-  for (const dir of temporaryDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+  for (const dir of temporaryDirs.splice(0)) {
+    fs.rmSync(sharedDictFile(HEALTHCHECK_DICT, path.join(dir, 'data')), { force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function adminHeaders(key: string): Record<string, string> {

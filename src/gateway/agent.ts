@@ -1,0 +1,196 @@
+// The privileged agent: one more cluster child of the primary that serves no
+// traffic. It owns
+//   - the config-source watch when the source is etcd: it opens the etcd store
+//     read-only, sends the whole configuration to the primary once and then
+//     only what changed; the primary relays it to the workers (cluster IPC
+//     only runs between the primary and each child);
+//   - active health checks (src/health), fed with every configuration and
+//     queried by the primary for the control API;
+//   - periodic jobs (expired entries swept out of the shared dictionaries).
+// With the embedded or standalone store the primary is the source and sends
+// the agent the configuration as it sends it to the workers.
+//
+// If the agent dies, workers keep serving their last configuration and the
+// primary starts a new agent, which begins again with a full snapshot.
+
+import { logger, setLogLevel, type Logger } from '../core/log';
+import { selectBackend } from '../native';
+import type { SharedDict } from '../native/shdict';
+import { createEtcdStore, type EtcdStore } from '../store';
+import type { ConfigSnapshot } from '../store/types';
+import { HEALTHCHECK_DICT } from '../config/defaults';
+import { ConfigMirror } from './config-mirror';
+import { isPrimaryMessage, type AgentMessage, type AgentSettings, type PrimaryMessage } from './messages';
+import { openSharedDicts } from './shared-dicts';
+
+const log = logger('agent');
+
+/** How often expired shared-dict entries are swept out. */
+const SWEEP_INTERVAL_MS = 10_000;
+/** At most this many expired entries per dictionary per sweep, so one sweep never holds a lock long. */
+const SWEEP_BATCH = 1000;
+
+/** The seam src/health offers (see startActiveHealthChecks there). */
+interface HealthChecker {
+  update(snapshot: ConfigSnapshot): void;
+  stop(): Promise<void>;
+  status(): unknown;
+}
+type StartHealthChecks = (options: { dict: SharedDict; log?: Logger }) => HealthChecker;
+
+/** src/health when it is part of the build; undefined before it lands. */
+function loadHealthChecks(): StartHealthChecks | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const health = require('../health') as { startActiveHealthChecks?: StartHealthChecks };
+    return typeof health.startActiveHealthChecks === 'function' ? health.startActiveHealthChecks : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+function send(message: AgentMessage): void {
+  if (process.send && process.connected) process.send(message);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function runAgent(): void {
+  const mirror = new ConfigMirror();
+  let dicts = new Map<string, SharedDict>();
+  let health: HealthChecker | undefined;
+  let store: EtcdStore | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
+
+  const feedHealthChecks = (): void => {
+    if (!health || mirror.version < 0) return;
+    try {
+      health.update(mirror.snapshot());
+    } catch (err) {
+      log.error('health checks rejected a configuration', { version: mirror.version, error: errorText(err) });
+    }
+  };
+
+  // The agent as configuration source: every store change goes out as a delta.
+  const watchEtcd = async (settings: AgentSettings): Promise<void> => {
+    const etcd = settings.etcd!;
+    const source = createEtcdStore({
+      hosts: etcd.hosts,
+      prefix: etcd.prefix,
+      requestTimeoutMs: etcd.timeoutMs,
+      username: etcd.user,
+      password: etcd.password,
+      readOnly: true,
+    });
+    await source.open();
+    store = source;
+    mirror.replace(source.snapshot());
+    send({ type: 'source-snapshot', snapshot: mirror.snapshot() });
+    source.onChange((snapshot) => {
+      const delta = mirror.replace(snapshot);
+      if (delta.changes.length === 0 && delta.fromVersion === delta.version) return;
+      send({ type: 'source-delta', delta });
+      feedHealthChecks();
+    });
+  };
+
+  const sweep = (): void => {
+    for (const dict of dicts.values()) {
+      try {
+        dict.flushExpired(SWEEP_BATCH);
+      } catch (err) {
+        log.warn('sweeping a shared dict failed', { dict: dict.name, error: errorText(err) });
+      }
+    }
+  };
+
+  const start = async (settings: AgentSettings, snapshot: ConfigSnapshot | undefined): Promise<void> => {
+    setLogLevel(settings.logLevel);
+    const backend = selectBackend(settings.backend, (message) => log.warn(message));
+    dicts = openSharedDicts(backend, settings.sharedDicts);
+    if (snapshot !== undefined) mirror.replace(snapshot);
+    if (settings.etcd !== undefined) await watchEtcd(settings);
+
+    const startHealthChecks = loadHealthChecks();
+    const healthDict = dicts.get(HEALTHCHECK_DICT);
+    if (startHealthChecks && healthDict) {
+      health = startHealthChecks({ dict: healthDict, log: logger('health') });
+      feedHealthChecks();
+    } else if (!startHealthChecks) {
+      log.debug('active health checks are not part of this build');
+    }
+
+    sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
+    sweepTimer.unref();
+    send({ type: 'agent-ready', backend: backend.name, healthChecks: health !== undefined });
+  };
+
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(sweepTimer);
+    try {
+      await health?.stop();
+      await store?.close();
+    } catch (err) {
+      log.error('error while stopping', { error: errorText(err) });
+    }
+    for (const dict of dicts.values()) dict.close();
+    process.exit(0);
+  };
+
+  const answerHealthQuery = (id: number): void => {
+    if (!health) {
+      send({ type: 'health-report', id, report: null });
+      return;
+    }
+    try {
+      send({ type: 'health-report', id, report: health.status() });
+    } catch (err) {
+      send({ type: 'health-report', id, report: null, error: errorText(err) });
+    }
+  };
+
+  process.on('message', (raw: unknown) => {
+    if (!isPrimaryMessage(raw)) return;
+    const message: PrimaryMessage = raw;
+    switch (message.type) {
+      case 'agent-start':
+        start(message.settings, message.snapshot).catch((err: unknown) => {
+          log.error('agent failed to start', { error: errorText(err) });
+          send({ type: 'start-failed', error: errorText(err) });
+          process.exit(1);
+        });
+        break;
+      case 'config':
+        mirror.replace(message.snapshot);
+        feedHealthChecks();
+        break;
+      case 'config-delta':
+        // The primary is the source here; after a gap it sends the whole configuration.
+        if (mirror.apply(message.delta)) feedHealthChecks();
+        else send({ type: 'resync', version: mirror.version });
+        break;
+      case 'resync':
+        if (store) send({ type: 'source-snapshot', snapshot: mirror.snapshot() });
+        break;
+      case 'health-query':
+        answerHealthQuery(message.id);
+        break;
+      case 'drain':
+        void stop();
+        break;
+      default:
+        break;
+    }
+  });
+
+  // Signals from a terminal reach the whole process group; the primary decides when the agent stops.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGHUP', () => undefined);
+  process.on('SIGTERM', () => void stop());
+}
