@@ -103,9 +103,42 @@ function hostHeader(node: BalancerNode): string {
 // synchronous, so one array serves every request without allocating.
 const keptLines = new Uint8Array(MAX_HEADERS);
 
+const VERSION_11 = Buffer.from(' HTTP/1.1\r\n', 'latin1');
+const VERSION_10 = Buffer.from(' HTTP/1.0\r\n', 'latin1');
+const FORWARDED_HOST = Buffer.from('X-Forwarded-Host: ', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
+const END_UPGRADE = Buffer.from('Connection: upgrade\r\n\r\n', 'latin1');
+const END_KEEP_ALIVE = Buffer.from('Connection: keep-alive\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
+
+// A one-entry cache of the X-Real-IP / X-Forwarded-For / -Proto lines: most
+// requests through a gateway come from few addresses (a load balancer, a
+// keep-alive client), so the common case copies bytes instead of building
+// and encoding a string per request.
+let cachedClientIp = '';
+let cachedForwarded = EMPTY;
+
+function forwardedLines(clientIp: string, forwardedFor: string): Buffer {
+  if (forwardedFor !== '') {
+    return Buffer.from(
+      `X-Real-IP: ${clientIp}\r\nX-Forwarded-For: ${forwardedFor}, ${clientIp}\r\nX-Forwarded-Proto: http\r\n`,
+      'latin1',
+    );
+  }
+  if (clientIp !== cachedClientIp) {
+    cachedForwarded = Buffer.from(
+      `X-Real-IP: ${clientIp}\r\nX-Forwarded-For: ${clientIp}\r\nX-Forwarded-Proto: http\r\n`,
+      'latin1',
+    );
+    cachedClientIp = clientIp;
+  }
+  return cachedForwarded;
+}
+
 /**
- * The head to send upstream: always HTTP/1.1 with keep-alive (or `Connection:
- * upgrade` when upgrading), Host per pass_host, fresh X-Real-IP/X-Forwarded-*.
+ * The head to send upstream: HTTP/1.1 with keep-alive (HTTP/1.0 for a 1.0
+ * client, or `Connection: upgrade` when upgrading), Host per pass_host, fresh
+ * X-Real-IP/X-Forwarded-*. Built from byte copies of the client's head.
  */
 export function buildUpstreamHead(
   req: RequestState,
@@ -117,12 +150,12 @@ export function buildUpstreamHead(
   const out = req.out;
   const count = out[Out.HeaderCount];
   const hopTokens = (req.flags & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
-  const clientIp = req.client.remoteAddress;
 
   // First pass: decide each line, measure what is kept.
   let keptBytes = 0;
   let forwardedFor = '';
-  let clientHost = '';
+  let hostStart = 0;
+  let hostEnd = 0;
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
     const nameStart = out[slot];
@@ -130,7 +163,8 @@ export function buildUpstreamHead(
     const role = requestHeaderRole(buf, nameStart, nameEnd);
     let keep = role === Role.Keep;
     if (role === Role.Host) {
-      clientHost = buf.toString('latin1', out[slot + 2], out[slot + 3]);
+      hostStart = out[slot + 2];
+      hostEnd = out[slot + 3];
       keep = upstream.passHost === PassHost.Pass;
     } else if (role === Role.ForwardedFor) {
       const value = buf.toString('latin1', out[slot + 2], out[slot + 3]);
@@ -148,32 +182,46 @@ export function buildUpstreamHead(
   // HTTP/1.0 too (as nginx proxies by default): the answer is then length- or
   // close-delimited. Keep-alive to the upstream is asked for explicitly.
   const http10 = req.version === 0;
-  const version = http10 ? ' HTTP/1.0\r\n' : ' HTTP/1.1\r\n';
-  let hostText = '';
-  if (upstream.passHost === PassHost.Node) hostText = `Host: ${hostHeader(node)}\r\n`;
-  else if (upstream.passHost === PassHost.Rewrite) hostText = `Host: ${upstream.upstreamHost}\r\n`;
-  else if (clientHost === '') hostText = `Host: ${hostHeader(node)}\r\n`;
-  let extra = `X-Real-IP: ${clientIp}\r\nX-Forwarded-For: ${forwardedFor === '' ? clientIp : `${forwardedFor}, ${clientIp}`}\r\nX-Forwarded-Proto: http\r\n`;
-  if (clientHost !== '') extra += `X-Forwarded-Host: ${clientHost}\r\n`;
-  if (upgrade) extra += 'Connection: upgrade\r\n';
-  else if (http10) extra += 'Connection: keep-alive\r\n';
-  extra += '\r\n';
+  const version = http10 ? VERSION_10 : VERSION_11;
+  const hasClientHost = hostEnd > hostStart;
+  let hostLine = EMPTY;
+  if (upstream.passHost === PassHost.Node || (upstream.passHost === PassHost.Pass && !hasClientHost)) {
+    hostLine = Buffer.from(`Host: ${hostHeader(node)}\r\n`, 'latin1');
+  } else if (upstream.passHost === PassHost.Rewrite) {
+    hostLine = Buffer.from(`Host: ${upstream.upstreamHost}\r\n`, 'latin1');
+  }
+  const forwarded = forwardedLines(req.client.remoteAddress, forwardedFor);
+  const forwardedHostBytes = hasClientHost ? FORWARDED_HOST.length + (hostEnd - hostStart) + CRLF.length : 0;
+  const end = upgrade ? END_UPGRADE : http10 ? END_KEEP_ALIVE : CRLF;
 
   const lineStart = req.headStart;
   const targetEnd = out[Out.TargetEnd];
   const size =
-    targetEnd - lineStart + version.length + hostText.length + keptBytes + Buffer.byteLength(extra, 'latin1');
+    targetEnd -
+    lineStart +
+    version.length +
+    hostLine.length +
+    keptBytes +
+    forwarded.length +
+    forwardedHostBytes +
+    end.length;
   const head = Buffer.allocUnsafe(size);
   let pos = buf.copy(head, 0, lineStart, targetEnd);
-  pos += head.write(version, pos, 'latin1');
-  pos += head.write(hostText, pos, 'latin1');
+  pos += version.copy(head, pos);
+  pos += hostLine.copy(head, pos);
   for (let i = 0; i < count; i++) {
     if (keptLines[i] === 0) continue;
     const start = out[Out.Headers + 4 * i];
     pos += buf.copy(head, pos, start, lineEnd(buf, out, i, count, req.headEnd));
   }
-  pos += head.write(extra, pos, 'latin1');
-  return pos === size ? head : head.subarray(0, pos);
+  pos += forwarded.copy(head, pos);
+  if (hasClientHost) {
+    pos += FORWARDED_HOST.copy(head, pos);
+    pos += buf.copy(head, pos, hostStart, hostEnd);
+    pos += CRLF.copy(head, pos);
+  }
+  end.copy(head, pos);
+  return head;
 }
 
 /**

@@ -102,6 +102,31 @@ for (const backend of availableBackends()) {
       backend.routerFree(table.router);
     });
 
+    it('builds forwarding lines for each client address, also when addresses alternate', () => {
+      const table = compileRouteTable(
+        backend,
+        snapshot({ routes: [{ id: 'r', uri: '/*', upstream: localUpstream([8081]) }] }),
+        undefined,
+      );
+      const upstream = table.routes[0].upstream!;
+      const text = 'GET / HTTP/1.1\r\nHost: front\r\n\r\n';
+      for (const ip of ['10.0.0.1', '10.0.0.2', '10.0.0.1', '2001:db8::7']) {
+        const req = parse(text);
+        const head = buildUpstreamHead(
+          new RequestState(req.head, 0, req.headEnd, req.out, { ...client, remoteAddress: ip }, 1, 1, req.flags, 0),
+          upstream,
+          upstream.balancer.nodes[0],
+          false,
+        ).toString('latin1');
+        assert.equal(
+          head,
+          `GET / HTTP/1.1\r\nHost: front\r\nX-Real-IP: ${ip}\r\nX-Forwarded-For: ${ip}\r\n` +
+            'X-Forwarded-Proto: http\r\nX-Forwarded-Host: front\r\n\r\n',
+        );
+      }
+      backend.routerFree(table.router);
+    });
+
     it('passes response heads through unless hop-by-hop headers need removing', () => {
       const out = new Int32Array(OUT_SIZE);
       const check = (text: string) => {
