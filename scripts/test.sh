@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# node-gyp needs make, a C/C++ compiler and python3 to build the native library.
-packages=(make g++ python3)
+# node-gyp needs make, a C/C++ compiler and python3 to build the native library;
+# the etcd store and system tests run a real etcd (etcd-server).
+packages=(make g++ python3 etcd-server)
 if [ -f scripts/fuzz.sh ]; then
   packages+=(clang)
 fi
