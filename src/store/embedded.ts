@@ -23,15 +23,8 @@ import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG } from '../core/errors';
 import { logger } from '../core/log';
-import { MemoryState, itemKey } from './memory';
-import {
-  RESOURCES,
-  type ConfigSnapshot,
-  type ConfigStore,
-  type PutOptions,
-  type ResourceName,
-  type StoredItem,
-} from './types';
+import { MemoryBackedStore, itemKey } from './memory';
+import { RESOURCES, type ConfigStore, type PutOptions, type ResourceName, type StoredItem } from './types';
 
 const log = logger('store.embedded');
 
@@ -103,16 +96,16 @@ function readItemFile(file: string): ItemFile | undefined {
   return item as ItemFile;
 }
 
-export class EmbeddedStore implements ConfigStore {
+export class EmbeddedStore extends MemoryBackedStore implements ConfigStore {
   readonly readOnly = false;
   readonly #dataDir: string;
-  readonly #state = new MemoryState();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   #queue: Promise<unknown> = Promise.resolve();
   #opened = false;
   #closed = false;
 
   constructor(dataDir: string) {
+    super();
     this.#dataDir = path.resolve(dataDir);
   }
 
@@ -140,15 +133,15 @@ export class EmbeddedStore implements ConfigStore {
           continue;
         }
         const { id, ...item } = file;
-        this.#state.set(resource, id, item);
+        this.state.set(resource, id, item);
       }
     }
-    this.#state.revision = revision;
+    this.state.revision = revision;
     this.#opened = true;
     if (expired.length > 0) {
       // Removing an item leaves no file to carry its revision, so record it first.
-      this.#state.revision++;
-      await writeDurable(this.#dataDir, META_FILE, JSON.stringify({ revision: this.#state.revision }));
+      this.state.revision++;
+      await writeDurable(this.#dataDir, META_FILE, JSON.stringify({ revision: this.state.revision }));
       for (const [resource, id] of expired) {
         await unlink(path.join(this.#dataDir, resource, fileNameFor(id))).catch(() => undefined);
       }
@@ -157,7 +150,7 @@ export class EmbeddedStore implements ConfigStore {
       }
     }
     for (const resource of RESOURCES) {
-      for (const [id, item] of this.#state.items[resource]) this.#scheduleExpiry(resource, id, item);
+      for (const [id, item] of this.state.items[resource]) this.#scheduleExpiry(resource, id, item);
     }
   }
 
@@ -168,22 +161,6 @@ export class EmbeddedStore implements ConfigStore {
     this.#timers.clear();
   }
 
-  get(resource: ResourceName, id: string): StoredItem | undefined {
-    return this.#state.get(resource, id);
-  }
-
-  list(resource: ResourceName): StoredItem[] {
-    return this.#state.list(resource);
-  }
-
-  snapshot(): ConfigSnapshot {
-    return this.#state.snapshot();
-  }
-
-  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void {
-    return this.#state.onChange(listener);
-  }
-
   put(
     resource: ResourceName,
     id: string,
@@ -191,11 +168,11 @@ export class EmbeddedStore implements ConfigStore {
     options: PutOptions = {},
   ): Promise<StoredItem> {
     return this.#serialise(async () => {
-      const existing = this.#state.get(resource, id);
+      const existing = this.state.get(resource, id);
       if (options.prevIndex !== undefined && existing?.modifiedIndex !== options.prevIndex) {
         throw PAL_ERR_ADMIN_CONFLICT('value changed before overwritten');
       }
-      const revision = this.#state.revision + 1;
+      const revision = this.state.revision + 1;
       const item: StoredItem = {
         key: itemKey(resource, id),
         value: structuredClone(value),
@@ -205,11 +182,11 @@ export class EmbeddedStore implements ConfigStore {
       if (options.ttl !== undefined) item.expiresAt = Date.now() + options.ttl * 1000;
       const file: ItemFile = { id, ...item };
       await writeDurable(path.join(this.#dataDir, resource), fileNameFor(id), JSON.stringify(file));
-      this.#state.revision = revision;
-      this.#state.set(resource, id, item);
+      this.state.revision = revision;
+      this.state.set(resource, id, item);
       this.#scheduleExpiry(resource, id, item);
-      this.#state.notify();
-      return this.#state.get(resource, id) as StoredItem;
+      this.state.notify();
+      return this.state.get(resource, id) as StoredItem;
     });
   }
 
@@ -219,29 +196,29 @@ export class EmbeddedStore implements ConfigStore {
 
   nextId(): Promise<string> {
     return this.#serialise(async () => {
-      const revision = this.#state.revision + 1;
+      const revision = this.state.revision + 1;
       await writeDurable(this.#dataDir, META_FILE, JSON.stringify({ revision }));
-      this.#state.revision = revision;
+      this.state.revision = revision;
       // APISIX ids from /gen_id are the etcd revision, zero-padded to 20 digits.
       return String(revision).padStart(20, '0');
     });
   }
 
   async #deleteNow(resource: ResourceName, id: string, onlyIfModifiedIndex?: number): Promise<boolean> {
-    const existing = this.#state.get(resource, id);
+    const existing = this.state.get(resource, id);
     if (!existing) return false;
     if (onlyIfModifiedIndex !== undefined && existing.modifiedIndex !== onlyIfModifiedIndex) return false;
-    const revision = this.#state.revision + 1;
+    const revision = this.state.revision + 1;
     await writeDurable(this.#dataDir, META_FILE, JSON.stringify({ revision }));
     const dir = path.join(this.#dataDir, resource);
     await unlink(path.join(dir, fileNameFor(id))).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
     await syncDirectory(dir);
-    this.#state.revision = revision;
-    this.#state.remove(resource, id);
+    this.state.revision = revision;
+    this.state.remove(resource, id);
     this.#clearExpiry(resource, id);
-    this.#state.notify();
+    this.state.notify();
     return true;
   }
 

@@ -24,15 +24,8 @@
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
 import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG } from '../core/errors';
 import { logger } from '../core/log';
-import { MemoryState } from './memory';
-import {
-  RESOURCES,
-  type ConfigSnapshot,
-  type ConfigStore,
-  type PutOptions,
-  type ResourceName,
-  type StoredItem,
-} from './types';
+import { MemoryBackedStore } from './memory';
+import { RESOURCES, type ConfigStore, type PutOptions, type ResourceName, type StoredItem } from './types';
 
 const log = logger('store.etcd');
 
@@ -125,14 +118,13 @@ interface RevisionWaiter {
   timer: NodeJS.Timeout;
 }
 
-export class EtcdStore implements ConfigStore {
+export class EtcdStore extends MemoryBackedStore implements ConfigStore {
   readonly readOnly: boolean;
   readonly prefix: string;
   readonly #hosts: string[];
   readonly #client: Etcd3;
   readonly #requestTimeoutMs: number;
   readonly #maxBackoffMs: number;
-  readonly #state = new MemoryState();
   /** The etcd revision the in-memory view reflects. */
   #etcdRevision = 0;
   #watcher: Watcher | undefined;
@@ -149,6 +141,7 @@ export class EtcdStore implements ConfigStore {
   readonly #leaseExpiry = new Map<string, number>();
 
   constructor(options: EtcdStoreOptions) {
+    super();
     if (options.hosts.length === 0) throw PAL_ERR_CONFIG('the etcd store needs at least one host');
     this.#hosts = [...options.hosts];
     this.prefix = normalisePrefix(options.prefix ?? DEFAULT_ETCD_PREFIX);
@@ -217,22 +210,6 @@ export class EtcdStore implements ConfigStore {
     this.#client.close();
   }
 
-  get(resource: ResourceName, id: string): StoredItem | undefined {
-    return this.#state.get(resource, id);
-  }
-
-  list(resource: ResourceName): StoredItem[] {
-    return this.#state.list(resource);
-  }
-
-  snapshot(): ConfigSnapshot {
-    return this.#state.snapshot();
-  }
-
-  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void {
-    return this.#state.onChange(listener);
-  }
-
   async put(
     resource: ResourceName,
     id: string,
@@ -273,7 +250,7 @@ export class EtcdStore implements ConfigStore {
       previous = reply.responses[0]?.response_put?.prev_kv ?? undefined;
     }
     await this.#waitForRevision(revision);
-    const current = this.#state.get(resource, id);
+    const current = this.state.get(resource, id);
     if (current && current.modifiedIndex === revision) return current;
     // The watch has not caught up (or a later write already replaced this one): answer from the write itself.
     const item: StoredItem = {
@@ -413,8 +390,8 @@ export class EtcdStore implements ConfigStore {
       });
     }
     this.#etcdRevision = revision;
-    if (!sameItems(maps, this.#state.items)) {
-      this.#state.replaceAll(maps);
+    if (!sameItems(maps, this.state.items)) {
+      this.state.replaceAll(maps);
       this.#changed();
     }
     this.#releaseWaiters();
@@ -467,16 +444,16 @@ export class EtcdStore implements ConfigStore {
       const place = this.#locate(key);
       if (!place) continue;
       if (event.type === 'Delete') {
-        changed = this.#state.remove(place.resource, place.id) || changed;
+        changed = this.state.remove(place.resource, place.id) || changed;
         continue;
       }
       const item = this.#toItem(key, place.id, event.kv);
       if (item) {
-        this.#state.set(place.resource, place.id, item);
+        this.state.set(place.resource, place.id, item);
         changed = true;
       } else {
         // The key no longer holds a usable item; serving its old value would be wrong.
-        changed = this.#state.remove(place.resource, place.id) || changed;
+        changed = this.state.remove(place.resource, place.id) || changed;
       }
     }
     if (changed) this.#changed();
@@ -554,13 +531,13 @@ export class EtcdStore implements ConfigStore {
   /** Give the changed view a new version and tell listeners once this event-loop turn is over. */
   #changed(): void {
     // Versions only grow, even when etcd's revision goes back after a wipe.
-    this.#state.revision = Math.max(this.#etcdRevision, this.#state.revision + 1);
+    this.state.revision = Math.max(this.#etcdRevision, this.state.revision + 1);
     if (this.#notifyScheduled) return;
     this.#notifyScheduled = true;
     // Coalesce a burst of events into one snapshot per turn.
     setImmediate(() => {
       this.#notifyScheduled = false;
-      if (!this.#closed) this.#state.notify();
+      if (!this.#closed) this.state.notify();
     });
   }
 

@@ -1,4 +1,4 @@
-// The in-memory side shared by the embedded and standalone stores: one map per
+// The in-memory side shared by every store (embedded, etcd, standalone): one map per
 // resource, the published snapshot, and change listeners.
 //
 // Snapshots are built lazily and per resource: a write marks only its own
@@ -111,5 +111,30 @@ export class MemoryState {
         log.error('change listener failed', { error: (err as Error).message });
       }
     }
+  }
+}
+
+/**
+ * The read side every store shares: items live in a MemoryState, and reads,
+ * snapshots and change listeners are answered from it. Subclasses fill the
+ * state from their source (files, etcd, a YAML file).
+ */
+export abstract class MemoryBackedStore {
+  protected readonly state = new MemoryState();
+
+  get(resource: ResourceName, id: string): StoredItem | undefined {
+    return this.state.get(resource, id);
+  }
+
+  list(resource: ResourceName): StoredItem[] {
+    return this.state.list(resource);
+  }
+
+  snapshot(): ConfigSnapshot {
+    return this.state.snapshot();
+  }
+
+  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void {
+    return this.state.onChange(listener);
   }
 }

@@ -19,8 +19,8 @@ import { logger } from '../core/log';
 import type { PluginCatalog } from '../schema/catalog';
 import { validateResource } from '../schema/index';
 import { withStringReferences } from '../schema/references';
-import { MemoryState, itemKey } from './memory';
-import { RESOURCES, type ConfigSnapshot, type ConfigStore, type ResourceName, type StoredItem } from './types';
+import { MemoryBackedStore, itemKey } from './memory';
+import { RESOURCES, type ConfigStore, type ResourceName, type StoredItem } from './types';
 
 const log = logger('store.standalone');
 
@@ -98,13 +98,12 @@ export function parseStandaloneConfig(
   return parsed;
 }
 
-export class StandaloneStore implements ConfigStore {
+export class StandaloneStore extends MemoryBackedStore implements ConfigStore {
   readonly readOnly = true;
   readonly #file: string;
   readonly #pollMs: number;
   readonly #onError: ((msg: string) => void) | undefined;
   readonly #plugins: PluginCatalog | undefined;
-  readonly #state = new MemoryState();
   #lastHash = '';
   #poller: NodeJS.Timeout | undefined;
   #watcher: FSWatcher | undefined;
@@ -113,6 +112,7 @@ export class StandaloneStore implements ConfigStore {
   #closed = false;
 
   constructor(yamlPath: string, options: StandaloneOptions = {}) {
+    super();
     this.#file = path.resolve(yamlPath);
     this.#pollMs = options.pollMs ?? 1000;
     this.#onError = options.onError;
@@ -194,11 +194,11 @@ export class StandaloneStore implements ConfigStore {
     // Remember bad content too, so it is reported once rather than on every poll.
     this.#lastHash = hash;
     const parsed = parseStandaloneConfig(text, this.#plugins);
-    const revision = this.#state.revision + 1;
+    const revision = this.state.revision + 1;
     const next = emptyMaps();
     for (const resource of RESOURCES) {
       for (const [id, value] of parsed[resource]) {
-        const previous = this.#state.get(resource, id);
+        const previous = this.state.get(resource, id);
         const unchanged = previous !== undefined && JSON.stringify(previous.value) === JSON.stringify(value);
         next[resource].set(id, {
           key: itemKey(resource, id),
@@ -208,26 +208,10 @@ export class StandaloneStore implements ConfigStore {
         });
       }
     }
-    this.#state.revision = revision;
-    this.#state.replaceAll(next);
+    this.state.revision = revision;
+    this.state.replaceAll(next);
     log.info('loaded the standalone configuration', { file: this.#file, version: revision });
-    this.#state.notify();
-  }
-
-  get(resource: ResourceName, id: string): StoredItem | undefined {
-    return this.#state.get(resource, id);
-  }
-
-  list(resource: ResourceName): StoredItem[] {
-    return this.#state.list(resource);
-  }
-
-  snapshot(): ConfigSnapshot {
-    return this.#state.snapshot();
-  }
-
-  onChange(listener: (snapshot: ConfigSnapshot) => void): () => void {
-    return this.#state.onChange(listener);
+    this.state.notify();
   }
 
   put(): Promise<StoredItem> {
