@@ -20,7 +20,7 @@ const MAX_WAIT_MS = 30_000;
 
 export interface ProcessesReport {
   configVersion: number;
-  workers: Array<{ pid: number | undefined; appliedVersion: number }>;
+  workers: Array<{ pid: number | undefined; appliedVersion: number; lastApplyMs: number }>;
   agent: { pid: number | undefined; ready: boolean } | undefined;
 }
 

@@ -54,7 +54,8 @@ export type PrimaryMessage =
 export type WorkerMessage =
   | { type: 'listening'; addresses: Array<{ address: string; port: number }>; backend: BackendName }
   | { type: 'start-failed'; error: string }
-  | { type: 'applied'; version: number }
+  /** `applyMs`: how long the data plane took to compile and swap in this version. */
+  | { type: 'applied'; version: number; applyMs: number }
   | { type: 'apply-failed'; version: number; error: string }
   /** A delta did not start at this child's version: send the full snapshot. */
   | { type: 'resync'; version: number };

@@ -77,6 +77,8 @@ interface WorkerRecord {
   state: ChildState;
   backend: BackendName | undefined;
   appliedVersion: number;
+  /** How long the last apply took in the worker. */
+  lastApplyMs: number;
   addresses: string[];
 }
 
@@ -420,6 +422,7 @@ export class Primary {
       state: 'starting',
       backend: undefined,
       appliedVersion: -1,
+      lastApplyMs: 0,
       addresses: [],
     };
     this.#workers.set(worker.id, record);
@@ -456,6 +459,7 @@ export class Primary {
             break;
           case 'applied':
             record.appliedVersion = message.version;
+            record.lastApplyMs = message.applyMs;
             this.#checkAppliedWaiters();
             this.#scheduleStatus();
             break;
@@ -736,7 +740,11 @@ export class Primary {
     const agent = this.#agent;
     return {
       configVersion: this.#mirror.version,
-      workers: this.#liveWorkers().map((r) => ({ pid: r.worker.process.pid, appliedVersion: r.appliedVersion })),
+      workers: this.#liveWorkers().map((r) => ({
+        pid: r.worker.process.pid,
+        appliedVersion: r.appliedVersion,
+        lastApplyMs: Math.round(r.lastApplyMs * 100) / 100,
+      })),
       agent: agent === undefined ? undefined : { pid: agent.worker.process.pid, ready: agent.state === 'ready' },
     };
   }

@@ -42,8 +42,9 @@ export function runWorker(): void {
   const apply = (snapshot: ConfigSnapshot): void => {
     if (!dataPlane) return;
     try {
+      const started = performance.now();
       dataPlane.applyConfig(snapshot);
-      send({ type: 'applied', version: snapshot.version });
+      send({ type: 'applied', version: snapshot.version, applyMs: performance.now() - started });
     } catch (err) {
       log.error('config rejected; keeping the previous route table', {
         version: snapshot.version,
@@ -51,6 +52,18 @@ export function runWorker(): void {
       });
       send({ type: 'apply-failed', version: snapshot.version, error: errorText(err) });
     }
+  };
+
+  // Deltas that arrive together (a burst of Admin API writes) are compiled once:
+  // with 10,000 routes one compile takes tens of ms, so compiling per delta falls behind.
+  let applyScheduled = false;
+  const scheduleApply = (): void => {
+    if (applyScheduled) return;
+    applyScheduled = true;
+    setImmediate(() => {
+      applyScheduled = false;
+      apply(mirror.snapshot());
+    });
   };
 
   const start = async (settings: WorkerSettings, snapshot: ConfigSnapshot): Promise<void> => {
@@ -100,7 +113,7 @@ export function runWorker(): void {
         break;
       case 'config-delta':
         if (mirror.apply(message.delta)) {
-          apply(mirror.snapshot());
+          scheduleApply();
         } else if (!resyncAsked) {
           // Missed a version (or the primary's view was replaced): ask for everything once.
           resyncAsked = true;
