@@ -10,6 +10,10 @@ import { passiveSettings, StatusClass, type PassiveSettings } from './config';
 import { NodeKeys } from './keys';
 import { isHealthyState, Outcome, recordOutcome, recordSuccessWhileHealthy } from './state';
 
+function hasCount(value: string | number | undefined): boolean {
+  return typeof value === 'number' && value !== 0;
+}
+
 /** How often a DataPlane copies health state from the shared dictionary. */
 export const HEALTH_REFRESH_MS = 100;
 
@@ -30,6 +34,13 @@ export class UpstreamHealth implements HealthView, PassiveReporter {
   readonly #slotOf: Map<BalancerNode, number>;
   /** 1 = healthy, per node slot; a typed array so the per-pick check is one read. */
   readonly #healthy: Uint8Array;
+  /**
+   * 1 = the node may have failures counted (seen at the last refresh, or reported here
+   * since), so a success must clear them. Kept locally so that a good response on a
+   * healthy node, the common case, touches no dictionary; a failure another process
+   * counted less than a refresh ago can then outlive one success here.
+   */
+  readonly #failuresPending: Uint8Array;
   /** Every node is unhealthy: APISIX then uses all of them rather than none. */
   #allDown = false;
   readonly #passive: PassiveSettings | null;
@@ -40,6 +51,7 @@ export class UpstreamHealth implements HealthView, PassiveReporter {
     this.#keys = nodes.map((node) => new NodeKeys(upstreamId, node.address));
     this.#slotOf = new Map(nodes.map((node, slot) => [node, slot]));
     this.#healthy = new Uint8Array(nodes.length).fill(1);
+    this.#failuresPending = new Uint8Array(nodes.length);
     // APISIX: "passive health check needs active to recover" — an unhealthy node gets no
     // traffic, so only active checks can bring it back; passive checks need active ones.
     const checks = upstream.checks;
@@ -59,11 +71,14 @@ export class UpstreamHealth implements HealthView, PassiveReporter {
     return slot === undefined || this.#healthy[slot] === 1;
   }
 
-  /** Copy every node's state from the dictionary. */
+  /** Copy every node's state (and, with passive checks, whether failures are counted) from the dictionary. */
   refresh(): void {
     const healthy = this.#healthy;
+    const passive = this.#passive !== null;
     for (let slot = 0; slot < healthy.length; slot++) {
-      healthy[slot] = isHealthyState(this.#dict.get(this.#keys[slot].state)) ? 1 : 0;
+      const keys = this.#keys[slot];
+      healthy[slot] = isHealthyState(this.#dict.get(keys.state)) ? 1 : 0;
+      if (passive) this.#failuresPending[slot] = hasCount(this.#dict.get(keys.failures)) ? 1 : 0;
     }
     this.#updateAllDown();
   }
@@ -81,10 +96,14 @@ export class UpstreamHealth implements HealthView, PassiveReporter {
     if (settings === null || slot === undefined) return;
     const keys = this.#keys[slot];
     if (outcome === Outcome.Success && this.#healthy[slot] === 1) {
+      if (this.#failuresPending[slot] === 0) return;
+      this.#failuresPending[slot] = 0;
       recordSuccessWhileHealthy(this.#dict, keys, settings.thresholds);
       return;
     }
     const healthy = recordOutcome(this.#dict, keys, outcome, settings.thresholds) ? 1 : 0;
+    // A failure on a node that stays healthy was counted; a change of state starts the counts again.
+    this.#failuresPending[slot] = outcome !== Outcome.Success && healthy === 1 ? 1 : 0;
     if (healthy !== this.#healthy[slot]) {
       // Take the node out (or back) here at once rather than at the next refresh.
       this.#healthy[slot] = healthy;

@@ -3,7 +3,12 @@
 // checks, concurrency bounds the probes, and update/stop behave.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 
 import { startActiveHealthChecks, type HealthChecker } from '../../src/health';
 import { readNodeHealth } from '../../src/health/report';
@@ -273,3 +278,91 @@ for (const backend of availableBackends()) {
     });
   });
 }
+
+/** A self-signed certificate for 127.0.0.1 made with the openssl command, or null when it is not installed. */
+function selfSignedCertificate(directory: string): { cert: Buffer; key: Buffer } | null {
+  const keyFile = path.join(directory, 'key.pem');
+  const certFile = path.join(directory, 'cert.pem');
+  const made = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ]),
+    { stdio: 'ignore', timeout: 20000 },
+  );
+  if (made.status !== 0) return null;
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
+
+describe('active https checks', () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'palisade-health-tls-'));
+  const credentials = selfSignedCertificate(directory);
+  const [backend] = availableBackends(['js']);
+  let testDict: TestDict;
+  let server: https.Server;
+  let port = 0;
+  let status = 200;
+  const paths: string[] = [];
+
+  before(async () => {
+    testDict = openTestDict(backend);
+    if (credentials === null) return;
+    server = https.createServer(credentials, (req, res) => {
+      paths.push(req.url ?? '');
+      res.writeHead(status, { 'content-length': 0 });
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  after(async () => {
+    if (credentials !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    testDict.close();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  const checksFor = (verify: boolean): Checks => ({
+    active: {
+      type: 'https',
+      http_path: '/tls-health',
+      https_verify_certificate: verify,
+      healthy: { interval: FAST, successes: 1 },
+      unhealthy: { interval: FAST, http_failures: 1, tcp_failures: 1 },
+    },
+  });
+
+  it(
+    'checks over TLS without verifying when https_verify_certificate is false',
+    { skip: credentials === null && 'no openssl' },
+    async () => {
+      const checker = startActiveHealthChecks({ dict: testDict.dict });
+      try {
+        status = 500;
+        checker.update(snapshot({ upstreams: [upstreamOf('tls', [port], checksFor(false))] }));
+        await waitUntil(() => !readNodeHealth(testDict.dict, 'tls', `127.0.0.1:${port}`).healthy, 'unhealthy on 500');
+        status = 200;
+        await waitUntil(() => readNodeHealth(testDict.dict, 'tls', `127.0.0.1:${port}`).healthy, 'healthy on 200');
+        assert.ok(paths.includes('/tls-health'));
+      } finally {
+        await checker.stop();
+      }
+    },
+  );
+
+  it('fails a self-signed certificate when verifying', { skip: credentials === null && 'no openssl' }, async () => {
+    const checker = startActiveHealthChecks({ dict: testDict.dict });
+    try {
+      status = 200;
+      checker.update(snapshot({ upstreams: [upstreamOf('tls-verified', [port], checksFor(true))] }));
+      await waitUntil(
+        () => !readNodeHealth(testDict.dict, 'tls-verified', `127.0.0.1:${port}`).healthy,
+        'unhealthy: the certificate is not trusted',
+      );
+    } finally {
+      await checker.stop();
+    }
+  });
+});
