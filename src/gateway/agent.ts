@@ -13,12 +13,13 @@
 // If the agent dies, workers keep serving their last configuration and the
 // primary starts a new agent, which begins again with a full snapshot.
 
-import { logger, setLogLevel, type Logger } from '../core/log';
+import { HEALTHCHECK_DICT } from '../config/defaults';
+import { logger, setLogLevel } from '../core/log';
+import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
 import { createEtcdStore, type EtcdStore } from '../store';
 import type { ConfigSnapshot } from '../store/types';
-import { HEALTHCHECK_DICT } from '../config/defaults';
 import { ConfigMirror } from './config-mirror';
 import { isPrimaryMessage, type AgentMessage, type AgentSettings, type PrimaryMessage } from './messages';
 import { openSharedDicts } from './shared-dicts';
@@ -29,26 +30,6 @@ const log = logger('agent');
 const SWEEP_INTERVAL_MS = 10_000;
 /** At most this many expired entries per dictionary per sweep, so one sweep never holds a lock long. */
 const SWEEP_BATCH = 1000;
-
-/** The seam src/health offers (see startActiveHealthChecks there). */
-interface HealthChecker {
-  update(snapshot: ConfigSnapshot): void;
-  stop(): Promise<void>;
-  status(): unknown;
-}
-type StartHealthChecks = (options: { dict: SharedDict; log?: Logger }) => HealthChecker;
-
-/** src/health when it is part of the build; undefined before it lands. */
-function loadHealthChecks(): StartHealthChecks | undefined {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const health = require('../health') as { startActiveHealthChecks?: StartHealthChecks };
-    return typeof health.startActiveHealthChecks === 'function' ? health.startActiveHealthChecks : undefined;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') return undefined;
-    throw err;
-  }
-}
 
 function send(message: AgentMessage): void {
   if (process.send && process.connected) process.send(message);
@@ -115,13 +96,10 @@ export function runAgent(): void {
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 
-    const startHealthChecks = loadHealthChecks();
     const healthDict = dicts.get(HEALTHCHECK_DICT);
-    if (startHealthChecks && healthDict) {
-      health = startHealthChecks({ dict: healthDict, log: logger('health') });
+    if (healthDict !== undefined) {
+      health = startActiveHealthChecks({ dict: healthDict, log: logger('health') });
       feedHealthChecks();
-    } else if (!startHealthChecks) {
-      log.debug('active health checks are not part of this build');
     }
 
     sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);

@@ -5,6 +5,7 @@
 // from a terminal). Nothing here depends on the agent: when it is gone the
 // worker keeps serving the last configuration it applied.
 
+import { HEALTHCHECK_DICT } from '../config/defaults';
 import { logger, setLogLevel } from '../core/log';
 import { DataPlane } from '../dataplane/server';
 import { selectBackend } from '../native';
@@ -74,6 +75,8 @@ export function runWorker(): void {
     const plane = new DataPlane(backend, {
       listen: settings.listen,
       limits: settings.limits,
+      // The agent's active checks and every worker's passive reports meet in this dictionary.
+      sharedDict: dicts.get(HEALTHCHECK_DICT),
     });
     dataPlane = plane;
     // Synchronous up to listen(), so no delta is handled before this first snapshot.
