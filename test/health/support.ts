@@ -15,14 +15,18 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream';
 
 export interface TestDict {
   readonly dict: SharedDict;
+  /** The dictionary's file, for other processes to open. */
+  readonly file: string;
   close(): void;
 }
 
 export function openTestDict(backend: NativeBackend): TestDict {
   const directory = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'palisade-health-test-'));
-  const dict = openSharedDict(backend, 'health', 1 << 20, { path: path.join(directory, 'dict'), fresh: true });
+  const file = path.join(directory, 'dict');
+  const dict = openSharedDict(backend, 'health', 1 << 20, { path: file, fresh: true });
   return {
     dict,
+    file,
     close: () => {
       dict.close();
       rmSync(directory, { recursive: true, force: true });
