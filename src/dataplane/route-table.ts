@@ -7,7 +7,7 @@ import { routeUpstreamId, serviceUpstreamId } from '../health/keys';
 import { UpstreamHealth, type PassiveReporter } from '../health/upstream-health';
 import type { NativeBackend } from '../native/backend';
 import type { SharedDict } from '../native/shdict';
-import { encodeRouterSpec, type RouteMatchSpec } from '../native/router-spec';
+import { assembleRouterSpec, encodeRouteRecord, type RouteMatchSpec } from '../native/router-spec';
 import type { PluginMap, Route, Service, Upstream, UpstreamTimeout } from '../schema/types';
 import type { ConfigSnapshot } from '../store/types';
 import { createBalancer, normalizeNodes, type Balancer } from './balancer';
@@ -59,6 +59,27 @@ export interface CompiledRoute {
   readonly readTimeoutMs: number;
 }
 
+/** A compiled route and what it was compiled from; reused while those are still the current objects. */
+interface CompiledRouteEntry {
+  readonly service: Service | undefined;
+  readonly upstreamConfig: Upstream | undefined;
+  readonly compiled: CompiledRoute;
+  /** The route's record in the router spec (encodeRouteRecord). */
+  readonly record: Buffer;
+}
+
+/**
+ * Compile results kept from one config version to the next. Stores and the
+ * workers' config mirror hand unchanged items over as the same objects, so a
+ * one-route change recompiles one route, not ten thousand. Keys are the
+ * configuration objects themselves: entries of routes that are gone are
+ * collected with them.
+ */
+class CompileCache {
+  readonly routes = new WeakMap<Route, CompiledRouteEntry>();
+  readonly upstreamKeys = new WeakMap<Upstream, string>();
+}
+
 export class RouteTable {
   readonly version: number;
   /** Native router handle; -1 for the empty table that exists before the first config. */
@@ -66,17 +87,20 @@ export class RouteTable {
   /** Indexed by the candidate numbers the router writes into out[Out.Routes...]. */
   readonly routes: readonly CompiledRoute[];
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  readonly cache: CompileCache;
 
   constructor(
     version: number,
     router: number,
     routes: readonly CompiledRoute[],
     upstreams: ReadonlyMap<string, CompiledUpstream>,
+    cache = new CompileCache(),
   ) {
     this.version = version;
     this.router = router;
     this.routes = routes;
     this.upstreams = upstreams;
+    this.cache = cache;
   }
 
   static empty(): RouteTable {
@@ -159,6 +183,15 @@ export function compileRouteTable(
   const upstreamsById = new Map<string, Upstream>();
   for (const upstream of snapshot.upstreams) if (upstream.id !== undefined) upstreamsById.set(upstream.id, upstream);
 
+  const cache = previous?.cache ?? new CompileCache();
+  const keyOf = (upstream: Upstream): string => {
+    let key = cache.upstreamKeys.get(upstream);
+    if (key === undefined) {
+      key = upstreamKey(upstream);
+      cache.upstreamKeys.set(upstream, key);
+    }
+    return key;
+  };
   const upstreams = new Map<string, CompiledUpstream>();
   const resolveUpstream = (
     upstream: Upstream | undefined,
@@ -166,7 +199,7 @@ export function compileRouteTable(
     service: Service | undefined,
   ): CompiledUpstream | null => {
     if (upstream === undefined) return null;
-    let key = upstreamKey(upstream);
+    let key = keyOf(upstream);
     let health: HealthSource | null = null;
     if (sharedDict !== undefined && upstream.checks?.active !== undefined) {
       // Health state is per upstream id, so equal inline upstreams of two routes stay apart.
@@ -182,7 +215,7 @@ export function compileRouteTable(
   };
 
   const routes: CompiledRoute[] = [];
-  const specs: RouteMatchSpec[] = [];
+  const records: Buffer[] = [];
   for (const route of snapshot.routes) {
     if (route.status === 0) continue;
     const uris = route.uris ?? (route.uri !== undefined ? [route.uri] : []);
@@ -193,6 +226,18 @@ export function compileRouteTable(
       (route.upstream_id !== undefined ? upstreamsById.get(route.upstream_id) : undefined) ??
       service?.upstream ??
       (service?.upstream_id !== undefined ? upstreamsById.get(service.upstream_id) : undefined);
+    const upstream = resolveUpstream(upstreamConfig, route, service);
+    const cached = cache.routes.get(route);
+    if (
+      cached !== undefined &&
+      cached.service === service &&
+      cached.upstreamConfig === upstreamConfig &&
+      cached.compiled.upstream === upstream
+    ) {
+      routes.push(cached.compiled);
+      records.push(cached.record);
+      continue;
+    }
     let vars: CompiledExpr | null = null;
     if (route.vars !== undefined && route.vars.length > 0) {
       try {
@@ -201,8 +246,7 @@ export function compileRouteTable(
         throw new Error(`route ${route.id ?? '?'}: invalid vars: ${(err as Error).message}`);
       }
     }
-    const upstream = resolveUpstream(upstreamConfig, route, service);
-    routes.push({
+    const compiled: CompiledRoute = {
       id: route.id ?? '',
       serviceId: route.service_id ?? '',
       route,
@@ -213,19 +257,23 @@ export function compileRouteTable(
       connectTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'connect'),
       sendTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'send'),
       readTimeoutMs: timeoutMs(route.timeout, upstreamConfig?.timeout, 'read'),
-    });
-    specs.push({
+    };
+    const spec: RouteMatchSpec = {
       priority: route.priority ?? 0,
       methods: route.methods ?? [],
       hosts: routeHosts(route, service),
       uris,
       remoteAddrs: route.remote_addrs ?? (route.remote_addr !== undefined ? [route.remote_addr] : []),
-    });
+    };
+    const record = encodeRouteRecord(spec);
+    cache.routes.set(route, { service, upstreamConfig, compiled, record });
+    routes.push(compiled);
+    records.push(record);
   }
 
-  const router = backend.routerBuild(encodeRouterSpec(specs));
+  const router = backend.routerBuild(assembleRouterSpec(records));
   if (router < 0) throw new Error(`router build failed with code ${router}`);
-  return new RouteTable(snapshot.version, router, routes, upstreams);
+  return new RouteTable(snapshot.version, router, routes, upstreams, cache);
 }
 
 /** Free what the old table owns and the new one does not; call right after the swap. */

@@ -205,47 +205,73 @@ export function encodeRouterSpec(routes: readonly RouteMatchSpec[]): Buffer {
   const writer = new SpecWriter();
   writer.u32(SPEC_MAGIC);
   writer.u32(routes.length);
-  for (const route of routes) {
-    if (!Number.isInteger(route.priority) || route.priority < -2147483648 || route.priority > 2147483647) {
-      throw new RangeError(`router spec: priority ${route.priority} is not a 32-bit integer`);
-    }
-    const hosts = [...new Set(route.hosts.map(asciiLower))];
-    const addrs = route.remoteAddrs.map(parseAddressRange);
-    checkCount('hosts', hosts.length, 0xffff);
-    checkCount('uris', route.uris.length, 0xffff);
-    checkCount('remote_addrs', addrs.length, 0xffff);
-    writer.i32(route.priority);
-    writer.u32(methodMask(route.methods));
-    writer.u16(hosts.length);
-    writer.u16(route.uris.length);
-    writer.u16(addrs.length);
-    writer.u16(0);
-    for (const host of hosts) {
-      const bytes = Buffer.from(host, 'utf8');
-      checkCount('host length', bytes.length, 0xff);
-      writer.u8(bytes.length);
-      writer.bytes(bytes);
-    }
-    for (const uri of route.uris) {
-      const pattern = parseUriPattern(uri);
-      const uriLength = Buffer.byteLength(uri, 'utf8');
-      checkCount('uri length', uriLength, 0xffff);
-      checkCount('uri parameters', pattern.tokens.length, 0xff);
-      writer.u16(uriLength);
-      writer.string16(pattern.staticPrefix);
-      writer.u8(pattern.trailing ? 1 : 0);
-      writer.u8(pattern.tokens.length);
-      for (const token of pattern.tokens) {
-        writer.u8(token.type);
-        if (token.type === TokenType.Literal) writer.string16(token.text);
-      }
-    }
-    for (const addr of addrs) {
-      writer.u8(addr.bits);
-      writer.bytes(addr.bytes);
+  for (const route of routes) writeRoute(writer, route);
+  return writer.finish();
+}
+
+/**
+ * One route's record, as encodeRouterSpec writes it. Records are
+ * self-contained, so a caller that keeps them per route can rebuild a spec
+ * after a one-route change with assembleRouterSpec instead of encoding every
+ * route again.
+ */
+export function encodeRouteRecord(route: RouteMatchSpec): Buffer {
+  const writer = new SpecWriter();
+  writeRoute(writer, route);
+  return writer.finish();
+}
+
+/** A spec from records made by encodeRouteRecord, in route-index order. */
+export function assembleRouterSpec(records: readonly Buffer[]): Buffer {
+  let size = 8;
+  for (const record of records) size += record.length;
+  const spec = Buffer.allocUnsafe(size);
+  spec.writeUInt32LE(SPEC_MAGIC, 0);
+  spec.writeUInt32LE(records.length, 4);
+  let pos = 8;
+  for (const record of records) pos += record.copy(spec, pos);
+  return spec;
+}
+
+function writeRoute(writer: SpecWriter, route: RouteMatchSpec): void {
+  if (!Number.isInteger(route.priority) || route.priority < -2147483648 || route.priority > 2147483647) {
+    throw new RangeError(`router spec: priority ${route.priority} is not a 32-bit integer`);
+  }
+  const hosts = [...new Set(route.hosts.map(asciiLower))];
+  const addrs = route.remoteAddrs.map(parseAddressRange);
+  checkCount('hosts', hosts.length, 0xffff);
+  checkCount('uris', route.uris.length, 0xffff);
+  checkCount('remote_addrs', addrs.length, 0xffff);
+  writer.i32(route.priority);
+  writer.u32(methodMask(route.methods));
+  writer.u16(hosts.length);
+  writer.u16(route.uris.length);
+  writer.u16(addrs.length);
+  writer.u16(0);
+  for (const host of hosts) {
+    const bytes = Buffer.from(host, 'utf8');
+    checkCount('host length', bytes.length, 0xff);
+    writer.u8(bytes.length);
+    writer.bytes(bytes);
+  }
+  for (const uri of route.uris) {
+    const pattern = parseUriPattern(uri);
+    const uriLength = Buffer.byteLength(uri, 'utf8');
+    checkCount('uri length', uriLength, 0xffff);
+    checkCount('uri parameters', pattern.tokens.length, 0xff);
+    writer.u16(uriLength);
+    writer.string16(pattern.staticPrefix);
+    writer.u8(pattern.trailing ? 1 : 0);
+    writer.u8(pattern.tokens.length);
+    for (const token of pattern.tokens) {
+      writer.u8(token.type);
+      if (token.type === TokenType.Literal) writer.string16(token.text);
     }
   }
-  return writer.finish();
+  for (const addr of addrs) {
+    writer.u8(addr.bits);
+    writer.bytes(addr.bytes);
+  }
 }
 
 function checkCount(what: string, n: number, max: number): void {

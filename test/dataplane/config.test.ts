@@ -87,6 +87,34 @@ for (const backend of availableBackends()) {
       assert.equal(echoed(r3.body).upstream, 'second');
     });
 
+    it('recompiles a kept route object when its service or upstream object changes', async () => {
+      // The same route objects across versions, as stores and the worker mirror hand them over:
+      // compiled routes are reused, but not past a change of what they were compiled from.
+      const route = { id: 'keep', uri: '/keep', service_id: 'svc' };
+      const byId = { id: 'byid', uri: '/byid', upstream_id: 'u' };
+      const apply = (serviceHosts: string[], upstreamPort: number): void =>
+        gateway.dataPlane.applyConfig(
+          snapshot({
+            services: [{ id: 'svc', hosts: serviceHosts, upstream: localUpstream([first.port]) }],
+            upstreams: [{ id: 'u', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } }],
+            routes: [route, byId],
+          }),
+        );
+      apply(['a.test'], first.port);
+      assert.equal((await rawRequest(gateway.port, 'GET /keep HTTP/1.1\r\nHost: a.test\r\n\r\n')).status, 200);
+      assert.equal(
+        echoed((await rawRequest(gateway.port, 'GET /byid HTTP/1.1\r\nHost: x\r\n\r\n')).body).upstream,
+        'first',
+      );
+      apply(['b.test'], second.port);
+      assert.equal((await rawRequest(gateway.port, 'GET /keep HTTP/1.1\r\nHost: a.test\r\n\r\n')).status, 404);
+      assert.equal((await rawRequest(gateway.port, 'GET /keep HTTP/1.1\r\nHost: b.test\r\n\r\n')).status, 200);
+      assert.equal(
+        echoed((await rawRequest(gateway.port, 'GET /byid HTTP/1.1\r\nHost: x\r\n\r\n')).body).upstream,
+        'second',
+      );
+    });
+
     it('skips disabled routes and takes the first candidate whose vars match', async () => {
       gateway.dataPlane.applyConfig(
         snapshot({

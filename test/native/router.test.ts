@@ -11,6 +11,8 @@ import { MAX_CANDIDATES, OUT_SIZE, Out, ParseError } from '../../src/native/layo
 import { addonPath, sharedLibraryPath } from '../../src/native/paths';
 import { extractParams } from '../../src/native/route-params';
 import {
+  assembleRouterSpec,
+  encodeRouteRecord,
   encodeRouterSpec,
   methodMask,
   parseAddressRange,
@@ -576,5 +578,23 @@ describe('router spec encoder and path params', () => {
     assert.equal(extractParams('/user/:name', '/user/'), undefined);
     assert.equal(extractParams('/user/:name', '/user/a/b'), undefined);
     assert.equal(extractParams('/user/:name', '/users/a'), undefined);
+  });
+});
+
+describe('router spec records', () => {
+  it('assembles per-route records into exactly the spec encodeRouterSpec writes', () => {
+    const specs: RouteMatchSpec[] = [
+      {
+        priority: 3,
+        methods: ['GET', 'POST'],
+        hosts: ['*.Foo.com', 'api.test'],
+        uris: ['/a/:id/b', '/x*'],
+        remoteAddrs: ['10.0.0.0/8', '::1'],
+      },
+      { priority: -1, methods: [], hosts: [], uris: ['/exact'], remoteAddrs: [] },
+      { priority: 0, methods: ['PURGE'], hosts: ['h'], uris: ['/files/*path'], remoteAddrs: ['2001:db8::/32'] },
+    ];
+    assert.deepEqual(assembleRouterSpec(specs.map(encodeRouteRecord)), encodeRouterSpec(specs));
+    assert.deepEqual(assembleRouterSpec([]), encodeRouterSpec([]));
   });
 });
