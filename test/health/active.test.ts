@@ -127,6 +127,41 @@ for (const backend of availableBackends()) {
       }
     });
 
+    it('sends http_path, the host override and req_headers to the port override', async () => {
+      const upstream = await startUpstream();
+      const nodePort = await closedPort();
+      checker = startActiveHealthChecks({ dict: testDict.dict });
+      try {
+        checker.update(
+          snapshot({
+            upstreams: [
+              upstreamOf('request', [nodePort], {
+                active: {
+                  http_path: '/status?full=1',
+                  host: 'health.example',
+                  port: upstream.port,
+                  req_headers: ['User-Agent: palisade-check', 'X-Check: yes'],
+                  healthy: { interval: FAST },
+                },
+              }),
+            ],
+          }),
+        );
+        await waitUntil(() => upstream.requests.length >= 1, 'a check request');
+        const [request] = upstream.requests;
+        assert.equal(request.method, 'GET');
+        assert.equal(request.url, '/status?full=1');
+        assert.equal(request.headers.host, `health.example:${upstream.port}`);
+        assert.equal(request.headers['user-agent'], 'palisade-check');
+        assert.equal(request.headers['x-check'], 'yes');
+        await waitUntil(() => health('request', nodePort).lastCheck !== undefined, 'the check recorded');
+        assert.equal(health('request', nodePort).healthy, true, 'state is kept under the node, not the check port');
+      } finally {
+        await checker.stop();
+        await upstream.close();
+      }
+    });
+
     it('a tcp check marks a closed port unhealthy and a listening one healthy again', async () => {
       const gauge: Gauge = { open: 0, max: 0, accepted: 0 };
       const port = await closedPort();
