@@ -73,6 +73,8 @@ export interface PluginContext {
   readonly consumer: AttachedConsumer | undefined;
   /** Look a consumer up by a credential of the calling auth plugin (e.g. key-auth's `key`). */
   findConsumer(plugin: string, field: string, value: string): Consumer | undefined;
+  /** A consumer by username (auth plugins' `anonymous_consumer`); optional so contexts may add it later. */
+  findConsumerByName?(username: string): Consumer | undefined;
   attachConsumer(consumer: Consumer, credentialId?: string): void;
 
   // ---- the response (header_filter, body_filter, log) ----

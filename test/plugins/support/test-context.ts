@@ -239,11 +239,9 @@ export class TestPluginContext implements PluginContext {
   // ---- consumers ----
 
   /**
-   * Scans the consumers for one whose `plugins[plugin][field]` equals `value`;
-   * plugin '' with field 'username' finds a consumer by name (anonymous_consumer).
+   * Scans the consumers for one whose `plugins[plugin][field]` equals `value`.
    */
   findConsumer(plugin: string, field: string, value: string): Consumer | undefined {
-    if (plugin === '' && field === 'username') return this.consumerByName(value);
     for (const consumer of this.#consumers) {
       const conf = consumer.plugins?.[plugin] as Record<string, unknown> | undefined;
       if (conf !== undefined && conf !== null && conf[field] === value) return consumer;
@@ -252,7 +250,7 @@ export class TestPluginContext implements PluginContext {
   }
 
   /** A consumer by username (for anonymous_consumer). */
-  consumerByName(username: string): Consumer | undefined {
+  findConsumerByName(username: string): Consumer | undefined {
     return this.#consumers.find((consumer) => consumer.username === username);
   }
 
