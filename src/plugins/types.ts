@@ -49,6 +49,11 @@ export interface PluginContext {
   /** Path and query as received ($request_uri). */
   readonly requestUri: string;
   readonly remoteAddr: string;
+  /**
+   * Replace the client address (and port) that later plugins, vars
+   * (remote_addr, remote_port) and logs see (real-ip); optional so contexts may add it later.
+   */
+  setRemoteAddr?(address: string, port?: number): void;
   readonly routeId: string;
   readonly serviceId: string;
   /** nginx-style variables: uri, args, arg_*, http_*, cookie_*, remote_addr, route_id, consumer_name, ... */
