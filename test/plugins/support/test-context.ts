@@ -341,8 +341,8 @@ addFormats(ajv, ['ipv4', 'ipv6']);
  * put after "failed to check the configuration of plugin <name> err: ", or the
  * completed configuration.
  */
-export function checkPluginConf(
-  plugin: PluginModule<unknown>,
+export function checkPluginConf<C>(
+  plugin: PluginModule<C>,
   conf: unknown,
   kind: 'route' | 'consumer' | 'metadata' = 'route',
 ): { ok: true; conf: Record<string, unknown> } | { ok: false; error: string } {
@@ -360,7 +360,7 @@ export function checkPluginConf(
 
 /** Validates (throwing on an invalid configuration) and compiles a route configuration as the runtime would. */
 export function compilePluginConf<C>(plugin: PluginModule<C>, conf: unknown, env: PluginEnv = testEnv()): C {
-  const checked = checkPluginConf(plugin as PluginModule<unknown>, conf, 'route');
+  const checked = checkPluginConf(plugin, conf, 'route');
   if (!checked.ok) throw new Error(`failed to check the configuration of plugin ${plugin.name} err: ${checked.error}`);
   return plugin.compile ? plugin.compile(checked.conf, env) : (checked.conf as C);
 }
