@@ -15,6 +15,8 @@ import { mergePatch, replaceAtPath } from './patch';
 export interface Reply {
   status: number;
   body: unknown;
+  /** Send `body` (a string) as it is, as text/plain, instead of as JSON (APISIX's `core.response.exit(200, "done")`). */
+  text?: boolean;
 }
 
 export interface ResourceContext {

@@ -2,6 +2,7 @@
 // path, so it is plain node:http: read the body (bounded), check the source
 // address and the key, route by path, answer JSON with `X-API-VERSION: v3`.
 
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
@@ -34,6 +35,14 @@ export interface AdminOptions {
   /** CIDRs allowed to reach the Admin API; default ['127.0.0.0/24', '::1/128']. */
   allow?: string[];
   plugins?: PluginCatalog;
+  /** PUT /plugins/reload: reload the plugins in this process and every worker; resolves when asked of all. */
+  reloadPlugins?: () => Promise<void>;
+  /**
+   * PUT /plugins/upload/{name} (config `plugin_upload: true`): check and install a
+   * plugin module's source, then reload. Resolves with an error text, or undefined
+   * when the plugin was installed. Absent: uploads are refused.
+   */
+  uploadPlugin?: (name: string, source: string) => Promise<string | undefined>;
   /** Largest accepted request body; default 1.5 MiB. */
   maxBodyBytes?: number;
 }
@@ -103,10 +112,17 @@ function parseJsonBody(raw: string): unknown {
   }
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headOnly: boolean, close = false): void {
-  const payload = body === undefined ? '' : JSON.stringify(body);
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headOnly: boolean,
+  close = false,
+  text = false,
+): void {
+  const payload = body === undefined ? '' : text ? String(body) : JSON.stringify(body);
   const headers: Record<string, string | number> = {
-    'Content-Type': 'application/json',
+    'Content-Type': text ? 'text/plain' : 'application/json',
     'Content-Length': Buffer.byteLength(payload),
     'X-API-VERSION': 'v3',
     Server: 'Palisade',
@@ -186,7 +202,7 @@ export class AdminServer {
     let reply: Reply;
     try {
       const body = carriesBody(method) ? await readBody(req, this.#maxBodyBytes) : '';
-      reply = await this.#route(method, url, body);
+      reply = await this.#route(method, url, body, address);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
         const error = PAL_ERR_ADMIN_TOO_LARGE(
@@ -199,10 +215,10 @@ export class AdminServer {
       if (!(err instanceof PalisadeError)) throw err;
       reply = { status: err.status, body: err.body() };
     }
-    sendJson(res, reply.status, reply.body, headOnly);
+    sendJson(res, reply.status, reply.body, headOnly, false, reply.text === true);
   }
 
-  async #route(method: string, url: URL, rawBody: string): Promise<Reply> {
+  async #route(method: string, url: URL, rawBody: string, address: string): Promise<Reply> {
     const path = url.pathname;
     if (path !== PREFIX && !path.startsWith(PREFIX + '/')) throw PAL_ERR_ADMIN_NOT_FOUND('not found');
     const segments = path
@@ -215,8 +231,8 @@ export class AdminServer {
       throw PAL_ERR_ADMIN_NOT_FOUND('not found');
     }
     const [first, ...rest] = segments;
-    if (first === 'schema') return this.#schemaEndpoint(method, rest, rawBody);
-    if (first === 'plugins') return this.#pluginsEndpoint(method, rest);
+    if (first === 'schema') return this.#schemaEndpoint(method, rest, rawBody, url.searchParams);
+    if (first === 'plugins') return this.#pluginsEndpoint(method, rest, url.searchParams, rawBody, address);
     if (!isResourceName(first)) throw PAL_ERR_ADMIN_NOT_FOUND(`Unsupported resource type: ${first}`);
     const [id, ...subPath] = rest;
     return handleResource(
@@ -232,7 +248,7 @@ export class AdminServer {
     );
   }
 
-  #schemaEndpoint(method: string, rest: string[], rawBody: string): Reply {
+  #schemaEndpoint(method: string, rest: string[], rawBody: string, query: URLSearchParams): Reply {
     if (rest[0] === 'validate' && rest.length === 2) {
       if (method !== 'POST') throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for schema validation`);
       const resource = resourceFromSchemaPath(rest[1]);
@@ -246,21 +262,97 @@ export class AdminServer {
       return { status: 200, body: {} };
     }
     requireReadMethod(method, 'schema');
-    if (rest[0] === 'plugins' && rest.length === 2) return this.#pluginSchema(rest[1], 'route');
+    if (rest[0] === 'plugins' && rest.length === 2) return this.#pluginSchema(rest[1], query);
     const resource = rest.length === 1 ? resourceFromSchemaPath(rest[0]) : undefined;
     if (!resource) throw PAL_ERR_ADMIN_NOT_FOUND(`Unsupported resource type: ${rest.join('/')}`);
     return { status: 200, body: resourceSchemas[resource] };
   }
 
-  #pluginSchema(name: string, kind: PluginKind): Reply {
-    if (!this.#plugins.has(name)) throw PAL_ERR_ADMIN_NOT_FOUND(`plugin not found: ${name}`);
-    return { status: 200, body: this.#plugins.schema?.(name, kind) ?? {} };
+  /** GET /plugins/{name} and /schema/plugins/{name} (apisix/admin/plugins.lua: get). */
+  #pluginSchema(name: string, query: URLSearchParams): Reply {
+    const subsystem = query.get('subsystem');
+    if (subsystem !== null && subsystem !== 'http' && subsystem !== 'stream') {
+      throw PAL_ERR_ADMIN_BAD_CONFIG(`unsupported subsystem: ${subsystem}`);
+    }
+    if (query.get('all') === 'true') {
+      log.warn('query parameter "all" will be deprecated soon.');
+      return { status: 200, body: subsystem === 'stream' ? {} : this.#allPlugins() };
+    }
+    // Palisade has no stream plugins.
+    if (subsystem === 'stream' || !this.#plugins.has(name)) throw PAL_ERR_ADMIN_NOT_FOUND('plugin not found');
+    const kind: PluginKind = query.get('schema_type') === 'consumer' ? 'consumer' : 'route';
+    const schema = this.#plugins.schema?.(name, kind);
+    if (schema === undefined) throw PAL_ERR_ADMIN_BAD_CONFIG('not found schema');
+    return { status: 200, body: schema };
   }
 
-  #pluginsEndpoint(method: string, rest: string[]): Reply {
+  /** `?all=true`: every plugin's schemas by name. */
+  #allPlugins(): Record<string, unknown> {
+    const all: Record<string, unknown> = {};
+    for (const name of this.#plugins.names()) {
+      const entry: Record<string, unknown> = { schema: this.#plugins.schema?.(name, 'route') ?? {} };
+      const consumerSchema = this.#plugins.schema?.(name, 'consumer');
+      if (consumerSchema !== undefined) entry.consumer_schema = consumerSchema;
+      const metadataSchema = this.#plugins.schema?.(name, 'metadata');
+      if (metadataSchema !== undefined) entry.metadata_schema = metadataSchema;
+      all[name] = entry;
+    }
+    return all;
+  }
+
+  async #pluginsEndpoint(
+    method: string,
+    rest: string[],
+    query: URLSearchParams,
+    rawBody: string,
+    address: string,
+  ): Promise<Reply> {
+    if (rest.length === 1 && rest[0] === 'reload') {
+      if (method !== 'PUT') {
+        throw PAL_ERR_ADMIN_METHOD(`please use PUT method to reload the plugins, ${method} method is not allowed.`);
+      }
+      if (this.#options.reloadPlugins) await this.#options.reloadPlugins();
+      return { status: 200, body: 'done', text: true };
+    }
+    if (rest.length === 2 && rest[0] === 'upload') return this.#uploadPlugin(method, rest[1], rawBody, address);
     requireReadMethod(method, 'plugins');
-    if (rest.length === 1 && rest[0] === 'list') return { status: 200, body: this.#plugins.names() };
-    if (rest.length === 1) return this.#pluginSchema(rest[0], 'route');
+    if (rest.length === 1 && rest[0] === 'list') {
+      const subsystem = query.get('subsystem') ?? 'http';
+      if (subsystem === 'stream') return { status: 200, body: [] };
+      if (subsystem !== 'http') return { status: 400, body: 'invalid subsystem passed', text: true };
+      return { status: 200, body: this.#plugins.names() };
+    }
+    if (rest.length === 1) return this.#pluginSchema(rest[0], query);
     throw PAL_ERR_ADMIN_NOT_FOUND('not found');
+  }
+
+  /** PUT /plugins/upload/{name}: admin keys only (viewers cannot PUT), checked before it goes live, logged. */
+  async #uploadPlugin(method: string, name: string, source: string, address: string): Promise<Reply> {
+    const upload = this.#options.uploadPlugin;
+    if (upload === undefined) {
+      throw PAL_ERR_ADMIN_NOT_FOUND('plugin upload is disabled; set plugin_upload: true in config.yaml to enable it');
+    }
+    if (method !== 'PUT')
+      throw PAL_ERR_ADMIN_METHOD(`please use PUT method to upload a plugin, ${method} method is not allowed.`);
+    if (source.trim() === '') throw PAL_ERR_ADMIN_BAD_CONFIG('invalid request body: empty request body');
+    const sha256 = createHash('sha256').update(source).digest('hex');
+    const err = await upload(name, source);
+    if (err !== undefined) {
+      log.warn('plugin upload rejected', {
+        plugin: name,
+        sha256,
+        bytes: Buffer.byteLength(source),
+        from: address,
+        error: err,
+      });
+      throw PAL_ERR_ADMIN_BAD_CONFIG(`failed to load plugin ${name}: ${err}`);
+    }
+    log.warn('plugin uploaded and activated', {
+      plugin: name,
+      sha256,
+      bytes: Buffer.byteLength(source),
+      from: address,
+    });
+    return { status: 200, body: { name, sha256 } };
   }
 }

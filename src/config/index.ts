@@ -5,6 +5,7 @@ export type {
   EtcdConfig,
   ListenAddress,
   PalisadeConfig,
+  PluginsConfig,
   ProxyLimits,
   SharedDictConfig,
   StoreType,

@@ -32,6 +32,7 @@ import type {
   EtcdConfig,
   ListenAddress,
   PalisadeConfig,
+  PluginsConfig,
   SharedDictConfig,
   StoreType,
 } from './types';
@@ -161,7 +162,21 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
   const raw = rawValue as Record<string, unknown>;
   rejectUnknownKeys(
     raw,
-    ['proxy', 'workers', 'native', 'admin', 'deployment', 'store', 'control', 'shared_dicts', 'log'],
+    [
+      'proxy',
+      'workers',
+      'native',
+      'admin',
+      'deployment',
+      'store',
+      'control',
+      'shared_dicts',
+      'plugins',
+      'plugin_dir',
+      'plugin_upload',
+      'serverless',
+      'log',
+    ],
     '',
   );
   const proxy = section(raw, 'proxy', ['listen', 'limits', 'drain_timeout']);
@@ -176,6 +191,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
   const log = section(raw, 'log', ['level']);
   const deployment = section(raw, 'deployment', ['role', 'etcd']);
   const control = section(raw, 'control', ['enabled', 'listen']);
+  const serverless = section(raw, 'serverless', ['enabled']);
 
   const listenRaw = proxy.listen ?? [defaults.DEFAULT_PROXY_LISTEN];
   const listenList = Array.isArray(listenRaw) ? listenRaw : [listenRaw];
@@ -242,6 +258,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
     },
     control: parseControl(control),
     sharedDicts: parseSharedDicts(raw.shared_dicts),
+    plugins: parsePlugins(raw, serverless, baseDir),
     log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
   };
 }
@@ -294,6 +311,42 @@ function parseControl(control: Record<string, unknown>): { listen: ListenAddress
   if (control.enabled === false) return undefined;
   return {
     listen: parseListenAddress(control.listen ?? defaults.DEFAULT_CONTROL_LISTEN, 'control.listen', '127.0.0.1'),
+  };
+}
+
+function parseBoolean(value: unknown, fallback: boolean, field: string): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new ConfigFieldError(field, 'must be true or false');
+  return value;
+}
+
+function parsePlugins(
+  raw: Record<string, unknown>,
+  serverless: Record<string, unknown>,
+  baseDir: string,
+): PluginsConfig {
+  let enabled: string[] | undefined;
+  if (raw.plugins !== undefined && raw.plugins !== null) {
+    if (!Array.isArray(raw.plugins)) throw new ConfigFieldError('plugins', 'must be a list of plugin names');
+    enabled = raw.plugins.map((name: unknown, i) => {
+      const text = parseNonEmptyString(name, `plugins[${i}]`);
+      if (!/^[a-z0-9][a-z0-9_-]*$/.test(text)) {
+        throw new ConfigFieldError(`plugins[${i}]`, 'must be a plugin name (lower-case letters, digits, - and _)');
+      }
+      return text;
+    });
+  }
+  const dir =
+    raw.plugin_dir === undefined || raw.plugin_dir === null
+      ? undefined
+      : path.resolve(baseDir, parseNonEmptyString(raw.plugin_dir, 'plugin_dir'));
+  const upload = parseBoolean(raw.plugin_upload, defaults.DEFAULT_PLUGIN_UPLOAD, 'plugin_upload');
+  if (upload && dir === undefined) throw new ConfigFieldError('plugin_upload', 'needs plugin_dir to store uploads in');
+  return {
+    enabled,
+    dir,
+    upload,
+    serverless: parseBoolean(serverless.enabled, defaults.DEFAULT_SERVERLESS_ENABLED, 'serverless.enabled'),
   };
 }
 

@@ -82,5 +82,18 @@ export interface PalisadeConfig {
   /** The control API (`GET /v1/healthcheck`, ...); undefined when disabled. */
   control: { listen: ListenAddress } | undefined;
   sharedDicts: SharedDictConfig[];
+  plugins: PluginsConfig;
   log: { level: LogLevel };
+}
+
+/** Which plugins the gateway loads (config.yaml `plugins`, `plugin_dir`, `plugin_upload`, `serverless`). */
+export interface PluginsConfig {
+  /** Names to enable; undefined enables every built-in and every plugin in `dir`. */
+  enabled: string[] | undefined;
+  /** Custom plugins (`.js` files), absolute; undefined for none. */
+  dir: string | undefined;
+  /** Whether PUT /apisix/admin/plugins/upload/{name} is served (admin keys only; needs `dir`). */
+  upload: boolean;
+  /** Whether serverless-pre-function and serverless-post-function are loaded (they run code from the Admin API). */
+  serverless: boolean;
 }

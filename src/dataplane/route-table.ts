@@ -7,8 +7,10 @@ import { routeUpstreamId, serviceUpstreamId } from '../health/keys';
 import { UpstreamHealth, type PassiveReporter } from '../health/upstream-health';
 import type { NativeBackend } from '../native/backend';
 import type { SharedDict } from '../native/shdict';
+import { compileChain, createChainContext, type ChainContext, type PluginRuntime } from '../plugins/chain';
+import type { PluginChain } from '../plugins/types';
 import { assembleRouterSpec, encodeRouteRecord, type RouteMatchSpec } from '../native/router-spec';
-import type { PluginMap, Route, Service, Upstream, UpstreamTimeout } from '../schema/types';
+import type { PluginConfig, PluginMap, Route, Service, Upstream, UpstreamTimeout } from '../schema/types';
 import type { ConfigSnapshot } from '../store/types';
 import { createBalancer, normalizeNodes, type Balancer } from './balancer';
 import { UpstreamPool } from './upstream-pool';
@@ -49,6 +51,12 @@ export interface CompiledRoute {
   readonly route: Route;
   /** The route's plugins over its service's (the route wins per plugin name). */
   readonly plugins: PluginMap;
+  /**
+   * The route's plugins compiled for this config version and plugin registry
+   * (src/plugins/chain.ts); null when no plugin applies (not even a global
+   * rule) or the table was compiled without a plugin runtime.
+   */
+  readonly chain: PluginChain | null;
   readonly vars: CompiledExpr | null;
   /** null when neither the route nor its service has an upstream (answered 503). */
   readonly upstream: CompiledUpstream | null;
@@ -64,6 +72,9 @@ interface CompiledRouteEntry {
   readonly service: Service | undefined;
   readonly upstreamConfig: Upstream | undefined;
   readonly compiled: CompiledRoute;
+  /** What the chain was compiled from: the shared chain inputs and the route's plugin_config. */
+  readonly chainInputs: ChainContext['shared'] | undefined;
+  readonly pluginConfig: PluginConfig | undefined;
   /** The route's record in the router spec (encodeRouteRecord). */
   readonly record: Buffer;
 }
@@ -88,6 +99,8 @@ export class RouteTable {
   readonly routes: readonly CompiledRoute[];
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
   readonly cache: CompileCache;
+  /** The chain inputs of this version; the next compile reuses what did not change. */
+  readonly chainContext: ChainContext | undefined;
 
   constructor(
     version: number,
@@ -95,12 +108,14 @@ export class RouteTable {
     routes: readonly CompiledRoute[],
     upstreams: ReadonlyMap<string, CompiledUpstream>,
     cache = new CompileCache(),
+    chainContext?: ChainContext,
   ) {
     this.version = version;
     this.router = router;
     this.routes = routes;
     this.upstreams = upstreams;
     this.cache = cache;
+    this.chainContext = chainContext;
   }
 
   static empty(): RouteTable {
@@ -171,12 +186,15 @@ function routeHosts(route: Route, service: Service | undefined): string[] {
  * taken over from `previous`, so least_conn counts and idle connections survive
  * a config change. Throws (leaving `previous` untouched) when a route is invalid.
  * With `sharedDict`, upstreams with `checks.active` skip the nodes it says are unhealthy.
+ * With `plugins`, each route gets its plugin chain, compiled against the
+ * runtime's current registry; chains whose inputs did not change are reused.
  */
 export function compileRouteTable(
   backend: NativeBackend,
   snapshot: ConfigSnapshot,
   previous: RouteTable | undefined,
   sharedDict?: SharedDict,
+  plugins?: PluginRuntime,
 ): RouteTable {
   const services = new Map<string, Service>();
   for (const service of snapshot.services) if (service.id !== undefined) services.set(service.id, service);
@@ -214,6 +232,12 @@ export function compileRouteTable(
     return compiled;
   };
 
+  const chainContext =
+    plugins === undefined
+      ? undefined
+      : createChainContext(snapshot, plugins.registry, plugins.env, previous?.chainContext);
+  const chainInputs = chainContext?.shared;
+
   const routes: CompiledRoute[] = [];
   const records: Buffer[] = [];
   for (const route of snapshot.routes) {
@@ -227,6 +251,10 @@ export function compileRouteTable(
       service?.upstream ??
       (service?.upstream_id !== undefined ? upstreamsById.get(service.upstream_id) : undefined);
     const upstream = resolveUpstream(upstreamConfig, route, service);
+    const pluginConfig =
+      route.plugin_config_id !== undefined
+        ? chainContext?.pluginConfigs.get(String(route.plugin_config_id))
+        : undefined;
     const cached = cache.routes.get(route);
     if (
       cached !== undefined &&
@@ -234,7 +262,18 @@ export function compileRouteTable(
       cached.upstreamConfig === upstreamConfig &&
       cached.compiled.upstream === upstream
     ) {
-      routes.push(cached.compiled);
+      if (cached.chainInputs === chainInputs && cached.pluginConfig === pluginConfig) {
+        routes.push(cached.compiled);
+        records.push(cached.record);
+        continue;
+      }
+      // Only the plugins changed (a reload, a global rule, a plugin_config): keep the rest.
+      const compiled: CompiledRoute = {
+        ...cached.compiled,
+        chain: chainContext === undefined ? null : compileChain(route, chainContext),
+      };
+      cache.routes.set(route, { ...cached, compiled, chainInputs, pluginConfig });
+      routes.push(compiled);
       records.push(cached.record);
       continue;
     }
@@ -251,6 +290,7 @@ export function compileRouteTable(
       serviceId: route.service_id ?? '',
       route,
       plugins: service?.plugins ? { ...service.plugins, ...route.plugins } : (route.plugins ?? {}),
+      chain: chainContext === undefined ? null : compileChain(route, chainContext),
       vars,
       upstream,
       enableWebsocket: route.enable_websocket ?? service?.enable_websocket ?? false,
@@ -266,14 +306,14 @@ export function compileRouteTable(
       remoteAddrs: route.remote_addrs ?? (route.remote_addr !== undefined ? [route.remote_addr] : []),
     };
     const record = encodeRouteRecord(spec);
-    cache.routes.set(route, { service, upstreamConfig, compiled, record });
+    cache.routes.set(route, { service, upstreamConfig, compiled, chainInputs, pluginConfig, record });
     routes.push(compiled);
     records.push(record);
   }
 
   const router = backend.routerBuild(assembleRouterSpec(records));
   if (router < 0) throw new Error(`router build failed with code ${router}`);
-  return new RouteTable(snapshot.version, router, routes, upstreams, cache);
+  return new RouteTable(snapshot.version, router, routes, upstreams, cache, chainContext);
 }
 
 /** Free what the old table owns and the new one does not; call right after the swap. */
