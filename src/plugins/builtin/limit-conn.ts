@@ -27,9 +27,9 @@ const schema: JsonSchema = {
     allow_degradation: { type: 'boolean', default: false },
   },
   required: ['conn', 'burst', 'default_conn_delay', 'key'],
-  if: { properties: { policy: { enum: ['redis'] } } },
+  if: { properties: { policy: { enum: ['redis'] } }, required: ['policy'] },
   then: redisSchema,
-  else: { if: { properties: { policy: { enum: ['redis-cluster'] } } }, then: redisClusterSchema },
+  else: { if: { properties: { policy: { enum: ['redis-cluster'] } }, required: ['policy'] }, then: redisClusterSchema },
 };
 
 interface LimitConnConf {

@@ -53,10 +53,10 @@ const schema: JsonSchema = {
     show_limit_quota_header: { type: 'boolean', default: true },
   },
   oneOf: [{ required: ['count', 'time_window'] }, { required: ['rules'] }],
-  if: { properties: { policy: { enum: ['redis'] } } },
+  if: { properties: { policy: { enum: ['redis'] } }, required: ['policy'] },
   then: redisSchema,
   else: {
-    if: { properties: { policy: { enum: ['redis-cluster'] } } },
+    if: { properties: { policy: { enum: ['redis-cluster'] } }, required: ['policy'] },
     then: redisClusterSchema,
   },
 };

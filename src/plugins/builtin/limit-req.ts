@@ -26,9 +26,9 @@ const schema: JsonSchema = {
     allow_degradation: { type: 'boolean', default: false },
   },
   required: ['rate', 'burst', 'key'],
-  if: { properties: { policy: { enum: ['redis'] } } },
+  if: { properties: { policy: { enum: ['redis'] } }, required: ['policy'] },
   then: redisSchema,
-  else: { if: { properties: { policy: { enum: ['redis-cluster'] } } }, then: redisClusterSchema },
+  else: { if: { properties: { policy: { enum: ['redis-cluster'] } }, required: ['policy'] }, then: redisClusterSchema },
 };
 
 interface LimitReqConf {
