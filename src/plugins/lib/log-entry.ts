@@ -1,0 +1,197 @@
+// The log entry the loggers send, in APISIX's shape (log-util's full log), or
+// a custom `log_format` whose string values starting with `$` are variables:
+//
+//   { "host": "$host", "client_ip": "$remote_addr", "team": "edge" }
+//
+// `log_format` comes from the plugin's configuration, else from its plugin
+// metadata. The request body is captured in the access phase when
+// `include_req_body` (and `include_req_body_expr`, when given) asks for it.
+
+import { hostname } from 'node:os';
+
+import { compileExpr, type CompiledExpr } from '../../core/expr';
+import type { JsonSchema, PluginContext } from '../types';
+
+const PALISADE_VERSION = '0.1.0';
+
+/** The log fields every logger's configuration has. */
+export interface LogEntryConf {
+  readonly log_format?: Readonly<Record<string, unknown>>;
+  readonly include_req_body?: boolean;
+  readonly include_req_body_expr?: readonly unknown[];
+  readonly max_req_body_bytes?: number;
+}
+
+export const logEntrySchemaProperties: Readonly<Record<string, JsonSchema>> = {
+  log_format: { type: 'object' },
+  include_req_body: { type: 'boolean', default: false },
+  include_req_body_expr: { type: 'array', items: { type: 'array' } },
+  include_resp_body: { type: 'boolean', default: false },
+  include_resp_body_expr: { type: 'array', items: { type: 'array' } },
+  max_req_body_bytes: { type: 'integer', minimum: 1, default: 524288 },
+  max_resp_body_bytes: { type: 'integer', minimum: 1, default: 524288 },
+};
+
+/** Plugin metadata schema of the loggers: a default log_format. */
+export const logMetadataSchema: JsonSchema = {
+  type: 'object',
+  properties: { log_format: { type: 'object' } },
+};
+
+/** The `check()` part shared by the loggers: the vars expressions compile. */
+export function checkLogEntryConf(
+  conf: LogEntryConf & { include_resp_body_expr?: readonly unknown[] },
+): string | undefined {
+  for (const field of ['include_req_body_expr', 'include_resp_body_expr'] as const) {
+    const expr = conf[field];
+    if (expr === undefined) continue;
+    try {
+      compileExpr(expr);
+    } catch (error) {
+      return `failed to validate the '${field}' expression: ${(error as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+type FormatField = readonly [key: string, variable: string | undefined, literal: unknown];
+
+export interface LogEntryBuilder {
+  /** True when the access phase has to read the request body for the entry. */
+  readonly capturesRequestBody: boolean;
+  /** Access phase: read and keep the request body when the configuration asks for it. */
+  captureRequestBody(ctx: PluginContext, plugin: string): Promise<void>;
+  /** Log phase: the entry for this request. */
+  build(ctx: PluginContext, plugin: string): Record<string, unknown>;
+}
+
+const REQUEST_BODY = 'requestBody';
+
+/** Compile once per configuration: the format's variables and the body condition. */
+export function compileLogEntry(
+  conf: LogEntryConf,
+  metadata: Readonly<Record<string, unknown>> | undefined,
+): LogEntryBuilder {
+  const format = conf.log_format ?? (metadata?.log_format as Readonly<Record<string, unknown>> | undefined);
+  const fields: FormatField[] | undefined =
+    format === undefined
+      ? undefined
+      : Object.entries(format).map(([key, value]) =>
+          typeof value === 'string' && value.startsWith('$')
+            ? [key, value.slice(1), undefined]
+            : [key, undefined, value],
+        );
+  const includeBody = conf.include_req_body === true;
+  const bodyCondition: CompiledExpr | undefined =
+    includeBody && conf.include_req_body_expr !== undefined ? compileExpr(conf.include_req_body_expr) : undefined;
+  const maxBodyBytes = conf.max_req_body_bytes ?? 524288;
+
+  return {
+    capturesRequestBody: includeBody,
+    async captureRequestBody(ctx, plugin) {
+      if (!includeBody) return;
+      if (bodyCondition !== undefined && !bodyCondition((name) => ctx.var(name))) return;
+      try {
+        const body = await ctx.readBody(maxBodyBytes);
+        if (body !== undefined) ctx.scratch(plugin)[REQUEST_BODY] = body.toString('utf8');
+      } catch {
+        ctx.scratch(plugin)[REQUEST_BODY] = `request body larger than max_req_body_bytes (${maxBodyBytes})`;
+      }
+    },
+    build(ctx, plugin) {
+      const entry = fields === undefined ? fullLogEntry(ctx) : formattedLogEntry(ctx, fields);
+      if (includeBody) {
+        const body = ctx.scratch(plugin)[REQUEST_BODY];
+        if (body !== undefined) {
+          if (fields === undefined) (entry.request as Record<string, unknown>).body = body;
+          else entry.request = { body };
+        }
+      }
+      return entry;
+    },
+  };
+}
+
+function formattedLogEntry(ctx: PluginContext, fields: readonly FormatField[]): Record<string, unknown> {
+  const entry: Record<string, unknown> = {};
+  for (const [key, variable, literal] of fields) {
+    entry[key] = variable === undefined ? literal : (ctx.var(variable) ?? null);
+  }
+  return entry;
+}
+
+// The request headers logged: PluginContext reads headers by name only.
+const LOGGED_REQUEST_HEADERS = [
+  'host',
+  'user-agent',
+  'accept',
+  'content-type',
+  'content-length',
+  'x-forwarded-for',
+  'x-real-ip',
+  'x-request-id',
+];
+const LOGGED_RESPONSE_HEADERS = ['content-type', 'content-length', 'content-encoding', 'server', 'x-request-id'];
+
+function collectHeaders(names: readonly string[], read: (name: string) => string | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of names) {
+    const value = read(name);
+    if (value !== undefined) headers[name] = value;
+  }
+  return headers;
+}
+
+function numberVar(ctx: PluginContext, name: string): number | undefined {
+  const value = ctx.var(name);
+  if (value === undefined || value === null || value === '') return undefined;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : undefined;
+}
+
+/** APISIX's full log entry (log-util get_full_log). */
+export function fullLogEntry(ctx: PluginContext): Record<string, unknown> {
+  const now = Date.now();
+  const scheme = String(ctx.var('scheme') ?? 'http');
+  const host = String(ctx.var('host') ?? ctx.header('host') ?? '');
+  const port = ctx.var('server_port');
+  const latency = now - ctx.startTime;
+  // nginx reports $upstream_response_time in seconds.
+  const upstreamSeconds = numberVar(ctx, 'upstream_response_time');
+  const upstreamLatency = upstreamSeconds === undefined ? undefined : Math.round(upstreamSeconds * 1000);
+  const query = ctx.requestUri.indexOf('?');
+  const querystring: Record<string, string | string[]> = {};
+  if (query >= 0) {
+    for (const [name, value] of new URLSearchParams(ctx.requestUri.slice(query + 1))) {
+      const previous = querystring[name];
+      querystring[name] =
+        previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+    }
+  }
+  const consumer = ctx.consumer;
+  return {
+    request: {
+      url: `${scheme}://${host}${port === undefined || port === null ? '' : `:${String(port)}`}${ctx.requestUri}`,
+      uri: ctx.requestUri,
+      method: ctx.method,
+      headers: collectHeaders(LOGGED_REQUEST_HEADERS, (name) => ctx.header(name)),
+      querystring,
+      size: numberVar(ctx, 'request_length') ?? 0,
+    },
+    response: {
+      status: ctx.status,
+      headers: collectHeaders(LOGGED_RESPONSE_HEADERS, (name) => ctx.responseHeader(name)),
+      size: numberVar(ctx, 'bytes_sent') ?? 0,
+    },
+    server: { hostname: hostname(), version: PALISADE_VERSION },
+    upstream: ctx.var('upstream_addr') ?? undefined,
+    service_id: ctx.serviceId === '' ? undefined : ctx.serviceId,
+    route_id: ctx.routeId,
+    consumer: consumer === undefined ? undefined : { username: consumer.username },
+    client_ip: ctx.remoteAddr,
+    start_time: ctx.startTime,
+    latency,
+    upstream_latency: upstreamLatency,
+    apisix_latency: upstreamLatency === undefined ? latency : Math.max(0, latency - upstreamLatency),
+  };
+}
