@@ -17,12 +17,25 @@ import {
   PAL_ERR_VERSION,
   type PalisadeError,
 } from '../core/errors';
+import { logger } from '../core/log';
 import type { NativeBackend } from '../native/backend';
 import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, OUT_SIZE, ParseError } from '../native/layout';
+import { RequestContext, type BodySource, type PluginHost } from '../plugins/context';
+import { exitBody, runBodyFilters, runHeaderFilters, runRequestPhases, scheduleLogPhase } from '../plugins/runner';
+import type { PluginChain, PluginExit } from '../plugins/types';
+import type { Upstream } from '../schema/types';
 import type { BalanceContext } from './balancer';
-import { buildUpstreamHead, responsePassesThrough, rewriteResponseHead } from './head';
+import { decodeChunked } from './chunked';
+import {
+  buildUpstreamHead,
+  HeaderList,
+  responseHeaderList,
+  responsePassesThrough,
+  rewriteResponseHead,
+  serializeResponseHead,
+} from './head';
 import { BodyKind, RequestState, ResponseKind, ResponsePhase, type ClientEndpoint } from './request';
-import type { RouteTable } from './route-table';
+import type { CompiledRoute, CompiledUpstream, RouteTable } from './route-table';
 import type { UpstreamConnection, UpstreamHandler } from './upstream-pool';
 import { requestVar } from './vars';
 
@@ -38,7 +51,7 @@ export interface DataPlaneLimits {
 }
 
 /** What connections share with the DataPlane that owns them. */
-export interface ProxyContext {
+export interface ProxyContext extends PluginHost {
   readonly backend: NativeBackend;
   readonly limits: DataPlaneLimits;
   /** Parse results of response heads; shared because a head is handled synchronously. */
@@ -48,6 +61,8 @@ export interface ProxyContext {
   readonly now: number;
   readonly closing: boolean;
   connectionClosed(conn: ClientConnection): void;
+  /** traffic-split's upstream (an id or an inline one) compiled; null when the id is unknown. */
+  resolveUpstream(upstream: Upstream | string): CompiledUpstream | null;
 }
 
 const enum Deadline {
@@ -65,6 +80,8 @@ const enum Deadline {
   ClientWrite = 7,
   /** After we sent FIN: read and drop what is still coming, then close. */
   Linger = 8,
+  /** An async plugin phase (request phases, header or body filters) has not finished: 504. */
+  Plugins = 9,
 }
 
 const LINGER_MS = 2000;
@@ -73,6 +90,17 @@ const DRAIN_IDLE_GRACE_MS = 1000;
 /** A request body up to this size is read and dropped to keep the connection after an error answer. */
 const DISCARD_LIMIT = 64 * 1024;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+/** A response body past this size is not held for body_filter: it streams through unfiltered. */
+const MAX_FILTERED_BODY = 8 * 1024 * 1024;
+/** A plugin that threw: the body of the 500 (no detail leaks to the client; the log has it). */
+const PLUGIN_FAILURE = Buffer.from(JSON.stringify({ error_msg: 'internal server error' }) + '\n');
+const EXIT_CONTENT_TYPE = 'text/plain; charset=utf-8';
+
+const log = logger('dataplane');
+
+function isPromise<T>(value: unknown): value is Promise<T> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
 
 const REASONS: Readonly<Record<number, string>> = {
   400: 'Bad Request',
@@ -157,7 +185,7 @@ function isSharedRead(bytes: Buffer): boolean {
   return bytes.buffer === clientReadBuffer.buffer;
 }
 
-export class ClientConnection implements UpstreamHandler, ClientEndpoint {
+export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySource {
   readonly socket: net.Socket;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -268,6 +296,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     const req = this.request;
     if (req !== null) {
       this.request = null;
+      if (req.plugins !== null) this.pluginsDone(req.plugins);
       const conn = req.conn;
       req.conn = null;
       if (conn !== null) {
@@ -411,15 +440,25 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
       this.respondError(req, PAL_ERR_BODY_TOO_LARGE('413 Request Entity Too Large'));
       return;
     }
-    if (route.upstream === null) {
+    if (route.chain !== null) {
+      this.runPlugins(req, route.chain);
+      return;
+    }
+    this.proxyRequest(req, route, route.upstream);
+  }
+
+  /** After the plugins (if any): check the upstream and connect. */
+  private proxyRequest(req: RequestState, route: CompiledRoute, upstream: CompiledUpstream | null): void {
+    const flags = req.flags;
+    if (upstream === null) {
       this.respondError(req, PAL_ERR_SERVICE_UNAVAILABLE('missing upstream configuration in Route or Service'));
       return;
     }
-    if (route.upstream.balancer.nodes.length === 0) {
+    if (upstream.balancer.nodes.length === 0) {
       this.respondError(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
       return;
     }
-    req.upstream = route.upstream;
+    req.upstream = upstream;
     // Without enable_websocket the request goes upstream as a plain one, Upgrade stripped (APISIX).
     if ((flags & Flag.Upgrade) !== 0 && !route.enableWebsocket) req.flags = flags & ~Flag.Upgrade;
     if ((flags & Flag.ExpectContinue) !== 0 && !req.bodyDone && req.version === 1) this.socket.write(CONTINUE);
@@ -429,7 +468,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   /** Read body bytes from `pending`; forward them (or drop them). Returns true to keep processing. */
   private consumeBody(req: RequestState): boolean {
     const conn = req.conn;
-    if (!req.discardBody && (conn === null || !conn.connected || this.waitingUpstreamDrain)) {
+    // A plugin's readBody(): the body is collected here before anything goes upstream.
+    const reader = req.plugins !== null && req.plugins.bodyParts !== null ? req.plugins : null;
+    if (!req.discardBody && reader === null && (conn === null || !conn.connected || this.waitingUpstreamDrain)) {
       this.pauseReading(); // hold the body until the upstream can take it (its connect/send deadline runs)
       return false;
     }
@@ -464,6 +505,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         this.endClient();
         return false;
       }
+    } else if (reader !== null) {
+      if (take > 0) reader.bodyParts!.push(Buffer.from(buf.subarray(0, take)));
+      // Raw bytes include chunk framing: the exact limit is checked on the decoded body.
+      if (req.bodyBytes > 2 * reader.bodyLimit + 4096) {
+        reader.bodyFailed(new Error(`request body larger than ${reader.bodyLimit} bytes`));
+        req.clientKeepAlive = false;
+        this.pauseReading();
+        return false;
+      }
     } else if (take > 0) {
       req.bodyStreamed = true;
       const socket = conn!.socket;
@@ -490,6 +540,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     if (req.bodyDone) {
       if (req.discardBody) {
         this.requestDone(req);
+      } else if (reader !== null) {
+        this.requestBodyRead(req, reader);
       } else if (req.responsePhase === ResponsePhase.Head && !this.waitingUpstreamDrain) {
         this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
       }
@@ -540,11 +592,23 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   }
 
   private sendHead(req: RequestState, conn: UpstreamConnection): void {
-    req.upstreamHead = buildUpstreamHead(req, req.upstream!, req.node!, (req.flags & Flag.Upgrade) !== 0);
+    const plugins = req.plugins;
+    const upgrade = (req.flags & Flag.Upgrade) !== 0;
+    req.upstreamHead =
+      plugins === null
+        ? buildUpstreamHead(req, req.upstream!, req.node!, upgrade)
+        : buildUpstreamHead(req, req.upstream!, req.node!, upgrade, plugins.requestEdits());
     req.headSent = false;
     if (req.bodyDone) {
       req.headSent = true;
-      if (!conn.socket.write(req.upstreamHead)) this.waitingUpstreamDrain = true;
+      const body = plugins === null ? null : plugins.body;
+      if (body !== null && body !== undefined && body.length > 0) {
+        // A body a plugin read: it leaves whole, with the head (kept for a retry, so bodyStreamed stays false).
+        conn.socket.cork();
+        conn.socket.write(req.upstreamHead);
+        if (!conn.socket.write(body)) this.waitingUpstreamDrain = true;
+        conn.socket.uncork();
+      } else if (!conn.socket.write(req.upstreamHead)) this.waitingUpstreamDrain = true;
       this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
     } else {
       this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
@@ -668,6 +732,12 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     req.responsePhase = ResponsePhase.Body;
     this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
 
+    const plugins = req.plugins;
+    if (plugins !== null && plugins.editsResponse) {
+      this.startEditedResponse(req, conn, plugins, buf, headEnd);
+      return;
+    }
+
     // Pass-through: the upstream's head bytes go out unchanged when no hop-by-hop
     // header needs removing and HTTP/1.1 keep-alive already says what we mean.
     if (req.clientKeepAlive && req.version === 1 && responsePassesThrough(buf, out)) {
@@ -732,6 +802,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
         break;
     }
     if (end < buf.length) req.upstreamKeepAlive = false; // the upstream sent more than the response: do not trust it
+    const plugins = req.plugins;
+    if (plugins !== null && end > writeFrom) {
+      if (plugins.responseParts !== null) {
+        this.holdResponseBytes(req, plugins, buf.subarray(writeFrom, end));
+        writeFrom = end; // held, not written
+      } else {
+        plugins.bytesSent += end - writeFrom;
+      }
+    }
     if (end > writeFrom) {
       const ok = this.socket.write(writeFrom === 0 && end === buf.length ? buf : buf.subarray(writeFrom, end));
       this.keepIfQueued(conn);
@@ -757,6 +836,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     else conn.destroy();
     // A body the upstream did not wait for leaves us unable to find the next request.
     if (!req.bodyDone) req.clientKeepAlive = false;
+    const plugins = req.plugins;
+    if (plugins !== null && plugins.responseParts !== null) {
+      this.sendHeldResponse(req, plugins);
+      return;
+    }
     this.requestDone(req);
   }
 
@@ -764,6 +848,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
   private requestDone(req: RequestState): void {
     if (!req.bodyDone || req.responsePhase !== ResponsePhase.Done) return;
     this.request = null;
+    if (req.plugins !== null) this.pluginsDone(req.plugins);
     this.waitingUpstreamDrain = false;
     if (!req.clientKeepAlive || this.ctx.closing) {
       this.endClient();
@@ -788,6 +873,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
           req.responsePhase = ResponsePhase.Done;
           if (!req.bodyDone) {
             this.endClient();
+            return;
+          }
+          if (req.plugins !== null && req.plugins.responseParts !== null) {
+            this.sendHeldResponse(req, req.plugins);
             return;
           }
           this.requestDone(req);
@@ -864,6 +953,369 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     this.respondError(req, err);
   }
 
+  // ---- plugins ----
+
+  /** Run the route's request phases; proxy, answer an exit, or answer 500 when a plugin threw. */
+  private runPlugins(req: RequestState, chain: PluginChain): void {
+    const plugins = new RequestContext(req, chain, this.ctx, this);
+    req.plugins = plugins;
+    let result: PluginExit | undefined | Promise<PluginExit | undefined>;
+    try {
+      result = runRequestPhases(plugins);
+    } catch (err) {
+      this.pluginFailed(req, err);
+      return;
+    }
+    if (!isPromise<PluginExit | undefined>(result)) {
+      this.afterRequestPhases(req, plugins, result);
+      return;
+    }
+    // Bounded like an upstream read: a plugin promise that never settles answers 504.
+    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
+    result.then(
+      (exit) => {
+        if (!this.ownsRequest(req)) return;
+        if (this.deadlineKind === Deadline.Plugins) this.deadlineKind = Deadline.None;
+        this.afterRequestPhases(req, plugins, exit);
+        this.process(); // body bytes held while the phases ran go upstream now (or are dropped after an exit)
+      },
+      (err: unknown) => {
+        if (!this.ownsRequest(req)) return;
+        this.pluginFailed(req, err);
+        this.process();
+      },
+    );
+  }
+
+  /** Whether `req` is still this connection's request and nothing has answered it yet. */
+  private ownsRequest(req: RequestState): boolean {
+    return this.request === req && !this.ending && !req.clientResponseStarted;
+  }
+
+  private afterRequestPhases(req: RequestState, plugins: RequestContext, exit: PluginExit | undefined): void {
+    if (exit !== undefined) {
+      this.respondExit(req, plugins, exit);
+      return;
+    }
+    const route = req.route!;
+    let upstream = route.upstream;
+    const override = plugins.upstreamOverride;
+    if (override !== null) {
+      upstream = this.ctx.resolveUpstream(override);
+      if (upstream === null) {
+        const id = typeof override === 'string' ? override : (override.id ?? '');
+        this.respondError(req, PAL_ERR_SERVICE_UNAVAILABLE(`failed to find upstream by id: ${id}`));
+        return;
+      }
+    }
+    this.proxyRequest(req, route, upstream);
+  }
+
+  /** A plugin threw or rejected: log it, answer 500 if nothing was sent yet, else close. */
+  private pluginFailed(req: RequestState, err: unknown): void {
+    const plugins = req.plugins;
+    log.error('plugin failed', {
+      plugin: plugins?.current?.plugin.name,
+      route: req.route?.id,
+      message: err instanceof Error ? err.message : String(err),
+    });
+    if (this.request !== req || this.ending) return;
+    if (req.clientResponseStarted) {
+      this.socket.destroy();
+      return;
+    }
+    if (plugins === null) {
+      this.respondError(req, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
+      return;
+    }
+    // The response headers plugins set (and their filters) do not apply to a failure answer.
+    plugins.exitStatus = 500;
+    plugins.statusOverride = 0;
+    const headers = new HeaderList();
+    headers.add('Content-Type', 'application/json');
+    plugins.responseHeaders = headers;
+    this.writeWholeResponse(req, plugins, null, PLUGIN_FAILURE, true);
+  }
+
+  /** BodySource: a plugin called readBody(); collect the held body (consumeBody sees bodyParts). */
+  readRequestBody(req: RequestState): void {
+    if ((req.flags & Flag.ExpectContinue) !== 0 && req.version === 1) this.socket.write(CONTINUE);
+    this.process();
+  }
+
+  /** The body a plugin asked for is in: decode chunked framing and hand it over. */
+  private requestBodyRead(req: RequestState, plugins: RequestContext): void {
+    const raw = Buffer.concat(plugins.bodyParts!);
+    let body: Buffer;
+    try {
+      body = req.bodyKind === BodyKind.Chunked ? decodeChunked(raw) : raw;
+    } catch (err) {
+      req.clientKeepAlive = false;
+      plugins.bodyFailed(err as Error);
+      return;
+    }
+    plugins.bodyComplete(body);
+  }
+
+  /** Answer a plugin's exit: its status, body and headers, with the response filters run over it. */
+  private respondExit(req: RequestState, plugins: RequestContext, exit: PluginExit): void {
+    plugins.exitStatus = exit.status;
+    const body = exitBody(exit);
+    const headers = new HeaderList();
+    if (body !== undefined) headers.add('Content-Type', EXIT_CONTENT_TYPE);
+    plugins.adoptResponseHeaders(headers);
+    if (exit.headers !== undefined) for (const name in exit.headers) headers.set(name, exit.headers[name]);
+    req.clientResponseStarted = true; // from here the answer is ours: an upstream or a timeout cannot start another
+    this.filterWholeResponse(req, plugins, null, body, true);
+  }
+
+  /**
+   * The upstream's response head on a route whose plugins touch the response:
+   * an editable header list, header_filter over it, then either the head goes
+   * out and the body streams, or (with body_filter) the body is held whole.
+   */
+  private startEditedResponse(
+    req: RequestState,
+    conn: UpstreamConnection,
+    plugins: RequestContext,
+    buf: Buffer,
+    headEnd: number,
+  ): void {
+    const out = this.ctx.responseOut;
+    const reason = out[Out.TargetEnd] > out[Out.TargetStart] ? buf.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd]) : null;
+    plugins.responseReason = reason;
+    plugins.adoptResponseHeaders(responseHeaderList(buf, out));
+    if (plugins.chain.body_filter.length > 0 && req.responseKind !== ResponseKind.NoBody) plugins.responseParts = [];
+    let filtered: void | Promise<void>;
+    try {
+      filtered = runHeaderFilters(plugins);
+    } catch (err) {
+      this.responsePluginFailed(req, conn, err);
+      return;
+    }
+    if (!isPromise<void>(filtered)) {
+      this.continueEditedResponse(req, conn, plugins, buf, headEnd);
+      return;
+    }
+    // Hold what came after the head until the filters are done.
+    const rest = Buffer.from(buf.subarray(headEnd));
+    conn.socket.pause();
+    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
+    filtered.then(
+      () => {
+        if (this.request !== req || req.conn !== conn) return;
+        this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
+        conn.socket.resume();
+        this.continueEditedResponse(req, conn, plugins, rest, 0);
+      },
+      (err: unknown) => {
+        if (this.request !== req || req.conn !== conn) return;
+        this.responsePluginFailed(req, conn, err);
+      },
+    );
+  }
+
+  private continueEditedResponse(
+    req: RequestState,
+    conn: UpstreamConnection,
+    plugins: RequestContext,
+    buf: Buffer,
+    bodyStart: number,
+  ): void {
+    if (plugins.responseParts !== null) {
+      this.forwardResponseBody(req, conn, buf, bodyStart, bodyStart); // held until complete
+      return;
+    }
+    const head = serializeResponseHead(
+      plugins.status,
+      plugins.status === req.responseStatus ? plugins.responseReason : null,
+      plugins.responseHeaders!,
+      -1,
+      req.clientKeepAlive,
+    );
+    plugins.bytesSent += head.length;
+    this.socket.cork();
+    this.socket.write(head);
+    this.forwardResponseBody(req, conn, buf, bodyStart, bodyStart);
+    this.socket.uncork();
+    this.keepIfQueued(conn);
+  }
+
+  /** A response filter threw: 500 while nothing went out (the upstream connection is dropped). */
+  private responsePluginFailed(req: RequestState, conn: UpstreamConnection, err: unknown): void {
+    req.conn = null;
+    this.endAttempt(req, false);
+    conn.destroy();
+    req.clientResponseStarted = false; // only the upstream's head arrived; the client has seen nothing
+    req.upstreamKeepAlive = false;
+    this.pluginFailed(req, err);
+  }
+
+  /** Response body bytes for body_filter; past MAX_FILTERED_BODY the response streams through unfiltered. */
+  private holdResponseBytes(req: RequestState, plugins: RequestContext, bytes: Buffer): void {
+    const parts = plugins.responseParts!;
+    parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
+    plugins.responseBytes += bytes.length;
+    if (plugins.responseBytes <= MAX_FILTERED_BODY) return;
+    log.warn('response body too large for body_filter, sent unfiltered', {
+      route: req.route?.id,
+      limit: MAX_FILTERED_BODY,
+    });
+    plugins.responseParts = null;
+    const head = serializeResponseHead(
+      plugins.status,
+      plugins.status === req.responseStatus ? plugins.responseReason : null,
+      plugins.responseHeaders!,
+      -1,
+      req.clientKeepAlive,
+    );
+    plugins.bytesSent += head.length + plugins.responseBytes;
+    this.socket.cork();
+    this.socket.write(head);
+    for (const part of parts) this.socket.write(part);
+    this.socket.uncork();
+  }
+
+  /** The held response body is complete: de-chunk it, run body_filter, send it with a length. */
+  private sendHeldResponse(req: RequestState, plugins: RequestContext): void {
+    const raw = Buffer.concat(plugins.responseParts!, plugins.responseBytes);
+    plugins.responseParts = null;
+    let body: Buffer;
+    try {
+      body = req.responseKind === ResponseKind.Chunked ? decodeChunked(raw) : raw;
+    } catch {
+      this.socket.destroy();
+      return;
+    }
+    this.deadlineKind = Deadline.None;
+    this.filterWholeBody(req, plugins, plugins.responseReason, body, false);
+  }
+
+  /** header_filter, then body_filter, then send: for answers whose body is known whole (exits). */
+  private filterWholeResponse(
+    req: RequestState,
+    plugins: RequestContext,
+    reason: string | null,
+    body: Buffer | undefined,
+    isExit: boolean,
+  ): void {
+    let filtered: void | Promise<void>;
+    try {
+      filtered = runHeaderFilters(plugins);
+    } catch (err) {
+      this.wholeResponseFailed(req, err);
+      return;
+    }
+    if (!isPromise<void>(filtered)) {
+      this.filterWholeBody(req, plugins, reason, body, isExit);
+      return;
+    }
+    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
+    filtered.then(
+      () => {
+        if (this.request === req && !this.ending) this.filterWholeBody(req, plugins, reason, body, isExit);
+      },
+      (err: unknown) => this.wholeResponseFailed(req, err),
+    );
+  }
+
+  private filterWholeBody(
+    req: RequestState,
+    plugins: RequestContext,
+    reason: string | null,
+    body: Buffer | undefined,
+    isExit: boolean,
+  ): void {
+    if (body === undefined || plugins.chain.body_filter.length === 0) {
+      this.writeWholeResponse(req, plugins, reason, body, isExit);
+      return;
+    }
+    let filtered: Buffer | Promise<Buffer>;
+    try {
+      filtered = runBodyFilters(plugins, body);
+    } catch (err) {
+      this.wholeResponseFailed(req, err);
+      return;
+    }
+    if (!isPromise<Buffer>(filtered)) {
+      this.writeWholeResponse(req, plugins, reason, filtered, isExit);
+      return;
+    }
+    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
+    filtered.then(
+      (result) => {
+        if (this.request === req && !this.ending) this.writeWholeResponse(req, plugins, reason, result, isExit);
+      },
+      (err: unknown) => this.wholeResponseFailed(req, err),
+    );
+  }
+
+  /** A filter failed over a response held whole: nothing went out yet, so a 500 can still be sent. */
+  private wholeResponseFailed(req: RequestState, err: unknown): void {
+    if (this.request !== req || this.ending) return;
+    req.clientResponseStarted = false;
+    this.pluginFailed(req, err);
+  }
+
+  /**
+   * Send a response held whole with a Content-Length (an exit, a filtered
+   * body, a 500 for a failed plugin), then finish the request as respondError
+   * does: keep the connection if the rest of the request body can be dropped.
+   */
+  private writeWholeResponse(
+    req: RequestState,
+    plugins: RequestContext,
+    reason: string | null,
+    body: Buffer | undefined,
+    isExit: boolean,
+  ): void {
+    if (this.deadlineKind === Deadline.Plugins) this.deadlineKind = Deadline.None;
+    if (isExit) {
+      let keepAlive = req.clientKeepAlive && !this.ctx.closing && (req.flags & Flag.Upgrade) === 0;
+      if (keepAlive && !req.bodyDone) {
+        keepAlive = req.bodyKind === BodyKind.Chunked || req.bodyRemaining <= DISCARD_LIMIT;
+        req.discardBody = true;
+      }
+      req.clientKeepAlive = keepAlive;
+    }
+    const headers = plugins.responseHeaders!;
+    headers.remove('content-length');
+    headers.remove('transfer-encoding');
+    const status = plugins.status;
+    const length = body === undefined ? 0 : body.length;
+    const head = serializeResponseHead(
+      status,
+      status === req.responseStatus ? reason : null,
+      headers,
+      length,
+      req.clientKeepAlive,
+    );
+    req.clientResponseStarted = true;
+    req.responsePhase = ResponsePhase.Done;
+    const withBody = body !== undefined && length > 0 && req.method !== Method.HEAD;
+    plugins.bytesSent += head.length + (withBody ? length : 0);
+    if (withBody) {
+      this.socket.cork();
+      this.socket.write(head);
+      this.socket.write(body);
+      this.socket.uncork();
+    } else {
+      this.socket.write(head);
+    }
+    if (!req.clientKeepAlive) {
+      this.endClient();
+      return;
+    }
+    if (req.bodyDone) this.requestDone(req);
+    // else: process() reads and drops the body, then requestDone runs
+  }
+
+  /** The request is over (answered, or its connection gone): the log phase, and no reader left waiting. */
+  private pluginsDone(plugins: RequestContext): void {
+    if (plugins.bodyParts !== null) plugins.bodyFailed(new Error('the client connection closed'));
+    scheduleLogPhase(plugins);
+  }
+
   // ---- WebSocket and other upgrades ----
 
   private startTunnel(req: RequestState, buf: Buffer, start: number): void {
@@ -935,6 +1387,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
     this.ending = true;
     this.pending = null;
     const req = this.request;
+    if (req !== null && req.plugins !== null) this.pluginsDone(req.plugins);
     if (req !== null && req.conn !== null) {
       const conn = req.conn;
       req.conn = null;
@@ -991,6 +1444,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint {
           conn.destroy();
           this.retryOrFail(req);
         }
+        return;
+      case Deadline.Plugins:
+        if (req !== null) this.failUpstream(req, PAL_ERR_GATEWAY_TIMEOUT('504 Gateway Timeout'));
         return;
       case Deadline.Send:
       case Deadline.Read:

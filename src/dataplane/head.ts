@@ -135,21 +135,38 @@ function forwardedLines(clientIp: string, forwardedFor: string): Buffer {
   return cachedForwarded;
 }
 
+/** What plugins changed in the request (src/plugins/context.ts), applied while the upstream head is built. */
+export interface RequestEdits {
+  readonly method: string | null;
+  /** New path and query for the request line. */
+  readonly target: string | null;
+  /** Host header value sent upstream, over pass_host. */
+  readonly host: string | null;
+  /** Lower-case names of client headers to leave out (set or removed by a plugin). */
+  readonly dropped: readonly string[];
+  /** Header lines to add, each "Name: value\r\n". */
+  readonly lines: string;
+}
+
 /**
  * The head to send upstream: HTTP/1.1 with keep-alive (HTTP/1.0 for a 1.0
  * client, or `Connection: upgrade` when upgrading), Host per pass_host, fresh
- * X-Real-IP/X-Forwarded-*. Built from byte copies of the client's head.
+ * X-Real-IP/X-Forwarded-*. Built from byte copies of the client's head, with
+ * plugins' `edits` applied when there are any.
  */
 export function buildUpstreamHead(
   req: RequestState,
   upstream: CompiledUpstream,
   node: BalancerNode,
   upgrade: boolean,
+  edits: RequestEdits | null = null,
 ): Buffer {
   const buf = req.head;
   const out = req.out;
   const count = out[Out.HeaderCount];
   const hopTokens = (req.flags & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
+
+  const hostOverride = edits === null ? null : edits.host;
 
   // First pass: decide each line, measure what is kept.
   let keptBytes = 0;
@@ -165,7 +182,7 @@ export function buildUpstreamHead(
     if (role === Role.Host) {
       hostStart = out[slot + 2];
       hostEnd = out[slot + 3];
-      keep = upstream.passHost === PassHost.Pass;
+      keep = upstream.passHost === PassHost.Pass && hostOverride === null;
     } else if (role === Role.ForwardedFor) {
       const value = buf.toString('latin1', out[slot + 2], out[slot + 3]);
       forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`;
@@ -174,6 +191,7 @@ export function buildUpstreamHead(
     } else if (keep && hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) {
       keep = false;
     }
+    if (keep && edits !== null && namedIn(buf, nameStart, nameEnd, edits.dropped)) keep = false;
     keptLines[i] = keep ? 1 : 0;
     if (keep) keptBytes += lineEnd(buf, out, i, count, req.headEnd) - nameStart;
   }
@@ -185,7 +203,9 @@ export function buildUpstreamHead(
   const version = http10 ? VERSION_10 : VERSION_11;
   const hasClientHost = hostEnd > hostStart;
   let hostLine = EMPTY;
-  if (upstream.passHost === PassHost.Node || (upstream.passHost === PassHost.Pass && !hasClientHost)) {
+  if (hostOverride !== null) {
+    hostLine = Buffer.from(`Host: ${hostOverride}\r\n`, 'latin1');
+  } else if (upstream.passHost === PassHost.Node || (upstream.passHost === PassHost.Pass && !hasClientHost)) {
     hostLine = Buffer.from(`Host: ${hostHeader(node)}\r\n`, 'latin1');
   } else if (upstream.passHost === PassHost.Rewrite) {
     hostLine = Buffer.from(`Host: ${upstream.upstreamHost}\r\n`, 'latin1');
@@ -196,17 +216,19 @@ export function buildUpstreamHead(
 
   const lineStart = req.headStart;
   const targetEnd = out[Out.TargetEnd];
+  const requestLine = edits === null ? null : editedRequestLine(req, edits);
+  const addedBytes = edits === null ? 0 : Buffer.byteLength(edits.lines, 'latin1');
   const size =
-    targetEnd -
-    lineStart +
+    (requestLine === null ? targetEnd - lineStart : requestLine.length) +
     version.length +
     hostLine.length +
     keptBytes +
+    addedBytes +
     forwarded.length +
     forwardedHostBytes +
     end.length;
   const head = Buffer.allocUnsafe(size);
-  let pos = buf.copy(head, 0, lineStart, targetEnd);
+  let pos = requestLine === null ? buf.copy(head, 0, lineStart, targetEnd) : requestLine.copy(head, 0);
   pos += version.copy(head, pos);
   pos += hostLine.copy(head, pos);
   for (let i = 0; i < count; i++) {
@@ -214,6 +236,7 @@ export function buildUpstreamHead(
     const start = out[Out.Headers + 4 * i];
     pos += buf.copy(head, pos, start, lineEnd(buf, out, i, count, req.headEnd));
   }
+  if (addedBytes > 0) pos += head.write(edits!.lines, pos, 'latin1');
   pos += forwarded.copy(head, pos);
   if (hasClientHost) {
     pos += FORWARDED_HOST.copy(head, pos);
@@ -222,6 +245,16 @@ export function buildUpstreamHead(
   }
   end.copy(head, pos);
   return head;
+}
+
+/** "METHOD target" with a plugin's method or target in place of the client's; null when neither changed. */
+function editedRequestLine(req: RequestState, edits: RequestEdits): Buffer | null {
+  if (edits.method === null && edits.target === null) return null;
+  const buf = req.head;
+  const out = req.out;
+  const method = edits.method ?? buf.toString('latin1', req.headStart, out[Out.MethodEnd]);
+  const target = edits.target ?? buf.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd]);
+  return Buffer.from(`${method} ${target}`, 'latin1');
 }
 
 /**
@@ -275,4 +308,118 @@ export function rewriteResponseHead(
   }
   pos += head.write(connection, pos, 'latin1');
   return head.subarray(0, pos);
+}
+
+/**
+ * Response headers as plugins edit them (header_filter, exits): names keep
+ * the case they came with, lookups ignore it. Only requests whose plugins
+ * touch the response build one.
+ */
+export class HeaderList {
+  readonly names: string[] = [];
+  readonly values: string[] = [];
+
+  /** Every value of `name` joined with ", ", or undefined. */
+  get(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    let value: string | undefined;
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i].toLowerCase() !== lower) continue;
+      value = value === undefined ? this.values[i] : `${value}, ${this.values[i]}`;
+    }
+    return value;
+  }
+
+  /** Replace every `name` header with one holding `value`; null removes them. */
+  set(name: string, value: string | null): void {
+    this.remove(name);
+    if (value !== null) this.add(name, value);
+  }
+
+  add(name: string, value: string): void {
+    this.names.push(name);
+    this.values.push(value);
+  }
+
+  remove(name: string): void {
+    const lower = name.toLowerCase();
+    for (let i = this.names.length - 1; i >= 0; i--) {
+      if (this.names[i].toLowerCase() !== lower) continue;
+      this.names.splice(i, 1);
+      this.values.splice(i, 1);
+    }
+  }
+}
+
+/**
+ * The headers of a parsed response head as an editable list, hop-by-hop ones
+ * left out. Content-Length and Transfer-Encoding stay: they describe the body
+ * while it streams; a body sent whole gets a length of its own.
+ */
+export function responseHeaderList(buf: Buffer, out: Int32Array): HeaderList {
+  const list = new HeaderList();
+  const count = out[Out.HeaderCount];
+  const hopTokens = (out[Out.Flags] & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
+  for (let i = 0; i < count; i++) {
+    const slot = Out.Headers + 4 * i;
+    const nameStart = out[slot];
+    const nameEnd = out[slot + 1];
+    if (isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
+    if (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) continue;
+    list.add(buf.toString('latin1', nameStart, nameEnd), buf.toString('latin1', out[slot + 2], out[slot + 3]));
+  }
+  return list;
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  206: 'Partial Content',
+  301: 'Moved Permanently',
+  302: 'Moved Temporarily',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Not Allowed',
+  406: 'Not Acceptable',
+  408: 'Request Timeout',
+  409: 'Conflict',
+  413: 'Request Entity Too Large',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Temporarily Unavailable',
+  504: 'Gateway Time-out',
+};
+
+/** nginx's reason phrase for a status. */
+export function statusText(status: number): string {
+  return STATUS_TEXT[status] ?? (status < 300 ? 'OK' : 'Unknown');
+}
+
+/**
+ * A response head for the client from an edited header list: our own
+ * Connection header, and Content-Length when `contentLength` >= 0 (a body sent
+ * whole). `reason` is the upstream's phrase when the status did not change.
+ */
+export function serializeResponseHead(
+  status: number,
+  reason: string | null,
+  headers: HeaderList,
+  contentLength: number,
+  keepAlive: boolean,
+): Buffer {
+  let text = `HTTP/1.1 ${status} ${reason ?? statusText(status)}\r\n`;
+  for (let i = 0; i < headers.names.length; i++) text += `${headers.names[i]}: ${headers.values[i]}\r\n`;
+  if (contentLength >= 0) text += `Content-Length: ${contentLength}\r\n`;
+  text += keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
+  return Buffer.from(text, 'latin1');
 }

@@ -3,6 +3,7 @@
 // class (a test pins the shape).
 
 import type { VarValue } from '../core/expr';
+import type { RequestContext } from '../plugins/context';
 import type { BalancerNode } from './balancer';
 import type { CompiledRoute, CompiledUpstream } from './route-table';
 import type { UpstreamConnection } from './upstream-pool';
@@ -55,6 +56,8 @@ export class RequestState {
   upstream: CompiledUpstream | null;
   /** Lazily decoded variables (see vars.ts). */
   varCache: Map<string, VarValue> | null;
+  /** The plugin context, for a route with plugins; null on the plain proxy path. */
+  plugins: RequestContext | null;
 
   bodyKind: BodyKind;
   /** Content-Length bytes still to read from the client. */
@@ -116,6 +119,7 @@ export class RequestState {
     this.route = null;
     this.upstream = null;
     this.varCache = null;
+    this.plugins = null;
     this.bodyKind = BodyKind.None;
     this.bodyRemaining = 0;
     this.bodyBytes = 0;

@@ -8,9 +8,14 @@ import { HEALTH_REFRESH_MS } from '../health/upstream-health';
 import type { NativeBackend } from '../native/backend';
 import { OUT_SIZE } from '../native/layout';
 import type { SharedDict } from '../native/shdict';
+import type { PluginRuntime } from '../plugins/chain';
+import { ConsumerIndex } from '../plugins/consumers';
+import { OffloadPool, type OffloadPoolOptions } from '../plugins/offload';
+import type { Upstream } from '../schema/types';
 import type { ConfigSnapshot } from '../store/types';
 import { ClientConnection, clientReadBuffer, type DataPlaneLimits, type ProxyContext } from './connection';
-import { compileRouteTable, retireRouteTable, RouteTable } from './route-table';
+import { compileRouteTable, retireRouteTable, RouteTable, type CompiledUpstream } from './route-table';
+import { SplitUpstreams } from './split-upstreams';
 
 export type { DataPlaneLimits } from './connection';
 
@@ -19,6 +24,12 @@ export interface DataPlaneOptions {
   limits?: Partial<DataPlaneLimits>;
   /** Health state (src/health): with it, upstreams with checks skip unhealthy nodes and report passive results. */
   sharedDict?: SharedDict;
+  /** The plugin registry routes' chains are compiled against; without it no plugin runs. */
+  plugins?: PluginRuntime;
+  /** Shared dictionaries plugins reach through ctx.dict(name) (the worker's open ones). */
+  dicts?: ReadonlyMap<string, SharedDict>;
+  /** The worker-thread pool for ctx.offload(); its threads start on the first task. */
+  offload?: OffloadPoolOptions;
 }
 
 export const DEFAULT_LIMITS: Readonly<DataPlaneLimits> = {
@@ -71,13 +82,29 @@ class Context implements ProxyContext {
   readonly responseOut = new Int32Array(OUT_SIZE);
   readonly connections = new Set<ClientConnection>();
   table: RouteTable = RouteTable.empty();
+  consumers: ConsumerIndex = ConsumerIndex.empty();
+  readonly splitUpstreams = new SplitUpstreams(this.table);
+  readonly offload: OffloadPool;
+  private readonly dicts: ReadonlyMap<string, SharedDict>;
   now = Date.now();
   closing = false;
   onIdle: (() => void) | null = null;
 
-  constructor(backend: NativeBackend, limits: DataPlaneLimits) {
+  constructor(backend: NativeBackend, limits: DataPlaneLimits, options: DataPlaneOptions) {
     this.backend = backend;
     this.limits = limits;
+    this.offload = new OffloadPool(options.offload);
+    this.dicts = options.dicts ?? new Map();
+  }
+
+  dict(name: string): SharedDict {
+    const dict = this.dicts.get(name);
+    if (dict === undefined) throw new Error(`no such shared dictionary: ${name}`);
+    return dict;
+  }
+
+  resolveUpstream(upstream: Upstream | string): CompiledUpstream | null {
+    return this.splitUpstreams.resolve(upstream);
   }
 
   connectionClosed(conn: ClientConnection): void {
@@ -98,7 +125,7 @@ export class DataPlane {
   constructor(backend: NativeBackend, options: DataPlaneOptions) {
     this.options = options;
     const limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.ctx = new Context(backend, limits);
+    this.ctx = new Context(backend, limits, options);
     this.tickMs = tickInterval(limits);
   }
 
@@ -106,11 +133,20 @@ export class DataPlane {
     return this.ctx.table.version;
   }
 
+  /** The route table in use (tests look at its compiled routes). */
+  get routeTable(): RouteTable {
+    return this.ctx.table;
+  }
+
   /** Compile `snapshot` and swap it in; on failure the old table stays and the error is thrown. */
   applyConfig(snapshot: ConfigSnapshot): void {
-    const old = this.ctx.table;
-    const table = compileRouteTable(this.ctx.backend, snapshot, old, this.options.sharedDict);
-    this.ctx.table = table;
+    const ctx = this.ctx;
+    const old = ctx.table;
+    const table = compileRouteTable(ctx.backend, snapshot, old, this.options.sharedDict, this.options.plugins);
+    ctx.table = table;
+    // A new index only when the consumers changed (stores hand unchanged lists over as the same array).
+    if (ctx.consumers.consumers !== snapshot.consumers) ctx.consumers = new ConsumerIndex(snapshot.consumers);
+    ctx.splitUpstreams.update(table, snapshot.upstreams);
     // Matching is synchronous, so no request still holds the old router handle.
     retireRouteTable(this.ctx.backend, old, table);
   }
@@ -164,6 +200,7 @@ export class DataPlane {
     this.ctx.now = now;
     for (const conn of this.ctx.connections) conn.tick(now);
     for (const upstream of this.ctx.table.upstreams.values()) upstream.pool.sweep(now);
+    this.ctx.splitUpstreams.sweep(now);
   }
 
   private refreshHealth(): void {
@@ -204,5 +241,7 @@ export class DataPlane {
       this.healthTimer = null;
     }
     for (const upstream of ctx.table.upstreams.values()) upstream.pool.closeIdle();
+    ctx.splitUpstreams.closeIdle();
+    await ctx.offload.close();
   }
 }

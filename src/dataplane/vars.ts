@@ -105,9 +105,31 @@ function compute(req: RequestState, name: string): VarValue {
 
 /** Look up one variable of `req`, decoding it on first use. */
 export function requestVar(req: RequestState, name: string): VarValue {
-  // Not cached: the route is only known once matching is over.
-  if (name === 'route_id') return req.route?.id;
-  if (name === 'service_id') return req.route?.serviceId || undefined;
+  // Not cached: these change while the request runs (the route is known once matching is over,
+  // the consumer once an auth plugin attached one, the status once the response came).
+  switch (name) {
+    case 'route_id':
+      return req.route?.id;
+    case 'service_id':
+      return req.route?.serviceId || undefined;
+    case 'route_name':
+      return req.route?.route.name;
+    case 'consumer_name':
+      return req.plugins?.consumer?.username;
+    case 'status': {
+      const status = req.plugins !== null ? req.plugins.status : req.responseStatus;
+      return status === 0 ? undefined : String(status);
+    }
+    case 'upstream_status':
+      return req.responseStatus === 0 ? undefined : String(req.responseStatus);
+    case 'remote_addr':
+    case 'remote_port':
+      // real-ip replaces the client address for everything after it.
+      if (req.plugins !== null && req.plugins.realAddress !== null) {
+        return name === 'remote_addr' ? req.plugins.realAddress : String(req.plugins.realPort);
+      }
+      break;
+  }
   let cache = req.varCache;
   if (cache === null) {
     cache = new Map();

@@ -1,0 +1,405 @@
+// The PluginContext of one request whose route has plugins: a view over the
+// data plane's RequestState that decodes only what a plugin reads and records
+// what it changes. Request edits are applied when the upstream head is built
+// (dataplane/head.ts); response edits when the response head is rewritten.
+// Routes without plugins never create one.
+
+import type { VarValue } from '../core/expr';
+import { logger, type Logger } from '../core/log';
+import { HeaderList, type RequestEdits } from '../dataplane/head';
+import { BodyKind, type RequestState } from '../dataplane/request';
+import { headerValue, requestVar } from '../dataplane/vars';
+import type { SharedDict } from '../native/shdict';
+import type { Consumer, Upstream } from '../schema/types';
+import type { ConsumerIndex } from './consumers';
+import type { OffloadPool } from './offload';
+import type { AttachedConsumer, ChainEntry, PluginChain, PluginContext, PluginExit } from './types';
+
+/** What the data plane lends every request's context. */
+export interface PluginHost {
+  /** Consumers of the config version the request started under. */
+  readonly consumers: ConsumerIndex;
+  readonly offload: OffloadPool;
+  dict(name: string): SharedDict;
+}
+
+/** The connection side of readBody(): start reading the held request body into the context. */
+export interface BodySource {
+  readRequestBody(req: RequestState): void;
+}
+
+const pluginLog = logger('plugin');
+
+const enum Edit {
+  Set = 0,
+  Add = 1,
+}
+
+// RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection).
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\0]/;
+
+function checkHeader(name: string, value: string | null): void {
+  if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+  if (value !== null && BAD_VALUE.test(value)) throw new TypeError(`invalid value for header ${name}`);
+}
+
+/** Replay recorded edits of `lower` over `value`. `edits` is flat: kind, name, value (null = removed). */
+function replay(edits: ReadonlyArray<string | number | null>, lower: string, value: string | undefined) {
+  for (let i = 0; i < edits.length; i += 3) {
+    if ((edits[i + 1] as string).toLowerCase() !== lower) continue;
+    const edited = edits[i + 2] as string | null;
+    if (edits[i] === Edit.Set) value = edited ?? undefined;
+    else value = value === undefined ? (edited as string) : `${value}, ${edited as string}`;
+  }
+  return value;
+}
+
+export class RequestContext implements PluginContext {
+  readonly req: RequestState;
+  readonly host: PluginHost;
+  readonly startTime: number;
+  /** The chain in effect: the route's, then the merged one once a consumer is attached. */
+  chain: PluginChain;
+  /** The route's chain before any consumer merge (the runner compares the two). */
+  readonly routeChain: PluginChain;
+  /** The entry whose phase function runs now (offload() resolves the task's module through it). */
+  current: ChainEntry | null;
+  consumer: AttachedConsumer | undefined;
+  /** real-ip's client address (and port), over the socket's; null when unchanged. */
+  realAddress: string | null;
+  realPort: number;
+  /** traffic-split's choice, resolved by the connection before it picks a node. */
+  upstreamOverride: Upstream | string | null;
+
+  /** Request header edits, flat triples (kind, name, value); null until the first one. */
+  private headerEdits: Array<string | number | null> | null;
+  private methodOverride: string | null;
+  private targetOverride: string | null;
+  private hostOverride: string | null;
+
+  /** The body as readBody() returned it: null until read, undefined for a request without one. */
+  body: Buffer | undefined | null;
+  /** readBody()'s limit while the connection reads the body into `bodyParts`; -1 when nobody reads. */
+  bodyLimit: number;
+  bodyParts: Buffer[] | null;
+  private bodyWaiter: { resolve(body: Buffer | undefined): void; reject(err: Error): void } | null;
+  private readonly bodySource: BodySource;
+
+  /** Response header edits made before the response exists, flat triples as headerEdits. */
+  private responseEdits: Array<string | number | null> | null;
+  /** The response headers once the response head is known (header_filter onwards). */
+  responseHeaders: HeaderList | null;
+  /** The upstream's reason phrase, kept while the status is unchanged. */
+  responseReason: string | null;
+  /** setStatus()'s value; 0 when unchanged. */
+  statusOverride: number;
+  /** The status an exit answered with (0 when the upstream answered). */
+  exitStatus: number;
+  /** Response body chunks held for body_filter (raw, framing included); null when streaming. */
+  responseParts: Buffer[] | null;
+  responseBytes: number;
+  /** Response bytes written to the client, head included (for the log phase). */
+  bytesSent: number;
+  /** The log phase was scheduled. */
+  logged: boolean;
+  private scratchpad: Map<string, Record<string, unknown>> | null;
+
+  constructor(req: RequestState, chain: PluginChain, host: PluginHost, bodySource: BodySource) {
+    this.req = req;
+    this.host = host;
+    this.startTime = Date.now();
+    this.chain = chain;
+    this.routeChain = chain;
+    this.current = null;
+    this.consumer = undefined;
+    this.realAddress = null;
+    this.realPort = 0;
+    this.upstreamOverride = null;
+    this.headerEdits = null;
+    this.methodOverride = null;
+    this.targetOverride = null;
+    this.hostOverride = null;
+    this.body = null;
+    this.bodyLimit = -1;
+    this.bodyParts = null;
+    this.bodyWaiter = null;
+    this.bodySource = bodySource;
+    this.responseEdits = null;
+    this.responseHeaders = null;
+    this.responseReason = null;
+    this.statusOverride = 0;
+    this.exitStatus = 0;
+    this.responseParts = null;
+    this.responseBytes = 0;
+    this.bytesSent = 0;
+    this.logged = false;
+    this.scratchpad = null;
+  }
+
+  // ---- the request as received ----
+
+  get method(): string {
+    return requestVar(this.req, 'request_method') as string;
+  }
+
+  get uri(): string {
+    return requestVar(this.req, 'uri') as string;
+  }
+
+  get requestUri(): string {
+    return requestVar(this.req, 'request_uri') as string;
+  }
+
+  get remoteAddr(): string {
+    return this.realAddress ?? this.req.client.remoteAddress;
+  }
+
+  setRemoteAddr(address: string, port?: number): void {
+    this.realAddress = address;
+    this.realPort = port ?? this.req.client.remotePort;
+  }
+
+  get routeId(): string {
+    return this.req.route?.id ?? '';
+  }
+
+  get serviceId(): string {
+    return this.req.route?.serviceId ?? '';
+  }
+
+  var(name: string): VarValue {
+    return requestVar(this.req, name);
+  }
+
+  header(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    const value = headerValue(this.req, lower);
+    return this.headerEdits === null ? value : replay(this.headerEdits, lower, value);
+  }
+
+  readBody(maxBytes: number): Promise<Buffer | undefined> {
+    if (this.body !== null) {
+      if (this.body !== undefined && this.body.length > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));
+      return Promise.resolve(this.body);
+    }
+    const req = this.req;
+    if (req.bodyKind === BodyKind.None) {
+      this.body = undefined;
+      return Promise.resolve(undefined);
+    }
+    if (this.bodyWaiter !== null) return Promise.reject(new Error('the request body is being read already'));
+    if (req.bodyKind === BodyKind.Length && req.bodyRemaining > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));
+    return new Promise<Buffer | undefined>((resolve, reject) => {
+      this.bodyWaiter = { resolve, reject };
+      this.bodyLimit = maxBytes;
+      this.bodyParts = [];
+      this.bodySource.readRequestBody(req);
+    });
+  }
+
+  /** The connection has read the whole body (chunk framing removed). */
+  bodyComplete(body: Buffer): void {
+    const waiter = this.bodyWaiter;
+    this.bodyWaiter = null;
+    this.bodyParts = null;
+    const limit = this.bodyLimit;
+    this.bodyLimit = -1;
+    if (body.length > limit) {
+      waiter?.reject(bodyTooLarge(limit));
+      return;
+    }
+    this.body = body;
+    // The body now goes upstream whole, so with a length instead of chunks.
+    if (this.req.bodyKind === BodyKind.Chunked) {
+      (this.headerEdits ??= []).push(Edit.Set, 'Transfer-Encoding', null, Edit.Set, 'Content-Length', String(body.length));
+    }
+    waiter?.resolve(body);
+  }
+
+  /** The body cannot be read (client gone, too large, bad framing). */
+  bodyFailed(err: Error): void {
+    const waiter = this.bodyWaiter;
+    this.bodyWaiter = null;
+    this.bodyParts = null;
+    this.bodyLimit = -1;
+    waiter?.reject(err);
+  }
+
+  // ---- changes to the request sent upstream ----
+
+  setHeader(name: string, value: string | null): void {
+    checkHeader(name, value);
+    if (name.toLowerCase() === 'host') {
+      if (value !== null) this.hostOverride = value;
+      return;
+    }
+    (this.headerEdits ??= []).push(Edit.Set, name, value);
+  }
+
+  addHeader(name: string, value: string): void {
+    checkHeader(name, value);
+    (this.headerEdits ??= []).push(Edit.Add, name, value);
+  }
+
+  setUri(pathAndQuery: string): void {
+    if (!pathAndQuery.startsWith('/') || /[\s\0]/.test(pathAndQuery)) {
+      throw new TypeError(`invalid upstream uri: ${JSON.stringify(pathAndQuery)}`);
+    }
+    this.targetOverride = pathAndQuery;
+  }
+
+  setMethod(method: string): void {
+    if (!HEADER_NAME.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
+    this.methodOverride = method.toUpperCase();
+  }
+
+  setHost(host: string): void {
+    checkHeader('host', host);
+    this.hostOverride = host;
+  }
+
+  setUpstream(upstream: Upstream | string): void {
+    this.upstreamOverride = upstream;
+  }
+
+  /**
+   * What plugins changed, in the form buildUpstreamHead applies; null when
+   * nothing did. Header edits resolve to: client lines dropped by name, lines added.
+   */
+  requestEdits(): RequestEdits | null {
+    const edits = this.headerEdits;
+    if (edits === null && this.methodOverride === null && this.targetOverride === null && this.hostOverride === null) {
+      return null;
+    }
+    const dropped: string[] = [];
+    let lines = '';
+    if (edits !== null) {
+      // Per name, the values after replaying its edits; a Set anywhere means the client's lines go.
+      const names: string[] = [];
+      const values: string[][] = [];
+      const spelled: string[] = [];
+      for (let i = 0; i < edits.length; i += 3) {
+        const name = edits[i + 1] as string;
+        const lower = name.toLowerCase();
+        let index = names.indexOf(lower);
+        if (index < 0) {
+          index = names.push(lower) - 1;
+          values.push([]);
+          spelled.push(name);
+        }
+        const value = edits[i + 2] as string | null;
+        if (edits[i] === Edit.Set) {
+          if (!dropped.includes(lower)) dropped.push(lower);
+          values[index] = value === null ? [] : [value];
+        } else {
+          values[index].push(value as string);
+        }
+      }
+      for (let i = 0; i < names.length; i++) for (const value of values[i]) lines += `${spelled[i]}: ${value}\r\n`;
+    }
+    return { method: this.methodOverride, target: this.targetOverride, host: this.hostOverride, dropped, lines };
+  }
+
+  // ---- consumers ----
+
+  findConsumer(plugin: string, field: string, value: string): Consumer | undefined {
+    return this.host.consumers.find(plugin, field, value);
+  }
+
+  findConsumerByName(username: string): Consumer | undefined {
+    return this.host.consumers.byName(username);
+  }
+
+  attachConsumer(consumer: Consumer, credentialId?: string): void {
+    this.consumer = { username: consumer.username, consumer, credentialId };
+  }
+
+  // ---- the response ----
+
+  get status(): number {
+    if (this.statusOverride !== 0) return this.statusOverride;
+    return this.exitStatus !== 0 ? this.exitStatus : this.req.responseStatus;
+  }
+
+  setStatus(status: number): void {
+    if (!Number.isInteger(status) || status < 100 || status > 999) throw new TypeError(`invalid status: ${status}`);
+    this.statusOverride = status;
+  }
+
+  responseHeader(name: string): string | undefined {
+    if (this.responseHeaders !== null) return this.responseHeaders.get(name);
+    return this.responseEdits === null ? undefined : replay(this.responseEdits, name.toLowerCase(), undefined);
+  }
+
+  setResponseHeader(name: string, value: string | null): void {
+    checkHeader(name, value);
+    if (this.responseHeaders !== null) this.responseHeaders.set(name, value);
+    else (this.responseEdits ??= []).push(Edit.Set, name, value);
+  }
+
+  addResponseHeader(name: string, value: string): void {
+    checkHeader(name, value);
+    if (this.responseHeaders !== null) this.responseHeaders.add(name, value);
+    else (this.responseEdits ??= []).push(Edit.Add, name, value);
+  }
+
+  /** Whether the response head must be rewritten even on a pass-through chain (headers set before it came). */
+  get editsResponse(): boolean {
+    return this.responseEdits !== null || this.statusOverride !== 0 || !this.chain.passThroughResponse;
+  }
+
+  /** Make `headers` the response's header list, with the edits made before it existed applied. */
+  adoptResponseHeaders(headers: HeaderList): void {
+    const edits = this.responseEdits;
+    this.responseEdits = null;
+    this.responseHeaders = headers;
+    if (edits === null) return;
+    for (let i = 0; i < edits.length; i += 3) {
+      if (edits[i] === Edit.Set) headers.set(edits[i + 1] as string, edits[i + 2] as string | null);
+      else headers.add(edits[i + 1] as string, edits[i + 2] as string);
+    }
+  }
+
+  // ---- helpers ----
+
+  exit(status: number, body?: PluginExit['body'], headers?: Record<string, string>): PluginExit {
+    return { status, body, headers };
+  }
+
+  dict(name: string): SharedDict {
+    return this.host.dict(name);
+  }
+
+  offload<T>(task: string, payload: unknown, transfer?: readonly ArrayBuffer[]): Promise<T> {
+    const plugin = this.current?.plugin;
+    if (plugin === undefined) return Promise.reject(new Error('offload() called outside a phase function'));
+    if (plugin.source !== undefined) return this.host.offload.run<T>(plugin.source, task, payload, transfer);
+    // A plugin not loaded from a file (built in code) has no module for the threads to load: run it here.
+    const fn = plugin.tasks?.[task];
+    if (fn === undefined) return Promise.reject(new Error(`plugin ${plugin.name} has no offload task "${task}"`));
+    try {
+      return Promise.resolve(fn(payload) as T);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  scratch(plugin: string): Record<string, unknown> {
+    const pad = (this.scratchpad ??= new Map());
+    let space = pad.get(plugin);
+    if (space === undefined) {
+      space = {};
+      pad.set(plugin, space);
+    }
+    return space;
+  }
+
+  get log(): Logger {
+    return pluginLog;
+  }
+}
+
+function bodyTooLarge(maxBytes: number): Error {
+  return new Error(`request body larger than ${maxBytes} bytes`);
+}
