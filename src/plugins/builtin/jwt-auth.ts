@@ -103,7 +103,9 @@ export function createVerifier(conf: JwtConsumerConf): Verifier {
   const algorithm = conf.algorithm ?? 'HS256';
   const gracePeriod = conf.lifetime_grace_period ?? 0;
   if (HMAC_ALGORITHMS.includes(algorithm)) {
-    const secret = Buffer.from(conf.secret ?? '', conf.base64_secret === true ? 'base64' : 'utf8');
+    // Never verify against an empty key: a consumer stored without its secret authenticates nobody.
+    if (conf.secret === undefined || conf.secret === '') throw new Error('the consumer has no secret');
+    const secret = Buffer.from(conf.secret, conf.base64_secret === true ? 'base64' : 'utf8');
     const hash = hashOf(algorithm);
     return {
       algorithm,

@@ -200,6 +200,16 @@ describe('jwt-auth', () => {
     });
   }
 
+  it('never verifies against an empty secret (a consumer stored without its generated secret)', () => {
+    const conf = compilePluginConf(jwtAuth, {});
+    const secretless = testConsumer('s', { 'jwt-auth': { key: 'nosecret', algorithm: 'HS256' } });
+    const ctx = testContext({
+      headers: { authorization: hmacToken({ key: 'nosecret' }, '') },
+      consumers: [secretless],
+    });
+    assertExit(jwtAuth.rewrite!(conf, ctx), 401, { message: 'failed to verify jwt' });
+  });
+
   it('stores the payload for later plugins when store_in_ctx is set', () => {
     const conf = compilePluginConf(jwtAuth, { store_in_ctx: true });
     const ctx = testContext({
