@@ -92,7 +92,9 @@ export class TestPluginContext implements PluginContext {
   method: string;
   uri: string;
   requestUri: string;
-  readonly remoteAddr: string;
+  remoteAddr: string;
+  /** Set by setRemoteAddr (real-ip). */
+  remotePort: number | undefined;
   readonly routeId: string;
   readonly serviceId: string;
   readonly startTime: number;
@@ -163,6 +165,8 @@ export class TestPluginContext implements PluginContext {
         return this.method;
       case 'remote_addr':
         return this.remoteAddr;
+      case 'remote_port':
+        return this.remotePort;
       case 'host':
         return (this.header('host') ?? '').split(':')[0];
       case 'route_id':
@@ -197,6 +201,11 @@ export class TestPluginContext implements PluginContext {
       return Promise.reject(new RangeError(`request body larger than ${maxBytes} bytes`));
     }
     return Promise.resolve(this.#body);
+  }
+
+  setRemoteAddr(address: string, port?: number): void {
+    this.remoteAddr = address;
+    this.remotePort = port;
   }
 
   // ---- changes to the upstream request ----
