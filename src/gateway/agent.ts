@@ -6,7 +6,9 @@
 //     only runs between the primary and each child);
 //   - active health checks (src/health), fed with every configuration and
 //     queried by the primary for the control API;
-//   - periodic jobs (expired entries swept out of the shared dictionaries).
+//   - periodic jobs (expired entries swept out of the shared dictionaries);
+//   - its own plugin registry, reloaded with the workers', for plugin work
+//     done off the request path.
 // With the embedded or standalone store the primary is the source and sends
 // the agent the configuration as it sends it to the workers.
 //
@@ -18,6 +20,7 @@ import { logger, setLogLevel } from '../core/log';
 import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
+import { PluginLoader } from '../plugins/loader';
 import { createEtcdStore, type EtcdStore } from '../store';
 import type { ConfigSnapshot } from '../store/types';
 import { ConfigMirror } from './config-mirror';
@@ -45,6 +48,7 @@ export function runAgent(): void {
   let health: HealthChecker | undefined;
   let store: EtcdStore | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
+  let plugins: PluginLoader | undefined;
   let stopping = false;
 
   const feedHealthChecks = (): void => {
@@ -93,6 +97,8 @@ export function runAgent(): void {
     setLogLevel(settings.logLevel);
     const backend = selectBackend(settings.backend, (message) => log.warn(message));
     dicts = openSharedDicts(backend, settings.sharedDicts);
+    plugins = new PluginLoader(settings.plugins);
+    plugins.load();
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 
@@ -159,6 +165,17 @@ export function runAgent(): void {
       case 'health-query':
         answerHealthQuery(message.id);
         break;
+      case 'plugins-reload': {
+        let failed: Array<{ file: string; error: string }> = [];
+        try {
+          if (plugins) failed = plugins.reload(message.plugins).failed;
+        } catch (err) {
+          log.error('plugin reload failed; keeping the loaded plugins', { error: errorText(err) });
+          failed = [{ file: message.plugins.pluginDir ?? '', error: errorText(err) }];
+        }
+        send({ type: 'plugins-reloaded', id: message.id, version: plugins?.registry.version ?? 0, failed });
+        break;
+      }
       case 'drain':
         void stop();
         break;

@@ -8,6 +8,7 @@
 import type { LogLevel } from '../core/log';
 import type { EtcdConfig, ListenAddress, ProxyLimits } from '../config/types';
 import type { BackendName } from '../native/backend';
+import type { PluginSettings } from '../plugins/loader';
 import type { ConfigSnapshot } from '../store/types';
 import type { ConfigDelta } from './config-mirror';
 
@@ -27,6 +28,8 @@ export interface WorkerSettings {
   /** Used when the worker itself is signalled; the primary's drain message carries its own. */
   drainTimeoutMs: number;
   sharedDicts: SharedDictSetting[];
+  /** Which plugins to load; a plugins reload message replaces it. */
+  plugins: PluginSettings;
 }
 
 /** What the privileged agent is started with. */
@@ -36,6 +39,7 @@ export interface AgentSettings {
   sharedDicts: SharedDictSetting[];
   /** Set when the agent is the configuration source: it watches etcd (read-only) and sends what it sees. */
   etcd: EtcdConfig | undefined;
+  plugins: PluginSettings;
 }
 
 /** Status of the agent's active health checks, in the control API's shape. */
@@ -49,7 +53,17 @@ export type PrimaryMessage =
   /** To the agent: send the whole configuration again (the primary missed a delta). */
   | { type: 'resync' }
   | { type: 'health-query'; id: number }
+  /** PUT /apisix/admin/plugins/reload: re-read the plugins (with these settings) and recompile the chains. */
+  | { type: 'plugins-reload'; id: number; plugins: PluginSettings }
   | { type: 'drain'; timeoutMs: number };
+
+/** A child's answer to plugins-reload: its registry version afterwards, and files that failed to load. */
+export interface PluginsReloaded {
+  type: 'plugins-reloaded';
+  id: number;
+  version: number;
+  failed: Array<{ file: string; error: string }>;
+}
 
 export type WorkerMessage =
   | { type: 'listening'; addresses: Array<{ address: string; port: number }>; backend: BackendName }
@@ -58,7 +72,8 @@ export type WorkerMessage =
   | { type: 'applied'; version: number; applyMs: number }
   | { type: 'apply-failed'; version: number; error: string }
   /** A delta did not start at this child's version: send the full snapshot. */
-  | { type: 'resync'; version: number };
+  | { type: 'resync'; version: number }
+  | PluginsReloaded;
 
 export type AgentMessage =
   | { type: 'agent-ready'; backend: BackendName; healthChecks: boolean }
@@ -68,7 +83,8 @@ export type AgentMessage =
   | { type: 'source-delta'; delta: ConfigDelta }
   | { type: 'health-report'; id: number; report: HealthReportBody | null; error?: string }
   /** The primary is the source and a delta did not start at the agent's version: send the full snapshot. */
-  | { type: 'resync'; version: number };
+  | { type: 'resync'; version: number }
+  | PluginsReloaded;
 
 const PRIMARY_TYPES: ReadonlySet<string> = new Set([
   'start',
@@ -77,9 +93,17 @@ const PRIMARY_TYPES: ReadonlySet<string> = new Set([
   'config-delta',
   'resync',
   'health-query',
+  'plugins-reload',
   'drain',
 ]);
-const WORKER_TYPES: ReadonlySet<string> = new Set(['listening', 'start-failed', 'applied', 'apply-failed', 'resync']);
+const WORKER_TYPES: ReadonlySet<string> = new Set([
+  'listening',
+  'start-failed',
+  'applied',
+  'apply-failed',
+  'resync',
+  'plugins-reloaded',
+]);
 const AGENT_TYPES: ReadonlySet<string> = new Set([
   'agent-ready',
   'start-failed',
@@ -87,6 +111,7 @@ const AGENT_TYPES: ReadonlySet<string> = new Set([
   'source-delta',
   'health-report',
   'resync',
+  'plugins-reloaded',
 ]);
 
 function typeOf(value: unknown): string | undefined {

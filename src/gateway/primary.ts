@@ -30,6 +30,8 @@ import type { PalisadeConfig } from '../config/types';
 import { logger, setLogLevel } from '../core/log';
 import { selectBackend } from '../native';
 import type { BackendName } from '../native/backend';
+import { RegistryCatalog } from '../plugins/catalog';
+import { PluginLoader, type PluginSettings } from '../plugins/loader';
 import type { ConfigSnapshot, ConfigStore } from '../store/types';
 import { ConfigMirror, type ConfigDelta } from './config-mirror';
 import { ControlServer, type ProcessesReport } from './control';
@@ -40,6 +42,7 @@ import {
   isWorkerMessage,
   type AgentMessage,
   type AgentSettings,
+  type PluginsReloaded,
   type PrimaryMessage,
   type SharedDictSetting,
   type WorkerMessage,
@@ -68,6 +71,8 @@ const HEALTH_QUERY_TIMEOUT_MS = 3_000;
 /** Crashes within this window count towards the restart backoff. */
 const CRASH_WINDOW_MS = 30_000;
 const MAX_RESTART_DELAY_MS = 5_000;
+/** How long PUT /plugins/reload waits for every worker and the agent to confirm. */
+const PLUGINS_RELOAD_TIMEOUT_MS = 10_000;
 
 type ChildState = 'starting' | 'ready' | 'draining';
 
@@ -94,6 +99,13 @@ interface PendingHealthQuery {
   timer: NodeJS.Timeout;
 }
 
+interface PluginsReloadWaiter {
+  /** Children that have not answered yet. */
+  pending: Set<Worker>;
+  resolve(): void;
+  timer: NodeJS.Timeout;
+}
+
 interface AppliedWaiter {
   version: number;
   resolve(applied: boolean): void;
@@ -107,7 +119,15 @@ export interface PrimaryOptions {
   announce?: (line: string) => void;
 }
 
-function workerSettings(config: PalisadeConfig, sharedDicts: SharedDictSetting[]): WorkerSettings {
+function pluginSettings(config: PalisadeConfig): PluginSettings {
+  return { enabled: config.plugins.enabled, pluginDir: config.plugins.dir, serverless: config.plugins.serverless };
+}
+
+function workerSettings(
+  config: PalisadeConfig,
+  sharedDicts: SharedDictSetting[],
+  plugins: PluginSettings,
+): WorkerSettings {
   return {
     listen: config.proxy.listen,
     limits: config.proxy.limits,
@@ -115,15 +135,21 @@ function workerSettings(config: PalisadeConfig, sharedDicts: SharedDictSetting[]
     logLevel: config.log.level,
     drainTimeoutMs: config.proxy.drainTimeoutMs,
     sharedDicts,
+    plugins,
   };
 }
 
-function agentSettings(config: PalisadeConfig, sharedDicts: SharedDictSetting[]): AgentSettings {
+function agentSettings(
+  config: PalisadeConfig,
+  sharedDicts: SharedDictSetting[],
+  plugins: PluginSettings,
+): AgentSettings {
   return {
     backend: config.native.backend,
     logLevel: config.log.level,
     sharedDicts,
     etcd: agentIsSource(config) ? config.store.etcd : undefined,
+    plugins,
   };
 }
 
@@ -164,12 +190,16 @@ export class Primary {
   #nextQueryId = 1;
   readonly #healthQueries = new Map<number, PendingHealthQuery>();
   #appliedWaiters: AppliedWaiter[] = [];
+  /** The plugins as the Admin API validates against them; workers and the agent load their own copies. */
+  readonly #plugins: PluginLoader;
+  readonly #pluginsReloads = new Map<number, PluginsReloadWaiter>();
   /** Resolves when the agent, as configuration source, delivered its first snapshot. */
   #firstSourceSnapshot: (() => void) | undefined;
 
   constructor(config: PalisadeConfig, options: PrimaryOptions) {
     this.#config = config;
     this.#options = options;
+    this.#plugins = new PluginLoader(pluginSettings(config));
   }
 
   get config(): PalisadeConfig {
@@ -188,6 +218,7 @@ export class Primary {
       throw new Error(`already running (pid ${other}, data dir ${dataDir})`);
     }
     writePidFile(dataDir, process.pid);
+    this.#plugins.load();
 
     cluster.setupPrimary({ exec: path.join(__dirname, 'worker-main.js') });
 
@@ -220,7 +251,7 @@ export class Primary {
         : Promise.resolve();
       await this.#startAgent();
       await sourceReady;
-      const settings = workerSettings(config, this.#sharedDicts);
+      const settings = workerSettings(config, this.#sharedDicts, this.#plugins.settings);
       await Promise.all(Array.from({ length: config.workers }, () => this.#startWorker(settings)));
     }
     log.info('gateway started', {
@@ -251,6 +282,9 @@ export class Primary {
       keys: resolved.keys,
       allow: admin.allow,
       maxBodyBytes: admin.maxBodyBytes,
+      plugins: new RegistryCatalog(() => this.#plugins.registry),
+      reloadPlugins: () => this.reloadPlugins(),
+      uploadPlugin: this.#config.plugins.upload ? (name, source) => this.#uploadPlugin(name, source) : undefined,
     });
     const bound = await server.listen();
     this.#admin = server;
@@ -285,7 +319,7 @@ export class Primary {
     const worker = cluster.fork({ [AGENT_ENV]: AGENT_ENV_VALUE });
     const record: AgentRecord = { worker, state: 'starting', healthChecks: false };
     this.#agent = record;
-    const settings = agentSettings(this.#config, this.#sharedDicts);
+    const settings = agentSettings(this.#config, this.#sharedDicts, this.#plugins.settings);
 
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -331,9 +365,13 @@ export class Primary {
           case 'resync':
             this.#send(worker, { type: 'config', snapshot: this.#mirror.snapshot() });
             break;
+          case 'plugins-reloaded':
+            this.#pluginsReloaded(worker, message);
+            break;
         }
       });
       worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        this.#forgetPluginsReloads(worker);
         if (this.#agent === record) this.#agent = undefined;
         for (const [id, query] of this.#healthQueries) {
           clearTimeout(query.timer);
@@ -473,9 +511,13 @@ export class Primary {
           case 'resync':
             this.#send(worker, { type: 'config', snapshot: this.#mirror.snapshot() });
             break;
+          case 'plugins-reloaded':
+            this.#pluginsReloaded(worker, message);
+            break;
         }
       });
       worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        this.#forgetPluginsReloads(worker);
         this.#workers.delete(worker.id);
         if (!settled) fail(`exited (code ${code}, signal ${signal})`);
         else this.#onWorkerExit(record, code, signal);
@@ -497,11 +539,13 @@ export class Primary {
     });
     setTimeout(() => {
       if (this.#stopping) return;
-      this.#startWorker(workerSettings(this.#config, this.#sharedDicts)).catch((err: unknown) => {
-        log.error('replacement worker failed to start', { error: errorText(err) });
-        // The failed start is not respawned by itself; try again later.
-        this.#onWorkerExit(record, null, null);
-      });
+      this.#startWorker(workerSettings(this.#config, this.#sharedDicts, this.#plugins.settings)).catch(
+        (err: unknown) => {
+          log.error('replacement worker failed to start', { error: errorText(err) });
+          // The failed start is not respawned by itself; try again later.
+          this.#onWorkerExit(record, null, null);
+        },
+      );
     }, delay).unref();
   }
 
@@ -593,6 +637,79 @@ export class Primary {
     });
   }
 
+  // ---- plugins ----
+
+  /**
+   * PUT /apisix/admin/plugins/reload: take the plugin settings from a fresh
+   * read of config.yaml (as APISIX re-reads its plugin list; the running ones
+   * stay if the file is invalid), reload the Admin API's catalog, and tell
+   * every worker and the agent to reload theirs. Resolves when all have
+   * answered (or after a timeout): the next request is served by the new code.
+   */
+  async reloadPlugins(): Promise<void> {
+    let settings = this.#plugins.settings;
+    try {
+      settings = pluginSettings(this.#options.reloadConfig());
+    } catch (err) {
+      log.error('config.yaml is invalid; reloading plugins with the running plugin settings', {
+        error: errorText(err),
+      });
+    }
+    log.info('start to hot reload plugins');
+    this.#plugins.reload(settings);
+    const children = this.#liveWorkers().map((record) => record.worker);
+    if (this.#agent !== undefined && this.#agent.state !== 'draining') children.push(this.#agent.worker);
+    if (children.length === 0) return;
+    const id = this.#nextQueryId++;
+    await new Promise<void>((resolve) => {
+      const waiter: PluginsReloadWaiter = {
+        pending: new Set(children),
+        resolve,
+        timer: setTimeout(() => {
+          log.warn('not every process confirmed the plugin reload in time', {
+            missing: [...waiter.pending].map((child) => child.process.pid),
+          });
+          this.#pluginsReloads.delete(id);
+          resolve();
+        }, PLUGINS_RELOAD_TIMEOUT_MS),
+      };
+      this.#pluginsReloads.set(id, waiter);
+      for (const child of children) this.#send(child, { type: 'plugins-reload', id, plugins: settings });
+    });
+  }
+
+  #pluginsReloaded(child: Worker, message: PluginsReloaded): void {
+    for (const failure of message.failed) {
+      log.error('a plugin failed to load', { pid: child.process.pid, file: failure.file, error: failure.error });
+    }
+    const waiter = this.#pluginsReloads.get(message.id);
+    if (waiter === undefined) return;
+    waiter.pending.delete(child);
+    if (waiter.pending.size === 0) {
+      clearTimeout(waiter.timer);
+      this.#pluginsReloads.delete(message.id);
+      waiter.resolve();
+    }
+  }
+
+  /** A child that exits will not answer: stop waiting for it. */
+  #forgetPluginsReloads(child: Worker): void {
+    for (const [id, waiter] of this.#pluginsReloads) {
+      if (!waiter.pending.delete(child) || waiter.pending.size > 0) continue;
+      clearTimeout(waiter.timer);
+      this.#pluginsReloads.delete(id);
+      waiter.resolve();
+    }
+  }
+
+  /** Install an uploaded plugin (checked in this process first), then reload everywhere. */
+  async #uploadPlugin(name: string, source: string): Promise<string | undefined> {
+    const err = this.#plugins.install(name, source);
+    if (err !== undefined) return err;
+    await this.reloadPlugins();
+    return undefined;
+  }
+
   // ---- reload and stop ----
 
   /**
@@ -632,6 +749,7 @@ export class Primary {
     }
     this.#config = fresh;
     setLogLevel(fresh.log.level);
+    this.#plugins.reload(pluginSettings(fresh));
 
     if (fresh.deployment.role !== 'data_plane' && JSON.stringify(fresh.admin) !== JSON.stringify(old.admin)) {
       try {
@@ -661,7 +779,7 @@ export class Primary {
       this.#scheduleAgentRetry();
     }
 
-    const settings = workerSettings(fresh, this.#sharedDicts);
+    const settings = workerSettings(fresh, this.#sharedDicts, this.#plugins.settings);
     const current = this.#liveWorkers();
     let started = 0;
     for (const old of current) {

@@ -7,9 +7,11 @@
 
 import { HEALTHCHECK_DICT } from '../config/defaults';
 import { logger, setLogLevel } from '../core/log';
-import { DataPlane } from '../dataplane/server';
+import { DataPlane, type DataPlaneOptions } from '../dataplane/server';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
+import type { ChainEnvironment, PluginRuntime } from '../plugins/chain';
+import { PluginLoader } from '../plugins/loader';
 import type { ConfigSnapshot } from '../store/types';
 import { ConfigMirror } from './config-mirror';
 import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage, type WorkerSettings } from './messages';
@@ -32,8 +34,19 @@ export function workerSharedDicts(): ReadonlyMap<string, SharedDict> {
   return dicts;
 }
 
+/** Plugins see the worker's shared dictionaries by name. */
+const pluginEnvironment: ChainEnvironment = {
+  dict(name: string): SharedDict {
+    const dict = dicts.get(name);
+    if (dict === undefined)
+      throw new Error(`no such shared dictionary: ${name} (add it to shared_dicts in config.yaml)`);
+    return dict;
+  },
+};
+
 export function runWorker(): void {
   let dataPlane: DataPlane | undefined;
+  let plugins: PluginLoader | undefined;
   const mirror = new ConfigMirror();
   let draining = false;
   let drainTimeoutMs = 30_000;
@@ -72,18 +85,47 @@ export function runWorker(): void {
     drainTimeoutMs = settings.drainTimeoutMs;
     const backend = selectBackend(settings.backend, (message) => log.warn(message));
     dicts = openSharedDicts(backend, settings.sharedDicts);
-    const plane = new DataPlane(backend, {
+    const loader = new PluginLoader(settings.plugins);
+    loader.load();
+    plugins = loader;
+    // The getter makes every compile use the registry of the latest reload.
+    const runtime: PluginRuntime = {
+      get registry() {
+        return loader.registry;
+      },
+      env: pluginEnvironment,
+    };
+    const options: DataPlaneOptions & { plugins: PluginRuntime; dicts: ReadonlyMap<string, SharedDict> } = {
       listen: settings.listen,
       limits: settings.limits,
       // The agent's active checks and every worker's passive reports meet in this dictionary.
       sharedDict: dicts.get(HEALTHCHECK_DICT),
-    });
+      plugins: runtime,
+      dicts,
+    };
+    const plane = new DataPlane(backend, options);
     dataPlane = plane;
     // Synchronous up to listen(), so no delta is handled before this first snapshot.
     mirror.replace(snapshot);
     apply(mirror.snapshot());
     const addresses = await plane.listen();
     send({ type: 'listening', addresses, backend: backend.name });
+  };
+
+  // New chains are compiled against the new registry and swapped in; requests
+  // already running keep the chain (and so the module code) they started with.
+  const reloadPlugins = (id: number, settings: WorkerSettings['plugins']): void => {
+    if (!plugins) return;
+    const before = plugins.registry.version;
+    let failed: Array<{ file: string; error: string }> = [];
+    try {
+      failed = plugins.reload(settings).failed;
+    } catch (err) {
+      log.error('plugin reload failed; keeping the loaded plugins', { error: errorText(err) });
+      failed = [{ file: settings.pluginDir ?? '', error: errorText(err) }];
+    }
+    if (plugins.registry.version !== before && mirror.version >= 0) apply(mirror.snapshot());
+    send({ type: 'plugins-reloaded', id, version: plugins.registry.version, failed });
   };
 
   const drain = async (timeoutMs: number): Promise<void> => {
@@ -122,6 +164,9 @@ export function runWorker(): void {
           resyncAsked = true;
           send({ type: 'resync', version: mirror.version });
         }
+        break;
+      case 'plugins-reload':
+        reloadPlugins(message.id, message.plugins);
         break;
       case 'drain':
         void drain(message.timeoutMs);
