@@ -166,9 +166,9 @@ export function runAgent(): void {
         answerHealthQuery(message.id);
         break;
       case 'plugins-reload': {
-        let failed: Array<{ file: string; error: string }> = [];
+        let failed: Array<{ file: string; error: string }>;
         try {
-          if (plugins) failed = plugins.reload(message.plugins).failed;
+          failed = plugins ? plugins.reload(message.plugins).failed : [];
         } catch (err) {
           log.error('plugin reload failed; keeping the loaded plugins', { error: errorText(err) });
           failed = [{ file: message.plugins.pluginDir ?? '', error: errorText(err) }];

@@ -117,7 +117,7 @@ export function runWorker(): void {
   const reloadPlugins = (id: number, settings: WorkerSettings['plugins']): void => {
     if (!plugins) return;
     const before = plugins.registry.version;
-    let failed: Array<{ file: string; error: string }> = [];
+    let failed: Array<{ file: string; error: string }>;
     try {
       failed = plugins.reload(settings).failed;
     } catch (err) {
