@@ -109,7 +109,7 @@ const consumers: Consumer[] = [
 
 const modules = [keyAuth, basicAuth, jwtAuth, hmacAuth, consumerRestriction] as unknown as PluginModule<never>[];
 
-for (const backend of availableBackends(['js'])) {
+for (const backend of availableBackends(['js', 'ffi'])) {
   describe(`auth plugins end to end (${backend.name})`, () => {
     let upstream: TestUpstream;
     let gateway: PluginDataPlane;
