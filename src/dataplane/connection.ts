@@ -1082,7 +1082,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     headEnd: number,
   ): void {
     const out = this.ctx.responseOut;
-    const reason = out[Out.TargetEnd] > out[Out.TargetStart] ? buf.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd]) : null;
+    const reason =
+      out[Out.TargetEnd] > out[Out.TargetStart]
+        ? buf.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd])
+        : null;
     plugins.responseReason = reason;
     plugins.adoptResponseHeaders(responseHeaderList(buf, out));
     if (plugins.chain.body_filter.length > 0 && req.responseKind !== ResponseKind.NoBody) plugins.responseParts = [];

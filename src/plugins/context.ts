@@ -212,7 +212,14 @@ export class RequestContext implements PluginContext {
     this.body = body;
     // The body now goes upstream whole, so with a length instead of chunks.
     if (this.req.bodyKind === BodyKind.Chunked) {
-      (this.headerEdits ??= []).push(Edit.Set, 'Transfer-Encoding', null, Edit.Set, 'Content-Length', String(body.length));
+      (this.headerEdits ??= []).push(
+        Edit.Set,
+        'Transfer-Encoding',
+        null,
+        Edit.Set,
+        'Content-Length',
+        String(body.length),
+      );
     }
     waiter?.resolve(body);
   }

@@ -1,0 +1,506 @@
+// Plugin phases in the raw-socket data plane, end to end over real sockets:
+// exits, request edits seen by the upstream, header and body filters with
+// correct framing (length-delimited and chunked upstreams), async phases, a
+// throwing plugin, _meta, consumers merged in, offload, readBody, traffic
+// split and the log phase; and a route without plugins still passing the
+// upstream's response bytes through unchanged.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import type { PluginContext, PluginModule } from '../../../src/plugins/types';
+import type { Route } from '../../../src/schema/types';
+import { availableBackends } from '../../helpers/backends';
+import { localUpstream } from '../../helpers/dataplane';
+import { RawClient, rawRequest } from '../../helpers/http-client';
+import { startRawUpstream, startUpstream, type RawUpstream, type TestUpstream } from '../../helpers/upstream';
+import { ANY_OBJECT, eventually, startPluginDataPlane, type PluginDataPlane } from './support';
+
+type Conf = Record<string, unknown>;
+
+const denier: PluginModule<Conf> = {
+  name: 'test-denier',
+  version: '0.1',
+  priority: 3000,
+  schema: ANY_OBJECT,
+  access(_conf, ctx) {
+    ctx.setResponseHeader('X-Checked-By', 'denier'); // set before the response exists: on exits and proxied answers
+    if (ctx.header('x-deny') !== undefined) {
+      return ctx.exit(401, { message: 'Missing API key in request' }, { 'WWW-Authenticate': 'apikey realm="key"' });
+    }
+    return undefined;
+  },
+};
+
+const rewriter: PluginModule<Conf> = {
+  name: 'test-rewriter',
+  version: '0.1',
+  priority: 1008,
+  schema: ANY_OBJECT,
+  rewrite(conf, ctx) {
+    if (typeof conf.uri === 'string') ctx.setUri(conf.uri);
+    if (typeof conf.method === 'string') ctx.setMethod(conf.method);
+    if (typeof conf.host === 'string') ctx.setHost(conf.host);
+    ctx.setHeader('X-Set', 'set-value');
+    ctx.setHeader('X-Replace', 'replaced');
+    ctx.addHeader('X-Added', 'one');
+    ctx.addHeader('X-Added', 'two');
+    ctx.setHeader('X-Remove', null);
+    // A plugin later in the chain reads its own edits back.
+    ctx.setHeader('X-Seen-Replace', ctx.header('x-replace') ?? 'none');
+  },
+};
+
+const filters: PluginModule<Conf> = {
+  name: 'test-filters',
+  version: '0.1',
+  priority: 899,
+  schema: ANY_OBJECT,
+  header_filter(conf, ctx) {
+    ctx.setResponseHeader('X-Filtered', `status=${ctx.status}`);
+    ctx.setResponseHeader('X-Upstream-Secret', null);
+    if (typeof conf.status === 'number') ctx.setStatus(conf.status);
+  },
+  body_filter(_conf, _ctx, body) {
+    return Buffer.from(body.toString().replace('hello', 'HELLO FROM THE BODY FILTER'));
+  },
+};
+
+const headerOnly: PluginModule<Conf> = {
+  name: 'test-header-only',
+  version: '0.1',
+  priority: 898,
+  schema: ANY_OBJECT,
+  async header_filter(_conf, ctx) {
+    await sleep(5);
+    ctx.addResponseHeader('X-Async-Header', 'yes');
+  },
+};
+
+const slow: PluginModule<Conf> = {
+  name: 'test-slow',
+  version: '0.1',
+  priority: 2000,
+  schema: ANY_OBJECT,
+  async access(_conf, ctx) {
+    await sleep(20);
+    ctx.setHeader('X-Slow', 'done');
+    if (ctx.header('x-slow-deny') !== undefined) return ctx.exit(403, 'slow no\n');
+    return undefined;
+  },
+};
+
+const thrower: PluginModule<Conf> = {
+  name: 'test-thrower',
+  version: '0.1',
+  priority: 2900,
+  schema: ANY_OBJECT,
+  access(_conf, ctx) {
+    if (ctx.header('x-throw') === 'sync') throw new Error('boom');
+    if (ctx.header('x-throw') === 'async') return Promise.reject(new Error('async boom'));
+    return undefined;
+  },
+};
+
+interface LogRecord {
+  route: string;
+  status: number;
+  consumer: unknown;
+  bytes: number;
+  latency: number;
+}
+const logged: LogRecord[] = [];
+
+const logProbe: PluginModule<Conf> = {
+  name: 'test-log-probe',
+  version: '0.1',
+  priority: 1,
+  schema: ANY_OBJECT,
+  log(_conf, ctx) {
+    logged.push({
+      route: ctx.routeId,
+      status: ctx.status,
+      consumer: ctx.var('consumer_name'),
+      bytes: (ctx as unknown as { bytesSent: number }).bytesSent,
+      latency: Date.now() - ctx.startTime,
+    });
+  },
+};
+
+const authProbe: PluginModule<Conf> = {
+  name: 'test-auth',
+  version: '0.1',
+  priority: 2500,
+  type: 'auth',
+  schema: ANY_OBJECT,
+  consumerSchema: ANY_OBJECT,
+  rewrite(_conf, ctx) {
+    const key = ctx.header('apikey');
+    if (key === undefined) return ctx.exit(401, { message: 'Missing API key in request' });
+    const consumer = ctx.findConsumer('test-auth', 'key', key);
+    if (consumer === undefined) return ctx.exit(401, { message: 'Invalid API key in request' });
+    ctx.attachConsumer(consumer);
+    ctx.setHeader('X-Consumer-Username', consumer.username);
+    return undefined;
+  },
+};
+
+const tagger: PluginModule<Conf> = {
+  name: 'test-tagger',
+  version: '0.1',
+  priority: 100,
+  schema: ANY_OBJECT,
+  rewrite(conf, ctx) {
+    ctx.setHeader('X-Tag', String(conf.tag));
+    ctx.setHeader('X-Tag-Consumer', String(ctx.var('consumer_name')));
+  },
+};
+
+const OFFLOAD_FIXTURE = path.join(__dirname, 'fixtures', 'offload-plugin.js');
+const offloader: PluginModule<Conf> = {
+  name: 'test-offloader',
+  version: '0.1',
+  priority: 500,
+  schema: ANY_OBJECT,
+  source: OFFLOAD_FIXTURE,
+  async access(_conf, ctx) {
+    const payload = Buffer.allocUnsafeSlow(1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = i % 251;
+    const transferred = payload.buffer as ArrayBuffer;
+    const reversed = await ctx.offload<Buffer>('reverse', payload, [transferred]);
+    const ok =
+      transferred.byteLength === 0 && reversed.length === 1024 * 1024 && reversed[0] === (1024 * 1024 - 1) % 251;
+    ctx.setHeader('X-Offload', ok ? 'transferred' : 'wrong');
+    return undefined;
+  },
+};
+
+const bodyReader: PluginModule<Conf> = {
+  name: 'test-body-reader',
+  version: '0.1',
+  priority: 600,
+  schema: ANY_OBJECT,
+  async access(_conf, ctx) {
+    let body: Buffer | undefined;
+    try {
+      body = await ctx.readBody(1024);
+    } catch {
+      return ctx.exit(413, { message: 'body too large' });
+    }
+    ctx.setHeader('X-Body-Seen', body === undefined ? 'none' : String(body.length));
+    if (body?.includes('reject')) return ctx.exit(400, { message: 'rejected by body' });
+    return undefined;
+  },
+};
+
+const splitter: PluginModule<Conf> = {
+  name: 'test-splitter',
+  version: '0.1',
+  priority: 966,
+  schema: ANY_OBJECT,
+  access(conf, ctx: PluginContext) {
+    if (ctx.header('x-canary') !== undefined) ctx.setUpstream(conf.upstream_id as string);
+  },
+};
+
+const MODULES = [
+  denier,
+  rewriter,
+  filters,
+  headerOnly,
+  slow,
+  thrower,
+  logProbe,
+  authProbe,
+  tagger,
+  offloader,
+  bodyReader,
+  splitter,
+] as unknown as ReadonlyArray<PluginModule<never>>;
+
+const backend = availableBackends().at(-1)!;
+
+describe(`plugin phases in the data plane (${backend.name})`, () => {
+  let upstream: TestUpstream;
+  let canary: TestUpstream;
+  let raw: RawUpstream;
+  let gateway: PluginDataPlane;
+  const RAW_RESPONSE =
+    'HTTP/1.1 200 OK\r\nX-Odd-CASE:  spaced value \r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello';
+
+  before(async () => {
+    upstream = await startUpstream({
+      handler: (req, res, body) => {
+        if (req.url?.startsWith('/text')) {
+          res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream-secret': 's3cret', 'content-length': 11 });
+          res.end('hello world');
+          return;
+        }
+        if (req.url?.startsWith('/chunked')) {
+          res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream-secret': 's3cret' });
+          res.write('hello ');
+          setTimeout(() => res.end('chunked world'), 5);
+          return;
+        }
+        const text = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: body.toString() });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+      },
+    });
+    canary = await startUpstream({ name: 'canary' });
+    raw = await startRawUpstream((socket, received) => {
+      if (received.includes('\r\n\r\n')) socket.write(RAW_RESPONSE);
+    });
+    const up = localUpstream([upstream.port]);
+    const route = (id: string, uri: string, plugins: Record<string, Record<string, unknown>>): Route => ({
+      id,
+      uri,
+      plugins,
+      upstream: up,
+    });
+    gateway = await startPluginDataPlane(
+      backend,
+      MODULES,
+      {
+        routes: [
+          route('deny', '/deny', { 'test-denier': {}, 'test-log-probe': {} }),
+          route('rewrite', '/rewrite', { 'test-rewriter': { uri: '/rewritten?x=1', method: 'PUT', host: 'new.host' } }),
+          route('filters', '/text', { 'test-filters': {}, 'test-log-probe': {} }),
+          route('chunked', '/chunked', { 'test-filters': { status: 203 } }),
+          route('head-only', '/text-head', { 'test-header-only': {} }),
+          route('slow', '/slow', { 'test-slow': {}, 'test-denier': {} }),
+          route('throw', '/throw', { 'test-thrower': {}, 'test-log-probe': {} }),
+          route('meta', '/meta', {
+            'test-denier': { _meta: { filter: [['arg_check', '==', 'yes']], error_response: { message: 'custom' } } },
+            'test-thrower': { _meta: { disable: true } },
+          }),
+          route('auth', '/auth', { 'test-auth': {}, 'test-log-probe': {} }),
+          route('offload', '/offload', { 'test-offloader': {} }),
+          route('body', '/body', { 'test-body-reader': {} }),
+          route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
+          { id: 'plain', uri: '/plain', upstream: localUpstream([raw.port]) },
+        ],
+        upstreams: [{ id: 'canary', ...localUpstream([canary.port]) }],
+        consumers: [
+          { username: 'jack', plugins: { 'test-auth': { key: 'jack-key' }, 'test-tagger': { tag: 'from-jack' } } },
+          { username: 'rose', plugins: { 'test-auth': { key: 'rose-key' } } },
+        ],
+      },
+      { size: 1 },
+    );
+  });
+  after(async () => {
+    await gateway.close();
+    await upstream.close();
+    await canary.close();
+    await raw.close();
+  });
+
+  it('answers an exit with its status, JSON body plus newline and headers, and keeps the connection', async () => {
+    const before = upstream.requests.length;
+    const client = await RawClient.connect(gateway.port);
+    client.write('GET /deny HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\n\r\n');
+    const denied = await client.read();
+    assert.equal(denied.status, 401);
+    assert.equal(denied.body.toString(), '{"message":"Missing API key in request"}\n');
+    assert.equal(denied.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(denied.headers['content-length'], String(denied.body.length));
+    assert.equal(denied.headers['www-authenticate'], 'apikey realm="key"');
+    assert.equal(denied.headers['x-checked-by'], 'denier');
+    assert.equal(upstream.requests.length, before, 'the upstream never saw it');
+    client.write('GET /deny HTTP/1.1\r\nHost: a\r\n\r\n');
+    const allowed = await client.read();
+    assert.equal(allowed.status, 200);
+    assert.equal(allowed.headers['x-checked-by'], 'denier', 'a header set in access reaches a proxied answer');
+    assert.equal(JSON.parse(allowed.body.toString()).url, '/deny');
+    client.close();
+  });
+
+  it('sends the request upstream with the plugins edits: uri, method, host and headers', async () => {
+    const res = await rawRequest(
+      gateway.port,
+      'GET /rewrite?orig=1 HTTP/1.1\r\nHost: old.host\r\nX-Replace: old\r\nX-Remove: gone\r\nX-Added: zero\r\nX-Keep: kept\r\n\r\n',
+    );
+    assert.equal(res.status, 200);
+    const seen = JSON.parse(res.body.toString());
+    assert.equal(seen.method, 'PUT');
+    assert.equal(seen.url, '/rewritten?x=1');
+    assert.equal(seen.headers.host, 'new.host');
+    assert.equal(seen.headers['x-forwarded-host'], 'old.host');
+    assert.equal(seen.headers['x-set'], 'set-value');
+    assert.equal(seen.headers['x-replace'], 'replaced');
+    assert.equal(seen.headers['x-added'], 'zero, one, two');
+    assert.equal(seen.headers['x-remove'], undefined);
+    assert.equal(seen.headers['x-keep'], 'kept');
+    assert.equal(seen.headers['x-seen-replace'], 'replaced');
+  });
+
+  it('runs header_filter and body_filter over a length-delimited response, framing it anew', async () => {
+    const client = await RawClient.connect(gateway.port);
+    for (let i = 0; i < 2; i++) {
+      client.write('GET /text HTTP/1.1\r\nHost: a\r\n\r\n');
+      const res = await client.read();
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'HELLO FROM THE BODY FILTER world');
+      assert.equal(res.headers['content-length'], String(res.body.length));
+      assert.equal(res.headers['x-filtered'], 'status=200');
+      assert.equal(res.headers['x-upstream-secret'], undefined);
+      assert.equal(res.headers['content-type'], 'text/plain');
+      assert.equal(res.headers['transfer-encoding'], undefined);
+    }
+    assert.equal(client.unread.length, 0);
+    client.close();
+  });
+
+  it('de-chunks a chunked upstream response for body_filter and sends it with a Content-Length', async () => {
+    const client = await RawClient.connect(gateway.port);
+    for (let i = 0; i < 2; i++) {
+      client.write('GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n');
+      const res = await client.read();
+      assert.equal(res.status, 203, 'setStatus in header_filter');
+      assert.equal(res.body.toString(), 'HELLO FROM THE BODY FILTER chunked world');
+      assert.equal(res.headers['content-length'], String(res.body.length));
+      assert.equal(res.headers['transfer-encoding'], undefined);
+    }
+    client.close();
+  });
+
+  it('streams the body after an async header_filter, upstream framing kept', async () => {
+    const res = await rawRequest(gateway.port, 'GET /text-head HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-async-header'], 'yes');
+    assert.equal(res.headers['content-length'], '11');
+    assert.equal(res.body.toString(), 'hello world');
+  });
+
+  it('waits for an async phase, then goes on with the next plugin (or its exit)', async () => {
+    const res = await rawRequest(gateway.port, 'GET /slow HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body.toString()).headers['x-slow'], 'done');
+    const denied = await rawRequest(gateway.port, 'GET /slow HTTP/1.1\r\nHost: a\r\nX-Slow-Deny: 1\r\n\r\n');
+    assert.equal(denied.status, 403);
+    assert.equal(denied.body.toString(), 'slow no\n');
+  });
+
+  it('holds a request body while an async phase runs, then forwards it', async () => {
+    const client = await RawClient.connect(gateway.port);
+    client.write('POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello');
+    await sleep(5);
+    client.write(' world');
+    const res = await client.read();
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body.toString()).body, 'hello world');
+    client.close();
+  });
+
+  it('answers 500 when a plugin throws or rejects, and the worker keeps serving', async () => {
+    const client = await RawClient.connect(gateway.port);
+    for (const mode of ['sync', 'async']) {
+      client.write(`GET /throw HTTP/1.1\r\nHost: a\r\nX-Throw: ${mode}\r\n\r\n`);
+      const res = await client.read();
+      assert.equal(res.status, 500);
+      assert.deepEqual(JSON.parse(res.body.toString()), { error_msg: 'internal server error' });
+    }
+    client.write('GET /throw HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal((await client.read()).status, 200);
+    client.close();
+  });
+
+  it('honours _meta.filter, _meta.error_response and _meta.disable', async () => {
+    const skipped = await rawRequest(
+      gateway.port,
+      'GET /meta HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\nX-Throw: sync\r\n\r\n',
+    );
+    assert.equal(skipped.status, 200, 'the filter did not match, the disabled thrower did not run');
+    const denied = await rawRequest(gateway.port, 'GET /meta?check=yes HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\n\r\n');
+    assert.equal(denied.status, 401);
+    assert.equal(denied.body.toString(), '{"message":"custom"}\n');
+  });
+
+  it('attaches a consumer and runs the consumer plugins merged into the chain', async () => {
+    const jack = await rawRequest(gateway.port, 'GET /auth HTTP/1.1\r\nHost: a\r\napikey: jack-key\r\n\r\n');
+    assert.equal(jack.status, 200);
+    const seen = JSON.parse(jack.body.toString());
+    assert.equal(seen.headers['x-consumer-username'], 'jack');
+    assert.equal(seen.headers['x-tag'], 'from-jack', "the consumer's own plugin ran its rewrite");
+    assert.equal(seen.headers['x-tag-consumer'], 'jack');
+    const rose = await rawRequest(gateway.port, 'GET /auth HTTP/1.1\r\nHost: a\r\napikey: rose-key\r\n\r\n');
+    assert.equal(JSON.parse(rose.body.toString()).headers['x-tag'], undefined);
+    const wrong = await rawRequest(gateway.port, 'GET /auth HTTP/1.1\r\nHost: a\r\napikey: nope\r\n\r\n');
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.toString(), '{"message":"Invalid API key in request"}\n');
+  });
+
+  it('runs an offloaded task on the pool with a 1 MiB buffer transferred', async () => {
+    const res = await rawRequest(gateway.port, 'GET /offload HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body.toString()).headers['x-offload'], 'transferred');
+  });
+
+  it('reads the request body for a plugin and forwards it with a correct length (chunked in, length out)', async () => {
+    const client = await RawClient.connect(gateway.port);
+    client.write('POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabcde');
+    let res = await client.read();
+    let seen = JSON.parse(res.body.toString());
+    assert.equal(seen.body, 'abcde');
+    assert.equal(seen.headers['x-body-seen'], '5');
+    client.write(
+      'POST /body HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n',
+    );
+    res = await client.read();
+    seen = JSON.parse(res.body.toString());
+    assert.equal(seen.body, 'abcdefg');
+    assert.equal(seen.headers['content-length'], '7');
+    assert.equal(seen.headers['transfer-encoding'], undefined);
+    client.write('POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nreject');
+    res = await client.read();
+    assert.equal(res.status, 400);
+    client.write('GET /body HTTP/1.1\r\nHost: a\r\n\r\n');
+    res = await client.read();
+    assert.equal(JSON.parse(res.body.toString()).headers['x-body-seen'], 'none');
+    client.close();
+    const large = await rawRequest(
+      gateway.port,
+      `POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}`,
+    );
+    assert.equal(large.status, 413);
+  });
+
+  it('sends a request to the upstream a plugin chose (traffic split)', async () => {
+    const main = await rawRequest(gateway.port, 'GET /split HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(JSON.parse(main.body.toString()).url, '/split');
+    assert.equal(JSON.parse(main.body.toString()).upstream, undefined);
+    const split = await rawRequest(gateway.port, 'GET /split HTTP/1.1\r\nHost: a\r\nX-Canary: 1\r\n\r\n');
+    assert.equal(JSON.parse(split.body.toString()).upstream, 'canary');
+  });
+
+  it('runs the log phase once per request, after the answer, with status, consumer and bytes', async () => {
+    logged.length = 0;
+    await rawRequest(gateway.port, 'GET /deny HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\n\r\n');
+    await rawRequest(gateway.port, 'GET /text HTTP/1.1\r\nHost: a\r\n\r\n');
+    await rawRequest(gateway.port, 'GET /throw HTTP/1.1\r\nHost: a\r\nX-Throw: sync\r\n\r\n');
+    await rawRequest(gateway.port, 'GET /auth HTTP/1.1\r\nHost: a\r\napikey: jack-key\r\n\r\n');
+    await eventually(() => logged.length >= 4);
+    await sleep(20);
+    assert.equal(logged.length, 4, 'once each');
+    assert.deepEqual(
+      logged.map((entry) => [entry.route, entry.status, entry.consumer]),
+      [
+        ['deny', 401, undefined],
+        ['filters', 200, undefined],
+        ['throw', 500, undefined],
+        ['auth', 200, 'jack'],
+      ],
+    );
+    for (const entry of logged) assert.ok(entry.bytes > 0 && entry.latency >= 0);
+  });
+
+  it('passes a route without plugins through byte for byte', async () => {
+    const client = await RawClient.connect(gateway.port);
+    client.write('GET /plain HTTP/1.1\r\nHost: a\r\n\r\n');
+    await eventually(() => client.unread.length >= RAW_RESPONSE.length);
+    assert.equal(client.unread.toString('latin1'), RAW_RESPONSE);
+    client.close();
+  });
+});
