@@ -39,22 +39,25 @@ export function parseBasicAuthorization(header: string): { username: string; pas
   };
 }
 
+/** No consumer from the credentials: 401, or the anonymous consumer (credentials still hidden, as APISIX). */
+function fail(conf: BasicAuthConf, ctx: PluginContext, message: string): PhaseResult {
+  const exit = rejectOrAnonymous(ctx, PLUGIN, conf.anonymousConsumer, message, conf.challenge);
+  if (exit === undefined && conf.hideCredentials) ctx.setHeader('authorization', null);
+  return exit;
+}
+
 function rewrite(conf: BasicAuthConf, ctx: PluginContext): PhaseResult {
   const authorization = ctx.header('authorization');
-  if (authorization === undefined) {
-    return rejectOrAnonymous(ctx, PLUGIN, conf.anonymousConsumer, 'Missing authorization in request', conf.challenge);
-  }
+  if (authorization === undefined) return fail(conf, ctx, 'Missing authorization in request');
   const credentials = parseBasicAuthorization(authorization);
-  if (credentials === undefined) {
-    return rejectOrAnonymous(ctx, PLUGIN, conf.anonymousConsumer, 'Invalid authorization in request', conf.challenge);
-  }
+  if (credentials === undefined) return fail(conf, ctx, 'Invalid authorization in request');
 
   const consumer = ctx.findConsumer(PLUGIN, 'username', credentials.username);
   const expected = (consumer?.plugins?.[PLUGIN] as { password?: unknown } | undefined)?.password;
   // The comparison runs (against a dummy) even for an unknown user so timing does not tell which usernames exist.
   const passwordMatches = secretsEqual(credentials.password, typeof expected === 'string' ? expected : '\0');
   if (consumer === undefined || typeof expected !== 'string' || !passwordMatches) {
-    return rejectOrAnonymous(ctx, PLUGIN, conf.anonymousConsumer, 'Invalid user authorization', conf.challenge);
+    return fail(conf, ctx, 'Invalid user authorization');
   }
 
   if (conf.hideCredentials) ctx.setHeader('authorization', null);

@@ -60,10 +60,11 @@ describe('basic-auth', () => {
   });
 
   it('falls back to the anonymous consumer', () => {
-    const conf = compilePluginConf(basicAuth, { anonymous_consumer: 'anonymous' });
+    const conf = compilePluginConf(basicAuth, { anonymous_consumer: 'anonymous', hide_credentials: true });
     const ctx = testContext({ headers: { authorization: basic('foo:wrong') }, consumers });
     assertPassed(basicAuth.rewrite!(conf, ctx));
     assert.equal(ctx.consumer?.username, 'anonymous');
+    assert.equal(ctx.upstreamHeader('authorization'), undefined, 'hidden for the anonymous consumer too');
   });
 
   it('parses credentials as RFC 7617 (password after the first colon) and strips whitespace as APISIX', () => {
