@@ -64,10 +64,8 @@ export function droppedEntriesTotal(): number {
   return droppedInProcess;
 }
 
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    setTimeout(resolve, ms).unref();
-  });
+// A pending retry is work in progress: its timer keeps the process alive (bounded by the retry settings).
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class BatchProcessor<E> {
   readonly name: string;

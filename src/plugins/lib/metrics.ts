@@ -4,9 +4,11 @@
 // its own process (MetricsRecorder: a counter bump and a bucket index per
 // request, no label objects, no text) and ships only what changed since the
 // last shipment, as a small JSON-able delta, about once a second. The agent
-// merges the deltas of every worker (MetricsAggregator, prom-client metrics)
-// and renders the exposition text off the request path, cached, for the
-// metrics listener (startMetricsServer) — the model of APISIX PR #12383.
+// merges the deltas of every worker (MetricsAggregator) and renders the
+// exposition text off the request path, cached per route until it changes,
+// for the metrics listener (startMetricsServer) — the model of APISIX PR
+// #12383. The gauges are prom-client's; the per-route families are written
+// directly (see MetricsAggregator for why).
 //
 // Wiring (the gateway):
 //   worker: startMetricsShipping((delta) => process.send({ type: 'metrics', delta }), 1000)
@@ -21,7 +23,7 @@
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 
-import { Counter, Gauge, Registry, type Metric } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 
 /** APISIX's default latency buckets, in milliseconds. */
 export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
@@ -31,12 +33,7 @@ export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
 export const DEFAULT_METRICS_PATH = '/apisix/prometheus/metrics';
 export const DEFAULT_METRICS_PORT = 9091;
 
-// Label values of one series joined with a separator that never appears in them.
-const SEPARATOR = '\u0001';
-
-const STATUS_LABELS = ['code', 'route', 'matched_uri', 'matched_host', 'service', 'consumer', 'node'] as const;
-const LATENCY_LABELS = ['type', 'route', 'service', 'consumer', 'node'] as const;
-const BANDWIDTH_LABELS = ['type', 'route', 'service', 'consumer', 'node'] as const;
+const LATENCY_TYPES = ['request', 'upstream', 'apisix'] as const;
 
 /** One proxied request as the prometheus plugin measured it in the log phase. */
 export interface RequestSample {
@@ -54,95 +51,147 @@ export interface RequestSample {
   readonly egressBytes: number;
 }
 
-/**
- * What one worker recorded since its last shipment. Keys are label values
- * joined by U+0001 in the order of the metric's labels; latency values are
- * [count per bucket..., count above the last bucket, sum of ms].
- */
+/** What one label set (route, matched uri and host, service, consumer, node) counted since the last shipment. */
+export interface SeriesDelta {
+  /** [route, matched_uri, matched_host, service, consumer, node]. */
+  readonly labels: readonly string[];
+  /** [status code, count, status code, count, ...]. */
+  readonly status: readonly number[];
+  /**
+   * Sparse [index, value] pairs over the latency numbers: per latency type
+   * (request, upstream, apisix) `buckets.length + 2` slots — the count per
+   * bucket, the count above the last bucket, the sum of ms.
+   */
+  readonly latency: readonly number[];
+  readonly ingress: number;
+  readonly egress: number;
+}
+
+/** What one worker recorded since its last shipment (plain JSON, for IPC). */
 export interface MetricsDelta {
   readonly buckets: readonly number[];
-  readonly status: Readonly<Record<string, number>>;
-  readonly latency: Readonly<Record<string, readonly number[]>>;
-  readonly bandwidth: Readonly<Record<string, number>>;
+  readonly series: readonly SeriesDelta[];
 }
+
+/** The counts of one label set in a worker; kept and zeroed after shipping so steady traffic allocates nothing. */
+class SeriesCell {
+  readonly labels: readonly string[];
+  readonly latency: Float64Array;
+  readonly statusCodes: number[] = [];
+  readonly statusCounts: number[] = [];
+  ingress = 0;
+  egress = 0;
+  changed = false;
+
+  constructor(labels: readonly string[], bucketCount: number) {
+    this.labels = labels;
+    this.latency = new Float64Array(LATENCY_TYPES.length * (bucketCount + 2));
+  }
+}
+
+type CellTree = Map<string, CellTree | SeriesCell>;
 
 /** Per-process recording: what the prometheus plugin's log phase calls. */
 export class MetricsRecorder {
   readonly buckets: readonly number[];
-  #status = new Map<string, number>();
-  #latency = new Map<string, Float64Array>();
-  #bandwidth = new Map<string, number>();
+  // Label values are looked up level by level in nested maps: no key string is built per request.
+  readonly #cells: CellTree = new Map();
+  #changed: SeriesCell[] = [];
 
   constructor(buckets: readonly number[] = DEFAULT_LATENCY_BUCKETS) {
     this.buckets = buckets;
   }
 
-  record(sample: RequestSample): void {
-    const series = sample.route + SEPARATOR + sample.service + SEPARATOR + sample.consumer + SEPARATOR + sample.node;
-    const statusKey =
-      sample.status +
-      SEPARATOR +
-      sample.route +
-      SEPARATOR +
-      sample.matchedUri +
-      SEPARATOR +
-      sample.matchedHost +
-      SEPARATOR +
-      sample.service +
-      SEPARATOR +
-      sample.consumer +
-      SEPARATOR +
-      sample.node;
-    this.#status.set(statusKey, (this.#status.get(statusKey) ?? 0) + 1);
-
-    this.#observe('request' + SEPARATOR + series, sample.requestMs);
-    if (sample.upstreamMs !== undefined) {
-      this.#observe('upstream' + SEPARATOR + series, sample.upstreamMs);
-      this.#observe('apisix' + SEPARATOR + series, Math.max(0, sample.requestMs - sample.upstreamMs));
-    } else {
-      this.#observe('apisix' + SEPARATOR + series, sample.requestMs);
+  #cell(sample: RequestSample): SeriesCell {
+    const labels = [
+      sample.route,
+      sample.matchedUri,
+      sample.matchedHost,
+      sample.service,
+      sample.consumer,
+      sample.node,
+    ] as const;
+    let level = this.#cells;
+    for (let i = 0; i < labels.length - 1; i++) {
+      let next = level.get(labels[i]) as CellTree | undefined;
+      if (next === undefined) {
+        next = new Map();
+        level.set(labels[i], next);
+      }
+      level = next;
     }
-
-    const ingress = 'ingress' + SEPARATOR + series;
-    const egress = 'egress' + SEPARATOR + series;
-    this.#bandwidth.set(ingress, (this.#bandwidth.get(ingress) ?? 0) + sample.ingressBytes);
-    this.#bandwidth.set(egress, (this.#bandwidth.get(egress) ?? 0) + sample.egressBytes);
+    let cell = level.get(labels[labels.length - 1]) as SeriesCell | undefined;
+    if (cell === undefined) {
+      cell = new SeriesCell([...labels], this.buckets.length);
+      level.set(labels[labels.length - 1], cell);
+    }
+    return cell;
   }
 
-  #observe(key: string, ms: number): void {
-    const buckets = this.buckets;
-    let counts = this.#latency.get(key);
-    if (counts === undefined) {
-      // One slot per bucket, one above the last bucket, one for the sum.
-      counts = new Float64Array(buckets.length + 2);
-      this.#latency.set(key, counts);
+  record(sample: RequestSample): void {
+    const cell = this.#cell(sample);
+    if (!cell.changed) {
+      cell.changed = true;
+      this.#changed.push(cell);
     }
+    const codes = cell.statusCodes;
+    let index = codes.indexOf(sample.status);
+    if (index < 0) {
+      index = codes.length;
+      codes.push(sample.status);
+      cell.statusCounts.push(0);
+    }
+    cell.statusCounts[index]++;
+
+    const stride = this.buckets.length + 2;
+    this.#observe(cell.latency, 0, sample.requestMs);
+    if (sample.upstreamMs !== undefined) {
+      this.#observe(cell.latency, stride, sample.upstreamMs);
+      this.#observe(cell.latency, 2 * stride, Math.max(0, sample.requestMs - sample.upstreamMs));
+    } else {
+      this.#observe(cell.latency, 2 * stride, sample.requestMs);
+    }
+    cell.ingress += sample.ingressBytes;
+    cell.egress += sample.egressBytes;
+  }
+
+  #observe(latency: Float64Array, offset: number, ms: number): void {
+    const buckets = this.buckets;
     let slot = 0;
     while (slot < buckets.length && ms > buckets[slot]) slot++;
-    counts[slot]++;
-    counts[buckets.length + 1] += ms;
+    latency[offset + slot]++;
+    latency[offset + buckets.length + 1] += ms;
   }
 
   /** True when something was recorded since the last takeDelta(). */
   get changed(): boolean {
-    return this.#status.size > 0;
+    return this.#changed.length > 0;
   }
 
   /** What was recorded since the last call, and start again from zero; undefined when nothing was. */
   takeDelta(): MetricsDelta | undefined {
-    if (!this.changed) return undefined;
-    const latency: Record<string, number[]> = {};
-    for (const [key, counts] of this.#latency) latency[key] = Array.from(counts);
-    const delta: MetricsDelta = {
-      buckets: this.buckets,
-      status: Object.fromEntries(this.#status),
-      latency,
-      bandwidth: Object.fromEntries(this.#bandwidth),
-    };
-    this.#status = new Map();
-    this.#latency = new Map();
-    this.#bandwidth = new Map();
-    return delta;
+    if (this.#changed.length === 0) return undefined;
+    const series: SeriesDelta[] = [];
+    for (const cell of this.#changed) {
+      const status: number[] = [];
+      for (let i = 0; i < cell.statusCodes.length; i++) {
+        if (cell.statusCounts[i] > 0) status.push(cell.statusCodes[i], cell.statusCounts[i]);
+        cell.statusCounts[i] = 0;
+      }
+      const latency: number[] = [];
+      const counts = cell.latency;
+      for (let i = 0; i < counts.length; i++) {
+        if (counts[i] === 0) continue;
+        latency.push(i, counts[i]);
+        counts[i] = 0;
+      }
+      series.push({ labels: cell.labels, status, latency, ingress: cell.ingress, egress: cell.egress });
+      cell.ingress = 0;
+      cell.egress = 0;
+      cell.changed = false;
+    }
+    this.#changed = [];
+    return { buckets: this.buckets, series };
   }
 }
 
@@ -169,77 +218,40 @@ export function startMetricsShipping(send: (delta: MetricsDelta) => void, interv
   };
 }
 
-function labelsOf(names: readonly string[], key: string): Record<string, string> {
-  const values = key.split(SEPARATOR);
-  const labels: Record<string, string> = {};
-  for (let i = 0; i < names.length; i++) labels[names[i]] = values[i] ?? '';
-  return labels;
+function escapeLabelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c));
 }
 
-interface HistogramSeries {
-  readonly labels: Record<string, string>;
-  readonly counts: Float64Array;
-}
+/** One label set's totals across every worker, with its label text escaped once. */
+class MergedSeries {
+  /** `route="..",service="..",consumer="..",node=".."`: the latency and bandwidth labels after `type`. */
+  readonly commonLabels: string;
+  /** `route="..",matched_uri="..",matched_host="..",service="..",consumer="..",node=".."`: the status labels after `code`. */
+  readonly statusLabels: string;
+  readonly status = new Map<number, number>();
+  readonly latency: Float64Array;
+  ingress = 0;
+  egress = 0;
+  /** The lines of each family as last rendered (bytes: joining 60 MB of Buffers is a copy, of strings a flatten); undefined after a change. */
+  statusText: Buffer | undefined;
+  latencyText: Buffer | undefined;
+  bandwidthText: Buffer | undefined;
 
-interface HistogramValue {
-  value: number;
-  labels: Record<string, string | number>;
-  metricName: string;
-}
-
-/**
- * The latency histogram merged from the workers' bucket counts. prom-client's
- * Histogram only takes single observations, so this is a metric object of the
- * shape prom-client's Registry renders (name, help, type, get()).
- */
-class MergedHistogram {
-  readonly name: string;
-  readonly help: string;
-  readonly type = 'histogram' as const;
-  readonly aggregator = 'sum' as const;
-  readonly buckets: readonly number[];
-  readonly #series = new Map<string, HistogramSeries>();
-
-  constructor(name: string, help: string, buckets: readonly number[]) {
-    this.name = name;
-    this.help = help;
-    this.buckets = buckets;
-  }
-
-  add(key: string, counts: readonly number[]): void {
-    let series = this.#series.get(key);
-    if (series === undefined) {
-      series = { labels: labelsOf(LATENCY_LABELS, key), counts: new Float64Array(this.buckets.length + 2) };
-      this.#series.set(key, series);
-    }
-    for (let i = 0; i < series.counts.length && i < counts.length; i++) series.counts[i] += counts[i];
-  }
-
-  get size(): number {
-    return this.#series.size;
-  }
-
-  async get() {
-    const values: HistogramValue[] = [];
-    const bucketCount = this.buckets.length;
-    for (const { labels, counts } of this.#series.values()) {
-      let cumulative = 0;
-      for (let i = 0; i < bucketCount; i++) {
-        cumulative += counts[i];
-        values.push({
-          value: cumulative,
-          labels: { ...labels, le: this.buckets[i] },
-          metricName: `${this.name}_bucket`,
-        });
-      }
-      cumulative += counts[bucketCount];
-      values.push({ value: cumulative, labels: { ...labels, le: '+Inf' }, metricName: `${this.name}_bucket` });
-      values.push({ value: counts[bucketCount + 1], labels, metricName: `${this.name}_sum` });
-      values.push({ value: cumulative, labels, metricName: `${this.name}_count` });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  constructor(labels: readonly string[], stride: number) {
+    const [route, matchedUri, matchedHost, service, consumer, node] = labels.map((value) =>
+      escapeLabelValue(value ?? ''),
+    );
+    this.commonLabels = `route="${route}",service="${service}",consumer="${consumer}",node="${node}"`;
+    this.statusLabels =
+      `route="${route}",matched_uri="${matchedUri}",matched_host="${matchedHost}",` +
+      `service="${service}",consumer="${consumer}",node="${node}"`;
+    this.latency = new Float64Array(LATENCY_TYPES.length * stride);
   }
 }
+
+// Rendering yields to the event loop between chunks of series so the agent keeps serving its other duties.
+const SERIES_PER_CHUNK = 1000;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export interface MetricsAggregatorOptions {
   /** APISIX's `metric_prefix`; default `apisix_`. */
@@ -247,12 +259,18 @@ export interface MetricsAggregatorOptions {
   buckets?: readonly number[];
 }
 
-/** The agent's view: every worker's deltas merged into prom-client metrics. */
+/**
+ * The agent's view: every worker's deltas merged. The per-route families
+ * (http_status, http_latency, bandwidth) are kept per label set and written
+ * as exposition text directly: with 10,000 routes they are ~600,000 lines,
+ * which prom-client's generic label handling takes seconds to merge and
+ * render. The other metrics are prom-client gauges in `registry`.
+ */
 export class MetricsAggregator {
   readonly registry = new Registry();
-  readonly #status: Counter<string>;
-  readonly #bandwidth: Counter<string>;
-  readonly #latency: MergedHistogram;
+  readonly prefix: string;
+  readonly buckets: readonly number[];
+  readonly #series = new Map<string, MergedSeries>();
   readonly #requests: Gauge<string>;
   readonly #etcdReachable: Gauge<string>;
   readonly #upstreamStatus: Gauge<string>;
@@ -263,25 +281,9 @@ export class MetricsAggregator {
 
   constructor(options: MetricsAggregatorOptions = {}) {
     const prefix = options.prefix ?? 'apisix_';
+    this.prefix = prefix;
+    this.buckets = options.buckets ?? DEFAULT_LATENCY_BUCKETS;
     const registers = [this.registry];
-    this.#status = new Counter({
-      name: `${prefix}http_status`,
-      help: 'HTTP status codes per service in APISIX',
-      labelNames: [...STATUS_LABELS],
-      registers,
-    });
-    this.#latency = new MergedHistogram(
-      `${prefix}http_latency`,
-      'HTTP request latency in milliseconds per service in APISIX',
-      options.buckets ?? DEFAULT_LATENCY_BUCKETS,
-    );
-    this.registry.registerMetric(this.#latency as unknown as Metric);
-    this.#bandwidth = new Counter({
-      name: `${prefix}bandwidth`,
-      help: 'Total bandwidth in bytes consumed per service in APISIX',
-      labelNames: [...BANDWIDTH_LABELS],
-      registers,
-    });
     this.#requests = new Gauge({
       name: `${prefix}http_requests_total`,
       help: 'The total number of client requests',
@@ -321,13 +323,25 @@ export class MetricsAggregator {
   /** Merge one worker's delta. */
   apply(delta: MetricsDelta | undefined): void {
     if (delta === undefined) return;
-    for (const [key, count] of Object.entries(delta.status)) {
-      this.#status.inc(labelsOf(STATUS_LABELS, key), count);
-      this.#requestsTotal += count;
+    const stride = this.buckets.length + 2;
+    if (delta.buckets.length !== this.buckets.length) return;
+    for (const { labels, status, latency, ingress, egress } of delta.series) {
+      const key = labels.join('\u0001');
+      let series = this.#series.get(key);
+      if (series === undefined) {
+        series = new MergedSeries(labels, stride);
+        this.#series.set(key, series);
+      }
+      for (let i = 0; i < status.length; i += 2) {
+        series.status.set(status[i], (series.status.get(status[i]) ?? 0) + status[i + 1]);
+        this.#requestsTotal += status[i + 1];
+      }
+      // Sparse [index, value] pairs over the flat latency array.
+      for (let i = 0; i < latency.length; i += 2) series.latency[latency[i]] += latency[i + 1];
+      series.ingress += ingress;
+      series.egress += egress;
+      series.statusText = series.latencyText = series.bandwidthText = undefined;
     }
-    for (const [key, counts] of Object.entries(delta.latency)) this.#latency.add(key, counts);
-    for (const [key, bytes] of Object.entries(delta.bandwidth))
-      this.#bandwidth.inc(labelsOf(BANDWIDTH_LABELS, key), bytes);
     this.#requests.set(this.#requestsTotal);
     this.#version++;
   }
@@ -354,15 +368,108 @@ export class MetricsAggregator {
     return this.#version;
   }
 
-  /** The number of latency series (three per route, service, consumer and node seen). */
-  get latencySeries(): number {
-    return this.#latency.size;
+  /** The number of label sets (route, matched uri and host, service, consumer, node) seen. */
+  get seriesCount(): number {
+    return this.#series.size;
+  }
+
+  /**
+   * The per-route families as exposition text: http_status, http_latency,
+   * bandwidth. Each label set's lines are kept until it changes, so a scrape
+   * re-renders only the routes that saw traffic since the last one.
+   */
+  async renderRouteFamilies(): Promise<Buffer[]> {
+    const prefix = this.prefix;
+    const all = [...this.#series.values()];
+    const parts: Buffer[] = [];
+    let rendered = 0;
+    // Yields between chunks of freshly rendered series: the agent keeps serving its other duties.
+    const pace = async () => {
+      if (++rendered % SERIES_PER_CHUNK === 0) await nextTurn();
+    };
+
+    parts.push(
+      Buffer.from(
+        `# HELP ${prefix}http_status HTTP status codes per service in APISIX\n# TYPE ${prefix}http_status counter\n`,
+      ),
+    );
+    for (const series of all) {
+      if (series.statusText === undefined) {
+        let text = '';
+        for (const [code, count] of series.status) {
+          text += `${prefix}http_status{code="${code}",${series.statusLabels}} ${count}\n`;
+        }
+        series.statusText = Buffer.from(text);
+        await pace();
+      }
+      parts.push(series.statusText);
+    }
+
+    const name = `${prefix}http_latency`;
+    parts.push(
+      Buffer.from(
+        `# HELP ${name} HTTP request latency in milliseconds per service in APISIX\n# TYPE ${name} histogram\n`,
+      ),
+    );
+    for (const series of all) {
+      if (series.latencyText === undefined) {
+        series.latencyText = Buffer.from(this.#latencyLines(name, series));
+        await pace();
+      }
+      parts.push(series.latencyText);
+    }
+
+    parts.push(
+      Buffer.from(
+        `# HELP ${prefix}bandwidth Total bandwidth in bytes consumed per service in APISIX\n` +
+          `# TYPE ${prefix}bandwidth counter\n`,
+      ),
+    );
+    for (const series of all) {
+      series.bandwidthText ??= Buffer.from(
+        `${prefix}bandwidth{type="egress",${series.commonLabels}} ${series.egress}\n` +
+          `${prefix}bandwidth{type="ingress",${series.commonLabels}} ${series.ingress}\n`,
+      );
+      parts.push(series.bandwidthText);
+    }
+    return parts;
+  }
+
+  #latencyLines(name: string, series: MergedSeries): string {
+    const { latency, commonLabels } = series;
+    const bucketCount = this.buckets.length;
+    const stride = bucketCount + 2;
+    let text = '';
+    for (let type = 0; type < LATENCY_TYPES.length; type++) {
+      const offset = type * stride;
+      let count = 0;
+      for (let slot = 0; slot <= bucketCount; slot++) count += latency[offset + slot];
+      // No observation of this type (no upstream answered): no series, as in APISIX.
+      if (count === 0) continue;
+      const labels = `{type="${LATENCY_TYPES[type]}",${commonLabels}`;
+      let cumulative = 0;
+      for (let slot = 0; slot < bucketCount; slot++) {
+        cumulative += latency[offset + slot];
+        text += `${name}_bucket${labels},le="${this.buckets[slot]}"} ${cumulative}\n`;
+      }
+      text += `${name}_bucket${labels},le="+Inf"} ${count}\n`;
+      text += `${name}_sum${labels}} ${latency[offset + bucketCount + 1]}\n`;
+      text += `${name}_count${labels}} ${count}\n`;
+    }
+    return text;
   }
 }
 
 /** The exposition text of everything merged so far (runs in the agent). */
-export function renderMetrics(aggregator: MetricsAggregator): Promise<string> {
-  return aggregator.registry.metrics();
+export async function renderMetricsBuffer(aggregator: MetricsAggregator): Promise<Buffer> {
+  const parts = await aggregator.renderRouteFamilies();
+  parts.push(Buffer.from('\n' + (await aggregator.registry.metrics())));
+  return Buffer.concat(parts);
+}
+
+/** renderMetricsBuffer() as text. */
+export async function renderMetrics(aggregator: MetricsAggregator): Promise<string> {
+  return (await renderMetricsBuffer(aggregator)).toString();
 }
 
 export interface MetricsServerOptions {
@@ -392,11 +499,11 @@ export async function startMetricsServer(
 ): Promise<MetricsServer> {
   const path = options.path ?? DEFAULT_METRICS_PATH;
   const maxAgeMs = options.maxAgeMs ?? 1000;
-  let cached: { text: string; at: number; version: number } | undefined;
-  let rendering: Promise<string> | undefined;
+  let cached: { text: Buffer; at: number; version: number } | undefined;
+  let rendering: Promise<Buffer> | undefined;
   let renders = 0;
 
-  const current = (): Promise<string> => {
+  const current = (): Promise<Buffer> => {
     const now = Date.now();
     if (cached !== undefined && (cached.version === aggregator.version || now - cached.at < maxAgeMs)) {
       return Promise.resolve(cached.text);
@@ -404,7 +511,7 @@ export async function startMetricsServer(
     rendering ??= (async () => {
       try {
         const version = aggregator.version;
-        const text = await renderMetrics(aggregator);
+        const text = await renderMetricsBuffer(aggregator);
         renders++;
         cached = { text, at: Date.now(), version };
         return text;
