@@ -95,7 +95,7 @@ export function runWorker(): void {
       },
       env: pluginEnvironment,
     };
-    const options: DataPlaneOptions & { plugins: PluginRuntime; dicts: ReadonlyMap<string, SharedDict> } = {
+    const options: DataPlaneOptions = {
       listen: settings.listen,
       limits: settings.limits,
       // The agent's active checks and every worker's passive reports meet in this dictionary.
