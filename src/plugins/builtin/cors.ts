@@ -1,6 +1,6 @@
 // cors: Cross-Origin Resource Sharing headers (APISIX's cors). A preflight
-// (OPTIONS) is answered 200 at once with the headers; other responses get them
-// in header_filter. The allowed origin is the configured one when it matches
+// (OPTIONS) is answered 200 at once; every response, that answer included,
+// gets the headers in header_filter (which runs on exits too). The allowed origin is the configured one when it matches
 // the request's Origin ("*" matches any; "**" echoes the request's), one of a
 // comma-separated list, a match of allow_origins_by_regex, or one of the
 // origin lists named by allow_origins_by_metadata.
@@ -202,10 +202,9 @@ const cors: PluginModule<CompiledCors> = {
   metadataSchema,
   check,
   compile,
-  rewrite(compiled, ctx) {
-    if (ctx.method !== 'OPTIONS') return undefined;
-    // A preflight is answered here; its CORS headers go with the answer.
-    return ctx.exit(200, undefined, corsHeaders(compiled, ctx));
+  rewrite(_compiled, ctx) {
+    // A preflight is answered here; header_filter (which runs on exits too) adds the CORS headers.
+    return ctx.method === 'OPTIONS' ? ctx.exit(200) : undefined;
   },
   header_filter(compiled, ctx) {
     const headers = corsHeaders(compiled, ctx);

@@ -56,7 +56,8 @@ export interface WindowResult {
  * Take `cost` from a fixed window of `limit` requests per `windowSeconds` in a
  * shared dictionary. The counter counts down from the limit and is created
  * with the window as its TTL, so every worker sharing the dictionary counts
- * in the same window: incr is atomic across processes.
+ * in the same window: incr is atomic across processes. The result is
+ * reused by the next call: read it before taking again.
  */
 export function takeFromLocalWindow(
   dict: SharedDict,
@@ -68,10 +69,16 @@ export function takeFromLocalWindow(
   const windowMs = windowSeconds * 1000;
   const remaining = dict.incr(key, -cost, limit, windowMs) ?? limit - cost;
   const ttlMs = dict.ttl(key) ?? windowMs;
-  const reset = Math.max(0, Math.ceil(ttlMs / 1000));
-  if (remaining < 0) return { allowed: false, remaining: 0, reset };
-  return { allowed: true, remaining, reset };
+  const result = localResult;
+  result.reset = Math.max(0, Math.ceil(ttlMs / 1000));
+  result.allowed = remaining >= 0;
+  result.remaining = remaining >= 0 ? remaining : 0;
+  return result;
 }
+
+// One result object for every local take: callers read it synchronously before
+// the next take, so the per-request path allocates no result.
+const localResult = { allowed: true, remaining: 0, reset: 0 };
 
 // KEYS[1] the counter; ARGV: limit, window seconds, cost. Returns {remaining, ttl}.
 // A counter without a TTL (new, or left without one) starts a window.

@@ -91,6 +91,7 @@ describe('cors and csrf end to end', () => {
     assert.equal(preflight.headers['access-control-allow-origin'], 'http://a.com');
     assert.equal(preflight.headers['access-control-allow-methods'], 'GET,POST');
     assert.equal(preflight.headers['access-control-max-age'], '10');
+    assert.equal(preflight.headers.vary, 'Origin');
     assert.equal(upstream.requests.filter((seen) => seen.method === 'OPTIONS').length, 0);
     const get = await call(gateway.port, '/cors', { headers: { Origin: 'http://a.com' } });
     assert.equal(get.status, 200);
