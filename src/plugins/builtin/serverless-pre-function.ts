@@ -15,26 +15,14 @@
 // configuration with `new Function`.
 //
 // This runs code sent to the Admin API with the gateway's privileges (it is
-// not a sandbox), so both plugins are refused unless the gateway enabled them
-// from config.yaml (`serverless.enabled: true` → setServerlessEnabled(true)).
+// not a sandbox), so both plugins are off unless config.yaml sets
+// `serverless.enabled: true`: the plugin loader leaves them out otherwise
+// (src/plugins/loader.ts SERVERLESS_PLUGINS), and the Admin API then refuses
+// their configurations as `unknown plugin [serverless-pre-function]`.
 
 import type { Phase, PhaseResult, PluginContext, PluginModule } from '../types';
 
 const PHASES: readonly Phase[] = ['rewrite', 'access', 'before_proxy', 'header_filter', 'body_filter', 'log'];
-
-let serverlessEnabled = false;
-
-/** Called by the gateway at start with config.yaml's `serverless.enabled` (default false). */
-export function setServerlessEnabled(enabled: boolean): void {
-  serverlessEnabled = enabled;
-}
-
-export function isServerlessEnabled(): boolean {
-  return serverlessEnabled;
-}
-
-export const SERVERLESS_DISABLED_MESSAGE =
-  'serverless functions are disabled: set `serverless.enabled: true` in config.yaml to run functions sent to the Admin API';
 
 export interface ServerlessConf {
   readonly phase: Phase;
@@ -118,7 +106,6 @@ export function serverlessPlugin(name: string, priority: number): PluginModule<C
     },
 
     check(raw) {
-      if (!serverlessEnabled) return SERVERLESS_DISABLED_MESSAGE;
       for (const source of (raw as ServerlessConf).functions) {
         const loaded = loadFunction(source);
         if (typeof loaded === 'string') return loaded;
@@ -127,7 +114,6 @@ export function serverlessPlugin(name: string, priority: number): PluginModule<C
     },
 
     compile(raw) {
-      if (!serverlessEnabled) throw new Error(SERVERLESS_DISABLED_MESSAGE);
       const conf = raw as ServerlessConf;
       const functions = conf.functions.map((source) => {
         const loaded = loadFunction(source);

@@ -1,27 +1,12 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import serverlessPost from '../../../src/plugins/builtin/serverless-post-function';
-import serverlessPre, {
-  SERVERLESS_DISABLED_MESSAGE,
-  setServerlessEnabled,
-} from '../../../src/plugins/builtin/serverless-pre-function';
-import { checkPluginConf, compilePluginConf, testContext, testEnv } from '../support/test-context';
+import serverlessPre from '../../../src/plugins/builtin/serverless-pre-function';
+import { checkPluginConf, compilePluginConf, testContext } from '../support/test-context';
 
 describe('serverless-pre-function and serverless-post-function', () => {
-  afterEach(() => setServerlessEnabled(false));
-
-  it('are refused unless serverless is enabled in config', () => {
-    const conf = { functions: ['return (conf, ctx) => {}'] };
-    assert.deepEqual(checkPluginConf(serverlessPre, conf), { ok: false, error: SERVERLESS_DISABLED_MESSAGE });
-    assert.deepEqual(checkPluginConf(serverlessPost, conf), { ok: false, error: SERVERLESS_DISABLED_MESSAGE });
-    assert.throws(() => serverlessPre.compile!({ phase: 'access', functions: conf.functions }, testEnv()), {
-      message: SERVERLESS_DISABLED_MESSAGE,
-    });
-  });
-
   it('run their functions in order in the configured phase only', async () => {
-    setServerlessEnabled(true);
     const conf = compilePluginConf(serverlessPre, {
       phase: 'rewrite',
       functions: [
@@ -38,7 +23,6 @@ describe('serverless-pre-function and serverless-post-function', () => {
   });
 
   it('end the request at the first exit, also from an async function', async () => {
-    setServerlessEnabled(true);
     const conf = compilePluginConf(serverlessPost, {
       functions: [
         'return async (conf, ctx) => { await new Promise((r) => setTimeout(r, 5)); }',
@@ -55,7 +39,6 @@ describe('serverless-pre-function and serverless-post-function', () => {
   });
 
   it('change the response body in body_filter', async () => {
-    setServerlessEnabled(true);
     const conf = compilePluginConf(serverlessPre, {
       phase: 'body_filter',
       functions: [
@@ -68,7 +51,6 @@ describe('serverless-pre-function and serverless-post-function', () => {
   });
 
   it('report sources that do not compile or do not return a function', () => {
-    setServerlessEnabled(true);
     const check = (functions: string[]) => {
       const result = checkPluginConf(serverlessPre, { functions });
       return result.ok ? 'ok' : result.error;
