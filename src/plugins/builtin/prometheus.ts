@@ -23,13 +23,23 @@ function number(ctx: PluginContext, name: string): number | undefined {
   return Number.isFinite(parsed) ? parsed : undefined;
 }
 
+// Most requests of a worker go to the same few nodes: the last address and its host are kept.
+let lastAddress = '';
+let lastNode = '';
+
 /** The upstream node's address without its port ($upstream_addr is "ip:port"; IPv6 in brackets). */
 function nodeOf(ctx: PluginContext): string {
   const address = text(ctx, 'upstream_addr');
+  if (address === lastAddress) return lastNode;
   const colon = address.lastIndexOf(':');
-  if (colon <= 0 || address.endsWith(']')) return address;
-  const host = address.slice(0, colon);
-  return host.startsWith('[') ? host.slice(1, -1) : host;
+  let node = address;
+  if (colon > 0 && !address.endsWith(']')) {
+    const host = address.slice(0, colon);
+    node = host.startsWith('[') ? host.slice(1, -1) : host;
+  }
+  lastAddress = address;
+  lastNode = node;
+  return node;
 }
 
 const prometheus: PluginModule<PrometheusConf> = {

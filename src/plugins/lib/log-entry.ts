@@ -13,6 +13,8 @@ import { compileExpr, type CompiledExpr } from '../../core/expr';
 import type { JsonSchema, PluginContext } from '../types';
 
 const PALISADE_VERSION = '0.1.0';
+// os.hostname() is a system call: once per process.
+const HOSTNAME = hostname();
 
 /** The log fields every logger's configuration has. */
 export interface LogEntryConf {
@@ -183,7 +185,7 @@ export function fullLogEntry(ctx: PluginContext): Record<string, unknown> {
       headers: collectHeaders(LOGGED_RESPONSE_HEADERS, (name) => ctx.responseHeader(name)),
       size: numberVar(ctx, 'bytes_sent') ?? 0,
     },
-    server: { hostname: hostname(), version: PALISADE_VERSION },
+    server: { hostname: HOSTNAME, version: PALISADE_VERSION },
     upstream: ctx.var('upstream_addr') ?? undefined,
     service_id: ctx.serviceId === '' ? undefined : ctx.serviceId,
     route_id: ctx.routeId,

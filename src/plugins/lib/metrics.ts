@@ -91,6 +91,16 @@ class SeriesCell {
 
 type CellTree = Map<string, CellTree | SeriesCell>;
 
+/** The subtree under `key`, created when absent. */
+function descend(level: CellTree, key: string): CellTree {
+  let next = level.get(key) as CellTree | undefined;
+  if (next === undefined) {
+    next = new Map();
+    level.set(key, next);
+  }
+  return next;
+}
+
 /** Per-process recording: what the prometheus plugin's log phase calls. */
 export class MetricsRecorder {
   readonly buckets: readonly number[];
@@ -103,27 +113,25 @@ export class MetricsRecorder {
   }
 
   #cell(sample: RequestSample): SeriesCell {
-    const labels = [
-      sample.route,
-      sample.matchedUri,
-      sample.matchedHost,
-      sample.service,
+    const byNode = descend(
+      descend(
+        descend(descend(descend(this.#cells, sample.route), sample.matchedUri), sample.matchedHost),
+        sample.service,
+      ),
       sample.consumer,
-      sample.node,
-    ] as const;
-    let level = this.#cells;
-    for (let i = 0; i < labels.length - 1; i++) {
-      let next = level.get(labels[i]) as CellTree | undefined;
-      if (next === undefined) {
-        next = new Map();
-        level.set(labels[i], next);
-      }
-      level = next;
-    }
-    let cell = level.get(labels[labels.length - 1]) as SeriesCell | undefined;
+    );
+    let cell = byNode.get(sample.node) as SeriesCell | undefined;
     if (cell === undefined) {
-      cell = new SeriesCell([...labels], this.buckets.length);
-      level.set(labels[labels.length - 1], cell);
+      const labels = [
+        sample.route,
+        sample.matchedUri,
+        sample.matchedHost,
+        sample.service,
+        sample.consumer,
+        sample.node,
+      ];
+      cell = new SeriesCell(labels, this.buckets.length);
+      byNode.set(sample.node, cell);
     }
     return cell;
   }

@@ -8,6 +8,7 @@ import {
   MetricsRecorder,
   renderMetrics,
   startMetricsServer,
+  startMetricsShipping,
   workerMetrics,
 } from '../../../src/plugins/lib/metrics';
 import { checkPluginConf, compilePluginConf, testConsumer, testContext } from '../support/test-context';
@@ -128,6 +129,35 @@ describe('prometheus metrics', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('ships only what changed, periodically and once more when stopped', async () => {
+    workerMetrics().takeDelta();
+    const shipped: number[] = [];
+    const stop = startMetricsShipping((delta) => shipped.push(delta.series.length), 20);
+    workerMetrics().record(sample);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    assert.deepEqual(shipped, [1], 'one shipment; idle intervals send nothing');
+    workerMetrics().record({ ...sample, route: '2' });
+    workerMetrics().record({ ...sample, route: '3' });
+    stop();
+    assert.deepEqual(shipped, [1, 2]);
+  });
+
+  it('labels an IPv6 upstream node without brackets and port, and uses names with prefer_name', () => {
+    workerMetrics().takeDelta();
+    const conf = compilePluginConf(prometheus, { prefer_name: true });
+    const ctx = testContext({ routeId: 'r9', vars: { upstream_addr: '[::1]:8080', route_name: 'orders' } });
+    prometheus.log!(conf, ctx);
+    prometheus.log!(conf, testContext({ routeId: 'r10', vars: { upstream_addr: '10.1.1.1:80' } }));
+    const delta = workerMetrics().takeDelta()!;
+    assert.deepEqual(
+      delta.series.map((series) => [series.labels[0], series.labels[5]]),
+      [
+        ['orders', '::1'],
+        ['r10', '10.1.1.1'],
+      ],
+    );
   });
 
   it('renders 10,000 routes', async () => {
