@@ -746,7 +746,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
     // Corked so the rewritten head and the first body bytes leave in one writev.
     this.socket.cork();
-    this.socket.write(rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive));
+    const head = rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive);
+    if (plugins !== null) plugins.bytesSent += head.length;
+    this.socket.write(head);
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd);
     this.socket.uncork();
     this.keepIfQueued(conn);

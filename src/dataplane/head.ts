@@ -146,6 +146,8 @@ export interface RequestEdits {
   readonly dropped: readonly string[];
   /** Header lines to add, each "Name: value\r\n". */
   readonly lines: string;
+  /** The client address for X-Real-IP / X-Forwarded-For (real-ip's), over the socket's. */
+  readonly clientAddress: string | null;
 }
 
 /**
@@ -210,7 +212,8 @@ export function buildUpstreamHead(
   } else if (upstream.passHost === PassHost.Rewrite) {
     hostLine = Buffer.from(`Host: ${upstream.upstreamHost}\r\n`, 'latin1');
   }
-  const forwarded = forwardedLines(req.client.remoteAddress, forwardedFor);
+  const clientAddress = edits === null || edits.clientAddress === null ? req.client.remoteAddress : edits.clientAddress;
+  const forwarded = forwardedLines(clientAddress, forwardedFor);
   const forwardedHostBytes = hasClientHost ? FORWARDED_HOST.length + (hostEnd - hostStart) + CRLF.length : 0;
   const end = upgrade ? END_UPGRADE : http10 ? END_KEEP_ALIVE : CRLF;
 

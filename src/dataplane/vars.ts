@@ -122,6 +122,15 @@ export function requestVar(req: RequestState, name: string): VarValue {
     }
     case 'upstream_status':
       return req.responseStatus === 0 ? undefined : String(req.responseStatus);
+    case 'upstream_addr':
+      return req.node?.address;
+    case 'request_length':
+      return req.headEnd - req.headStart + req.bodyBytes;
+    case 'bytes_sent':
+      return req.plugins?.bytesSent;
+    case 'request_time':
+      // Seconds with ms resolution, as nginx logs it.
+      return req.plugins !== null ? (Date.now() - req.plugins.startTime) / 1000 : undefined;
     case 'remote_addr':
     case 'remote_port':
       // real-ip replaces the client address for everything after it.

@@ -276,7 +276,13 @@ export class RequestContext implements PluginContext {
    */
   requestEdits(): RequestEdits | null {
     const edits = this.headerEdits;
-    if (edits === null && this.methodOverride === null && this.targetOverride === null && this.hostOverride === null) {
+    if (
+      edits === null &&
+      this.methodOverride === null &&
+      this.targetOverride === null &&
+      this.hostOverride === null &&
+      this.realAddress === null
+    ) {
       return null;
     }
     const dropped: string[] = [];
@@ -305,7 +311,14 @@ export class RequestContext implements PluginContext {
       }
       for (let i = 0; i < names.length; i++) for (const value of values[i]) lines += `${spelled[i]}: ${value}\r\n`;
     }
-    return { method: this.methodOverride, target: this.targetOverride, host: this.hostOverride, dropped, lines };
+    return {
+      method: this.methodOverride,
+      target: this.targetOverride,
+      host: this.hostOverride,
+      dropped,
+      lines,
+      clientAddress: this.realAddress,
+    };
   }
 
   // ---- consumers ----

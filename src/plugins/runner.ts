@@ -34,9 +34,11 @@ function exitOf(entry: ChainEntry, exit: PluginExit): PluginExit {
  * and return the entries whose rewrite still has to run: the ones the route's
  * chain did not have, auth plugins excepted (they ran already).
  */
+const NO_ENTRIES: readonly ChainEntry[] = [];
+
 function consumerRewriteEntries(ctx: RequestContext): readonly ChainEntry[] {
   const consumer = ctx.consumer;
-  if (consumer === undefined || ctx.chain !== ctx.routeChain) return [];
+  if (consumer === undefined || ctx.chain !== ctx.routeChain) return NO_ENTRIES;
   const merged = ctx.chain.mergeConsumer(consumer);
   ctx.chain = merged;
   const before = ctx.routeChain.rewrite;

@@ -204,7 +204,21 @@ const splitter: PluginModule<Conf> = {
   },
 };
 
+const realIp: PluginModule<Conf> = {
+  name: 'test-real-ip',
+  version: '0.1',
+  priority: 23000,
+  schema: ANY_OBJECT,
+  rewrite(_conf, ctx) {
+    const client = ctx.header('x-client');
+    if (client !== undefined) ctx.setRemoteAddr!(client);
+    ctx.setHeader('X-Seen-Addr', `${String(ctx.var('remote_addr'))} ${ctx.remoteAddr}`);
+    if (ctx.header('x-inject') !== undefined) ctx.setHeader('X-Bad', 'a\r\nInjected: 1');
+  },
+};
+
 const MODULES = [
+  realIp,
   denier,
   rewriter,
   filters,
@@ -279,6 +293,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
           route('offload', '/offload', { 'test-offloader': {} }),
           route('body', '/body', { 'test-body-reader': {} }),
           route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
+          route('real-ip', '/real-ip', { 'test-real-ip': {} }),
           { id: 'plain', uri: '/plain', upstream: localUpstream([raw.port]) },
         ],
         upstreams: [{ id: 'canary', ...localUpstream([canary.port]) }],
@@ -473,6 +488,20 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     assert.equal(JSON.parse(main.body.toString()).upstream, undefined);
     const split = await rawRequest(gateway.port, 'GET /split HTTP/1.1\r\nHost: a\r\nX-Canary: 1\r\n\r\n');
     assert.equal(JSON.parse(split.body.toString()).upstream, 'canary');
+  });
+
+  it('replaces the client address for vars and X-Real-IP, and refuses header injection', async () => {
+    const res = await rawRequest(gateway.port, 'GET /real-ip HTTP/1.1\r\nHost: a\r\nX-Client: 10.1.2.3\r\n\r\n');
+    const seen = JSON.parse(res.body.toString());
+    assert.equal(seen.headers['x-seen-addr'], '10.1.2.3 10.1.2.3');
+    assert.equal(seen.headers['x-real-ip'], '10.1.2.3');
+    assert.equal(seen.headers['x-forwarded-for'], '10.1.2.3');
+    const plain = JSON.parse(
+      (await rawRequest(gateway.port, 'GET /real-ip HTTP/1.1\r\nHost: a\r\n\r\n')).body.toString(),
+    );
+    assert.equal(plain.headers['x-real-ip'], '127.0.0.1');
+    const injected = await rawRequest(gateway.port, 'GET /real-ip HTTP/1.1\r\nHost: a\r\nX-Inject: 1\r\n\r\n');
+    assert.equal(injected.status, 500);
   });
 
   it('runs the log phase once per request, after the answer, with status, consumer and bytes', async () => {
