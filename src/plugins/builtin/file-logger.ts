@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 
 import { compileExpr, type CompiledExpr } from '../../core/expr';
-import { BatchProcessor, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
+import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
 import {
   checkLogEntryConf,
   compileLogEntry,
@@ -29,7 +29,7 @@ export interface FileLoggerConf extends BatchProcessorConf, LogEntryConf {
 export interface CompiledFileLogger {
   readonly entries: LogEntryBuilder;
   readonly match: CompiledExpr | undefined;
-  readonly batches: BatchProcessor<Record<string, unknown>>;
+  readonly batches: SharedBatchQueue<Record<string, unknown>>;
 }
 
 /** An open log file; writes to one path are serialised through `queue`. */
@@ -118,12 +118,8 @@ const fileLogger: PluginModule<CompiledFileLogger> = {
     return {
       entries: compileLogEntry(conf, env.metadata),
       match: conf.match === undefined ? undefined : compileExpr(conf.match),
-      batches: new BatchProcessor(NAME, conf, send, env.log),
+      batches: new SharedBatchQueue(NAME, conf, () => ({ send }), env.log),
     };
-  },
-
-  release(compiled) {
-    void compiled.batches.close();
   },
 
   access(compiled, ctx) {

@@ -4,7 +4,7 @@
 
 import { request } from 'undici';
 
-import { BatchProcessor, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
+import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
 import {
   checkLogEntryConf,
   compileLogEntry,
@@ -27,7 +27,7 @@ export interface HttpLoggerConf extends BatchProcessorConf, LogEntryConf {
 
 export interface CompiledHttpLogger {
   readonly entries: LogEntryBuilder;
-  readonly batches: BatchProcessor<Record<string, unknown>>;
+  readonly batches: SharedBatchQueue<Record<string, unknown>>;
 }
 
 /** Encodes a batch as the server receives it. */
@@ -93,12 +93,8 @@ const httpLogger: PluginModule<CompiledHttpLogger> = {
     const conf = raw as HttpLoggerConf;
     return {
       entries: compileLogEntry(conf, env.metadata),
-      batches: new BatchProcessor(NAME, conf, (entries) => post(conf, entries), env.log),
+      batches: new SharedBatchQueue(NAME, conf, () => ({ send: (entries) => post(conf, entries) }), env.log),
     };
-  },
-
-  release(compiled) {
-    void compiled.batches.close();
   },
 
   access(compiled, ctx) {

@@ -7,7 +7,7 @@
 
 import { Kafka, logLevel, type KafkaConfig, type Producer, type ProducerConfig, type SASLOptions } from 'kafkajs';
 
-import { BatchProcessor, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
+import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
 import {
   checkLogEntryConf,
   compileLogEntry,
@@ -46,8 +46,7 @@ export interface KafkaLoggerConf extends BatchProcessorConf, LogEntryConf {
 export interface CompiledKafkaLogger {
   readonly conf: KafkaLoggerConf;
   readonly entries: LogEntryBuilder;
-  readonly sender: KafkaSender;
-  readonly batches: BatchProcessor<unknown>;
+  readonly batches: SharedBatchQueue<unknown>;
 }
 
 /** The kafkajs client configuration for a logger configuration. */
@@ -206,22 +205,19 @@ const kafkaLogger: PluginModule<CompiledKafkaLogger> = {
 
   compile(raw, env) {
     const conf = raw as KafkaLoggerConf;
-    const sender = new KafkaSender(conf);
+    // One producer per shared queue: opened with it, disconnected when it is retired.
+    const open = () => {
+      const sender = new KafkaSender(conf);
+      return {
+        send: (entries: readonly unknown[]) => sender.send(encodeKafkaBatch(entries, conf.batch_max_size)),
+        close: () => sender.close(),
+      };
+    };
     return {
       conf,
       entries: compileLogEntry(conf, env.metadata),
-      sender,
-      batches: new BatchProcessor<unknown>(
-        NAME,
-        conf,
-        (entries) => sender.send(encodeKafkaBatch(entries, conf.batch_max_size)),
-        env.log,
-      ),
+      batches: new SharedBatchQueue<unknown>(NAME, conf, open, env.log),
     };
-  },
-
-  release(compiled) {
-    void compiled.batches.close().then(() => compiled.sender.close());
   },
 
   access(compiled, ctx) {

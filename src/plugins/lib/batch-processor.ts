@@ -76,7 +76,7 @@ export class BatchProcessor<E> {
 
   #buffer: E[] = [];
   #firstEntryAt = 0;
-  #lastEntryAt = 0;
+  #lastEntryAt = Date.now();
   #timer: NodeJS.Timeout | undefined;
   #inFlight = new Set<Promise<void>>();
   #inFlightEntries = 0;
@@ -127,6 +127,11 @@ export class BatchProcessor<E> {
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
+  }
+
+  /** When the last entry was pushed (ms since the epoch; the creation time before the first). */
+  get lastEntryAt(): number {
+    return this.#lastEntryAt;
   }
 
   stats(): BatchProcessorStats {
@@ -208,4 +213,115 @@ export class BatchProcessor<E> {
       });
     }
   }
+}
+
+/** What a logger opens for one configuration: the sender, and what to close when the processor is retired. */
+export interface BatchTarget<E> {
+  readonly send: BatchSender<E>;
+  readonly close?: () => Promise<void>;
+}
+
+interface SharedProcessor {
+  readonly processor: BatchProcessor<unknown>;
+  readonly close: (() => Promise<void>) | undefined;
+}
+
+/** A shared processor with no entry for this long is closed (APISIX's stale processor check). */
+export const STALE_PROCESSOR_MS = 5 * 60 * 1000;
+
+const sharedProcessors = new Map<string, SharedProcessor>();
+let staleSweeper: NodeJS.Timeout | undefined;
+
+function sweepStaleProcessors(now: number): void {
+  for (const [key, shared] of sharedProcessors) {
+    if (shared.processor.stats().pending > 0 || now - shared.processor.lastEntryAt < STALE_PROCESSOR_MS) continue;
+    sharedProcessors.delete(key);
+    void shared.processor.close().then(() => shared.close?.());
+  }
+  if (sharedProcessors.size === 0 && staleSweeper !== undefined) {
+    clearInterval(staleSweeper);
+    staleSweeper = undefined;
+  }
+}
+
+/**
+ * A logger's queue for one configuration. The processor behind it is shared
+ * by every compile of an equal configuration (APISIX's batch processor
+ * manager): a new config version that recompiles a route keeps its logger's
+ * queue, counters and connections instead of opening new ones. A processor
+ * nobody pushed to for STALE_PROCESSOR_MS is closed, and opened again by the
+ * next push.
+ */
+export class SharedBatchQueue<E> {
+  readonly #key: string;
+  readonly #plugin: string;
+  readonly #conf: BatchProcessorConf;
+  readonly #open: () => BatchTarget<E>;
+  readonly #log: Logger;
+  readonly #options: BatchProcessorOptions;
+
+  constructor(
+    plugin: string,
+    conf: BatchProcessorConf,
+    open: () => BatchTarget<E>,
+    log: Logger,
+    options: BatchProcessorOptions = {},
+  ) {
+    this.#key = `${plugin}\n${JSON.stringify(conf)}`;
+    this.#plugin = plugin;
+    this.#conf = conf;
+    this.#open = open;
+    this.#log = log;
+    this.#options = options;
+    this.processor();
+  }
+
+  /** The shared processor, opened when absent (first use, or retired as stale). */
+  processor(): BatchProcessor<E> {
+    const existing = sharedProcessors.get(this.#key);
+    if (existing !== undefined) return existing.processor as BatchProcessor<E>;
+    const target = this.#open();
+    const processor = new BatchProcessor<E>(this.#plugin, this.#conf, target.send, this.#log, this.#options);
+    sharedProcessors.set(this.#key, { processor: processor as BatchProcessor<unknown>, close: target.close });
+    if (staleSweeper === undefined) {
+      staleSweeper = setInterval(() => sweepStaleProcessors(Date.now()), 60_000);
+      staleSweeper.unref();
+    }
+    return processor;
+  }
+
+  push(entry: E): boolean {
+    return this.processor().push(entry);
+  }
+
+  flush(): Promise<void> {
+    return this.processor().flush();
+  }
+
+  stats(): BatchProcessorStats {
+    return this.processor().stats();
+  }
+
+  /** Retire the shared processor now (send what it holds, then close its target). */
+  async close(): Promise<void> {
+    const shared = sharedProcessors.get(this.#key);
+    if (shared === undefined) return;
+    sharedProcessors.delete(this.#key);
+    await shared.processor.close();
+    await shared.close?.();
+  }
+}
+
+/** Close every shared processor after sending what it holds (process shutdown, tests). */
+export async function closeSharedBatchProcessors(): Promise<void> {
+  const all = [...sharedProcessors.values()];
+  sharedProcessors.clear();
+  if (staleSweeper !== undefined) clearInterval(staleSweeper);
+  staleSweeper = undefined;
+  await Promise.all(all.map((shared) => shared.processor.close().then(() => shared.close?.())));
+}
+
+/** For tests: run the stale check as if it were `now`. */
+export function sweepStaleBatchProcessorsAt(now: number): void {
+  sweepStaleProcessors(now);
 }

@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { BatchProcessor, droppedEntriesTotal, type BatchProcessorConf } from '../../../src/plugins/lib/batch-processor';
+import {
+  BatchProcessor,
+  closeSharedBatchProcessors,
+  droppedEntriesTotal,
+  SharedBatchQueue,
+  STALE_PROCESSOR_MS,
+  sweepStaleBatchProcessorsAt,
+  type BatchProcessorConf,
+} from '../../../src/plugins/lib/batch-processor';
 import { RecordingLogger } from '../support/test-context';
 
 const conf = (overrides: Partial<BatchProcessorConf> = {}): BatchProcessorConf => ({
@@ -135,5 +143,49 @@ describe('batch processor', () => {
     await processor.close();
     assert.equal(processor.stats().sent, 5);
     assert.equal(processor.push(9), false, 'a closed processor takes nothing');
+  });
+});
+
+describe('shared batch queues', () => {
+  it('equal configurations share one processor and target; a stale one is closed and reopened on use', async () => {
+    let opened = 0;
+    let closed = 0;
+    const sent: number[] = [];
+    const open = () => {
+      opened++;
+      return {
+        send: async (entries: readonly number[]) => {
+          sent.push(...entries);
+        },
+        close: async () => {
+          closed++;
+        },
+      };
+    };
+    const first = new SharedBatchQueue<number>('test-shared', conf({ batch_max_size: 2 }), open, new RecordingLogger());
+    const second = new SharedBatchQueue<number>(
+      'test-shared',
+      conf({ batch_max_size: 2 }),
+      open,
+      new RecordingLogger(),
+    );
+    const other = new SharedBatchQueue<number>('test-shared', conf({ batch_max_size: 3 }), open, new RecordingLogger());
+    assert.equal(opened, 2);
+    assert.equal(first.processor(), second.processor());
+    assert.notEqual(first.processor(), other.processor());
+    first.push(1);
+    second.push(2);
+    await first.flush();
+    assert.deepEqual(sent, [1, 2]);
+
+    sweepStaleBatchProcessorsAt(Date.now());
+    assert.equal(closed, 0, 'recently used processors stay');
+    sweepStaleBatchProcessorsAt(Date.now() + STALE_PROCESSOR_MS + 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, 2);
+    assert.equal(first.push(3), true, 'the next push opens it again');
+    assert.equal(opened, 3);
+    await closeSharedBatchProcessors();
+    assert.deepEqual(sent, [1, 2, 3]);
   });
 });

@@ -69,8 +69,9 @@ describe('file-logger', () => {
   it('drops (and counts) a batch it cannot write', async () => {
     const conf = compilePluginConf(fileLogger, { path: join(directory, 'missing-dir', 'x.log') });
     fileLogger.log!(conf, testContext());
-    await conf.batches.close();
+    await conf.batches.flush();
     assert.equal(conf.batches.stats().dropped, 1);
+    await conf.batches.close();
   });
 
   it('rejects misconfigurations', () => {

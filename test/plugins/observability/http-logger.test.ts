@@ -145,8 +145,9 @@ describe('http-logger', () => {
     await new Promise((resolve) => closed.close(resolve));
     const conf = compilePluginConf(httpLogger, { uri: `http://127.0.0.1:${closedPort}/`, timeout: 1 });
     httpLogger.log!(conf, testContext());
-    await conf.batches.close();
+    await conf.batches.flush();
     assert.equal(conf.batches.stats().dropped, 1);
+    await conf.batches.close();
   });
 
   it('rejects misconfigurations', () => {

@@ -77,7 +77,6 @@ describe('kafka-logger', () => {
     await conf.batches.flush();
     assert.deepEqual(conf.batches.stats(), { pending: 0, sent: 0, dropped: 2, failedBatches: 1, retries: 1 });
     await conf.batches.close();
-    await conf.sender.close();
   });
 
   it('builds origin-format entries from the request', async () => {
