@@ -2,7 +2,7 @@
 // (undici). `concat_method` json sends a JSON array (or the single entry when
 // batch_max_size is 1); new_line sends one JSON document per line.
 
-import { request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 
 import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorConf } from '../lib/batch-processor';
 import {
@@ -42,7 +42,11 @@ export function encodeBatch(
   return { body: JSON.stringify(body), contentType: 'application/json' };
 }
 
-async function post(conf: HttpLoggerConf, entries: readonly Record<string, unknown>[]): Promise<void> {
+async function post(
+  conf: HttpLoggerConf,
+  dispatcher: Dispatcher | undefined,
+  entries: readonly Record<string, unknown>[],
+): Promise<void> {
   const { body, contentType } = encodeBatch(entries, conf);
   const headers: Record<string, string> = { 'content-type': contentType };
   if (conf.auth_header !== undefined) headers.authorization = conf.auth_header;
@@ -50,6 +54,7 @@ async function post(conf: HttpLoggerConf, entries: readonly Record<string, unkno
   let status: number;
   try {
     const response = await request(conf.uri, {
+      dispatcher,
       method: 'POST',
       headers,
       body,
@@ -63,6 +68,20 @@ async function post(conf: HttpLoggerConf, entries: readonly Record<string, unkno
     throw new Error(`failed http request to ${conf.uri} error: ${(error as Error).message}`);
   }
   if (status >= 400) throw new Error(`server returned status code[${status}] uri[${conf.uri}]`);
+}
+
+/** The sender of one shared queue: https without ssl_verify (APISIX's default) skips certificate checks. */
+function openTarget(conf: HttpLoggerConf) {
+  const dispatcher =
+    conf.uri.startsWith('https:') && !conf.ssl_verify
+      ? new Agent({ connect: { rejectUnauthorized: false } })
+      : undefined;
+  return {
+    send: (entries: readonly Record<string, unknown>[]) => post(conf, dispatcher, entries),
+    close: async () => {
+      await dispatcher?.close();
+    },
+  };
 }
 
 const httpLogger: PluginModule<CompiledHttpLogger> = {
@@ -93,7 +112,7 @@ const httpLogger: PluginModule<CompiledHttpLogger> = {
     const conf = raw as HttpLoggerConf;
     return {
       entries: compileLogEntry(conf, env.metadata),
-      batches: new SharedBatchQueue(NAME, conf, () => ({ send: (entries) => post(conf, entries) }), env.log),
+      batches: new SharedBatchQueue(NAME, conf, () => openTarget(conf), env.log),
     };
   },
 

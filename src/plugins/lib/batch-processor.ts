@@ -6,9 +6,11 @@
 // past `maxPendingEntries` (buffered plus being sent) new entries are dropped
 // and counted, so a slow log server costs memory up to a limit and nothing else.
 //
-//   const batches = new BatchProcessor('http-logger', conf, (entries) => post(entries), log);
+//   const batches = new SharedBatchQueue('http-logger', conf, () => ({ send: (entries) => post(entries) }), log);
 //   batches.push(entry); // in the log phase: O(1), no timer created per entry
-//   await batches.close(); // when the config version is retired
+//
+// SharedBatchQueue shares one processor among equal configurations across
+// config versions; BatchProcessor is the queue itself.
 
 import type { Logger } from '../../core/log';
 import type { JsonSchema } from '../types';

@@ -1,10 +1,33 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
 import httpLogger from '../../../src/plugins/builtin/http-logger';
 import { checkPluginConf, compilePluginConf, testContext, testEnv } from '../support/test-context';
+
+/** A self-signed certificate made with the openssl command, or null when it is not installed. */
+function selfSignedCertificate(directory: string): { cert: Buffer; key: Buffer } | null {
+  const keyFile = join(directory, 'key.pem');
+  const certFile = join(directory, 'cert.pem');
+  const made = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ]),
+    { stdio: 'ignore', timeout: 20000 },
+  );
+  if (made.status !== 0) return null;
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+}
 
 interface Received {
   headers: IncomingMessage['headers'];
@@ -148,6 +171,44 @@ describe('http-logger', () => {
     await conf.batches.flush();
     assert.equal(conf.batches.stats().dropped, 1);
     await conf.batches.close();
+  });
+
+  it('posts over https: a self-signed server is accepted unless ssl_verify is set', async (t) => {
+    const directory = mkdtempSync(join(tmpdir(), 'palisade-http-logger-tls-'));
+    t.after(() => rmSync(directory, { recursive: true, force: true }));
+    const credentials = selfSignedCertificate(directory);
+    if (credentials === null) {
+      t.skip('no openssl');
+      return;
+    }
+    const bodies: string[] = [];
+    const secure = createHttpsServer(credentials, (request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        bodies.push(Buffer.concat(chunks).toString());
+        response.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      secure.closeAllConnections();
+      secure.close();
+    });
+    const uri = `https://127.0.0.1:${(secure.address() as AddressInfo).port}/logs`;
+
+    const lenient = compilePluginConf(httpLogger, { uri, batch_max_size: 1 });
+    httpLogger.log!(lenient, testContext({ uri: '/tls' }));
+    await lenient.batches.flush();
+    assert.equal(bodies.length, 1);
+    assert.equal(lenient.batches.stats().sent, 1);
+    await lenient.batches.close();
+
+    const strict = compilePluginConf(httpLogger, { uri, batch_max_size: 1, ssl_verify: true });
+    httpLogger.log!(strict, testContext({ uri: '/tls' }));
+    await strict.batches.flush();
+    assert.equal(strict.batches.stats().dropped, 1, 'an unverifiable certificate fails the batch');
+    await strict.batches.close();
   });
 
   it('rejects misconfigurations', () => {
