@@ -29,6 +29,7 @@ import { decodeChunked } from './chunked';
 import {
   buildUpstreamHead,
   HeaderList,
+  type HeaderEdits,
   responseHeaderList,
   responsePassesThrough,
   rewriteResponseHead,
@@ -733,20 +734,25 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
 
     const plugins = req.plugins;
+    let headEdits: HeaderEdits | null = null;
     if (plugins !== null && plugins.editsResponse) {
-      this.startEditedResponse(req, conn, plugins, buf, headEnd);
-      return;
+      // Headers set before the response (X-RateLimit-*) and nothing else: copy the head with them applied.
+      headEdits = plugins.plainResponseEdits();
+      if (headEdits === null) {
+        this.startEditedResponse(req, conn, plugins, buf, headEnd);
+        return;
+      }
     }
 
     // Pass-through: the upstream's head bytes go out unchanged when no hop-by-hop
     // header needs removing and HTTP/1.1 keep-alive already says what we mean.
-    if (req.clientKeepAlive && req.version === 1 && responsePassesThrough(buf, out)) {
+    if (headEdits === null && req.clientKeepAlive && req.version === 1 && responsePassesThrough(buf, out)) {
       this.forwardResponseBody(req, conn, buf, headEnd, start);
       return;
     }
     // Corked so the rewritten head and the first body bytes leave in one writev.
     this.socket.cork();
-    const head = rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive);
+    const head = rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive, headEdits);
     if (plugins !== null) plugins.bytesSent += head.length;
     this.socket.write(head);
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd);

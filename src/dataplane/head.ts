@@ -135,17 +135,21 @@ function forwardedLines(clientIp: string, forwardedFor: string): Buffer {
   return cachedForwarded;
 }
 
+/** Header edits in the form head building applies them. */
+export interface HeaderEdits {
+  /** Lower-case names of headers to leave out (set or removed by a plugin). */
+  readonly dropped: readonly string[];
+  /** Header lines to add, each "Name: value\r\n". */
+  readonly lines: string;
+}
+
 /** What plugins changed in the request (src/plugins/context.ts), applied while the upstream head is built. */
-export interface RequestEdits {
+export interface RequestEdits extends HeaderEdits {
   readonly method: string | null;
   /** New path and query for the request line. */
   readonly target: string | null;
   /** Host header value sent upstream, over pass_host. */
   readonly host: string | null;
-  /** Lower-case names of client headers to leave out (set or removed by a plugin). */
-  readonly dropped: readonly string[];
-  /** Header lines to add, each "Name: value\r\n". */
-  readonly lines: string;
   /** The client address for X-Real-IP / X-Forwarded-For (real-ip's), over the socket's. */
   readonly clientAddress: string | null;
 }
@@ -286,7 +290,8 @@ export function responsePassesThrough(buf: Buffer, out: Int32Array): boolean {
 
 /**
  * The response head for the client with hop-by-hop headers (and any header
- * named in Connection) removed and our own Connection header added.
+ * named in Connection) removed and our own Connection header added; with
+ * `edits`, plugins' header changes applied.
  */
 export function rewriteResponseHead(
   buf: Buffer,
@@ -294,12 +299,14 @@ export function rewriteResponseHead(
   headEnd: number,
   out: Int32Array,
   keepAlive: boolean,
+  edits: HeaderEdits | null = null,
 ): Buffer {
   const count = out[Out.HeaderCount];
   const hopTokens = (out[Out.Flags] & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
   const statusLineEnd = count > 0 ? out[Out.Headers] : headEnd - terminatorLength(buf, headEnd);
   const connection = keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
-  const head = Buffer.allocUnsafe(headEnd - start + connection.length);
+  const added = edits === null ? 0 : Buffer.byteLength(edits.lines, 'latin1');
+  const head = Buffer.allocUnsafe(headEnd - start + connection.length + added);
   let pos = buf.copy(head, 0, start, statusLineEnd);
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
@@ -307,8 +314,10 @@ export function rewriteResponseHead(
     const nameEnd = out[slot + 1];
     if (isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
     if (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) continue;
+    if (edits !== null && namedIn(buf, nameStart, nameEnd, edits.dropped)) continue;
     pos += buf.copy(head, pos, nameStart, lineEnd(buf, out, i, count, headEnd));
   }
+  if (added > 0) pos += head.write(edits!.lines, pos, 'latin1');
   pos += head.write(connection, pos, 'latin1');
   return head.subarray(0, pos);
 }

@@ -6,7 +6,7 @@
 
 import type { VarValue } from '../core/expr';
 import { logger, type Logger } from '../core/log';
-import { HeaderList, type RequestEdits } from '../dataplane/head';
+import { HeaderList, type HeaderEdits, type RequestEdits } from '../dataplane/head';
 import { BodyKind, type RequestState } from '../dataplane/request';
 import { headerValue, requestVar } from '../dataplane/vars';
 import type { SharedDict } from '../native/shdict';
@@ -53,6 +53,36 @@ function replay(edits: ReadonlyArray<string | number | null>, lower: string, val
     else value = value === undefined ? (edited as string) : `${value}, ${edited as string}`;
   }
   return value;
+}
+
+const NO_HEADER_EDITS: HeaderEdits = { dropped: [], lines: '' };
+
+/** Recorded edits as head building takes them: per name, a Set drops the original lines; the values left are added. */
+function resolveHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
+  const dropped: string[] = [];
+  const names: string[] = [];
+  const values: string[][] = [];
+  const spelled: string[] = [];
+  for (let i = 0; i < edits.length; i += 3) {
+    const name = edits[i + 1] as string;
+    const lower = name.toLowerCase();
+    let index = names.indexOf(lower);
+    if (index < 0) {
+      index = names.push(lower) - 1;
+      values.push([]);
+      spelled.push(name);
+    }
+    const value = edits[i + 2] as string | null;
+    if (edits[i] === Edit.Set) {
+      if (!dropped.includes(lower)) dropped.push(lower);
+      values[index] = value === null ? [] : [value];
+    } else {
+      values[index].push(value as string);
+    }
+  }
+  let lines = '';
+  for (let i = 0; i < names.length; i++) for (const value of values[i]) lines += `${spelled[i]}: ${value}\r\n`;
+  return { dropped, lines };
 }
 
 export class RequestContext implements PluginContext {
@@ -285,32 +315,7 @@ export class RequestContext implements PluginContext {
     ) {
       return null;
     }
-    const dropped: string[] = [];
-    let lines = '';
-    if (edits !== null) {
-      // Per name, the values after replaying its edits; a Set anywhere means the client's lines go.
-      const names: string[] = [];
-      const values: string[][] = [];
-      const spelled: string[] = [];
-      for (let i = 0; i < edits.length; i += 3) {
-        const name = edits[i + 1] as string;
-        const lower = name.toLowerCase();
-        let index = names.indexOf(lower);
-        if (index < 0) {
-          index = names.push(lower) - 1;
-          values.push([]);
-          spelled.push(name);
-        }
-        const value = edits[i + 2] as string | null;
-        if (edits[i] === Edit.Set) {
-          if (!dropped.includes(lower)) dropped.push(lower);
-          values[index] = value === null ? [] : [value];
-        } else {
-          values[index].push(value as string);
-        }
-      }
-      for (let i = 0; i < names.length; i++) for (const value of values[i]) lines += `${spelled[i]}: ${value}\r\n`;
-    }
+    const { dropped, lines } = edits === null ? NO_HEADER_EDITS : resolveHeaderEdits(edits);
     return {
       method: this.methodOverride,
       target: this.targetOverride,
@@ -367,6 +372,16 @@ export class RequestContext implements PluginContext {
   /** Whether the response head must be rewritten even on a pass-through chain (headers set before it came). */
   get editsResponse(): boolean {
     return this.responseEdits !== null || this.statusOverride !== 0 || !this.chain.passThroughResponse;
+  }
+
+  /**
+   * Response header edits made before the response, as byte-level head edits,
+   * when that is all there is to do to the response (no response phase, status
+   * unchanged): the head is then rewritten by copying, without a header list.
+   */
+  plainResponseEdits(): HeaderEdits | null {
+    if (this.responseEdits === null || this.statusOverride !== 0 || !this.chain.passThroughResponse) return null;
+    return resolveHeaderEdits(this.responseEdits);
   }
 
   /** Make `headers` the response's header list, with the edits made before it existed applied. */
