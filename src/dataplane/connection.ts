@@ -965,8 +965,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   /** Run the route's request phases; proxy, answer an exit, or answer 500 when a plugin threw. */
   private runPlugins(req: RequestState, chain: PluginChain): void {
-    const plugins = new RequestContext(req, chain, this.ctx, this);
-    req.plugins = plugins;
+    const plugins = new RequestContext(req, chain, this.ctx, this); // sets req.plugins
     let result: PluginExit | undefined | Promise<PluginExit | undefined>;
     try {
       result = runRequestPhases(plugins);

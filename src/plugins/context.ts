@@ -165,6 +165,7 @@ export class RequestContext implements PluginContext {
     this.bytesSent = 0;
     this.logged = false;
     this.scratchpad = null;
+    req.plugins = this; // vars (consumer_name, status, remote_addr) read the context through the request
   }
 
   // ---- the request as received ----
