@@ -98,7 +98,6 @@ export function runAgent(): void {
     const backend = selectBackend(settings.backend, (message) => log.warn(message));
     dicts = openSharedDicts(backend, settings.sharedDicts);
     plugins = new PluginLoader(settings.plugins);
-    plugins.load();
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 
@@ -111,6 +110,8 @@ export function runAgent(): void {
     sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
     send({ type: 'agent-ready', backend: backend.name, healthChecks: health !== undefined });
+    // Nothing in the agent needs plugins to be ready: load them after answering, so a restart stays quick.
+    plugins.load();
   };
 
   const stop = async (): Promise<void> => {
