@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # node-gyp needs make, a C/C++ compiler and python3 to build the native library;
 # the etcd store and system tests run a real etcd (etcd-server).
-packages=(make g++ python3 etcd-server)
+packages=(make g++ python3 etcd-server redis-server)
 if [ -f scripts/fuzz.sh ]; then
   packages+=(clang)
 fi

@@ -22,6 +22,13 @@ export const DEFAULT_ETCD_TIMEOUT_MS = 5_000;
 export const DEFAULT_CONTROL_LISTEN = '127.0.0.1:9090';
 /** The dictionary active health checks keep their state in (APISIX's lua_shared_dict of the same name). */
 export const HEALTHCHECK_DICT = 'upstream-healthcheck';
-export const DEFAULT_SHARED_DICTS: Readonly<Record<string, string>> = { [HEALTHCHECK_DICT]: '10m' };
+/** Always created (entries in config.yaml add to these or resize them); the plugin ones are APISIX's sizes. */
+export const DEFAULT_SHARED_DICTS: Readonly<Record<string, string>> = {
+  [HEALTHCHECK_DICT]: '10m',
+  'plugin-limit-count': '10m',
+  'plugin-limit-req': '10m',
+  'plugin-limit-conn': '10m',
+  'plugin-api-breaker': '10m',
+};
 export const DEFAULT_PLUGIN_UPLOAD = false;
 export const DEFAULT_SERVERLESS_ENABLED = false;

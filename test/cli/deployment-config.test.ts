@@ -31,7 +31,14 @@ describe('deployment, etcd, control and shared dicts', () => {
     assert.equal(config.store.type, 'embedded');
     assert.deepEqual(config.store.etcd, { hosts: ['http://127.0.0.1:2379'], prefix: '/apisix', timeoutMs: 5000 });
     assert.deepEqual(config.control, { listen: { host: '127.0.0.1', port: 9090 } });
-    assert.deepEqual(config.sharedDicts, [{ name: 'upstream-healthcheck', capacity: 10 * 1024 * 1024 }]);
+    const tenMiB = 10 * 1024 * 1024;
+    assert.deepEqual(config.sharedDicts, [
+      { name: 'upstream-healthcheck', capacity: tenMiB },
+      { name: 'plugin-limit-count', capacity: tenMiB },
+      { name: 'plugin-limit-req', capacity: tenMiB },
+      { name: 'plugin-limit-conn', capacity: tenMiB },
+      { name: 'plugin-api-breaker', capacity: tenMiB },
+    ]);
   });
 
   test('etcd from the file', () => {
@@ -82,10 +89,15 @@ describe('deployment, etcd, control and shared dicts', () => {
     assert.deepEqual(load('', { PALISADE_CONTROL_LISTEN: '127.0.0.1:9300' }).control?.listen.port, 9300);
   });
 
-  test('shared dicts: sizes, and the health check dict always present', () => {
+  test('shared dicts: sizes, and the health check and plugin dicts always present', () => {
     const config = load('shared_dicts: { limits: 512k, upstream-healthcheck: 1m, counters: 65536 }\n');
+    const tenMiB = 10 * 1024 * 1024;
     assert.deepEqual(config.sharedDicts, [
       { name: 'upstream-healthcheck', capacity: 1024 * 1024 },
+      { name: 'plugin-limit-count', capacity: tenMiB },
+      { name: 'plugin-limit-req', capacity: tenMiB },
+      { name: 'plugin-limit-conn', capacity: tenMiB },
+      { name: 'plugin-api-breaker', capacity: tenMiB },
       { name: 'limits', capacity: 512 * 1024 },
       { name: 'counters', capacity: 65536 },
     ]);
