@@ -32,3 +32,6 @@ export const DEFAULT_SHARED_DICTS: Readonly<Record<string, string>> = {
 };
 export const DEFAULT_PLUGIN_UPLOAD = false;
 export const DEFAULT_SERVERLESS_ENABLED = false;
+export const DEFAULT_PROMETHEUS_EXPORT_ADDR = '127.0.0.1:9091';
+export const DEFAULT_PROMETHEUS_EXPORT_URI = '/apisix/prometheus/metrics';
+export const DEFAULT_PROMETHEUS_METRIC_PREFIX = 'apisix_';

@@ -33,6 +33,7 @@ import type {
   ListenAddress,
   PalisadeConfig,
   PluginsConfig,
+  PrometheusConfig,
   SharedDictConfig,
   StoreType,
 } from './types';
@@ -175,6 +176,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
       'plugin_dir',
       'plugin_upload',
       'serverless',
+      'plugin_attr',
       'log',
     ],
     '',
@@ -259,6 +261,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
     control: parseControl(control),
     sharedDicts: parseSharedDicts(raw.shared_dicts),
     plugins: parsePlugins(raw, serverless, baseDir),
+    prometheus: parsePrometheus(raw.plugin_attr),
     log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
   };
 }
@@ -347,6 +350,48 @@ function parsePlugins(
     dir,
     upload,
     serverless: parseBoolean(serverless.enabled, defaults.DEFAULT_SERVERLESS_ENABLED, 'serverless.enabled'),
+  };
+}
+
+/** `plugin_attr.prometheus` (APISIX's keys); other plugins' attributes are accepted and ignored. */
+function parsePrometheus(pluginAttr: unknown): PrometheusConfig | undefined {
+  if (pluginAttr !== undefined && pluginAttr !== null && !isPlainObject(pluginAttr)) {
+    throw new ConfigFieldError('plugin_attr', 'must be a mapping of plugin name: attributes');
+  }
+  const given = isPlainObject(pluginAttr) ? pluginAttr.prometheus : undefined;
+  if (given !== undefined && given !== null && !isPlainObject(given)) {
+    throw new ConfigFieldError('plugin_attr.prometheus', 'must be a mapping');
+  }
+  const attr = isPlainObject(given) ? given : {};
+  rejectUnknownKeys(
+    attr,
+    ['export_addr', 'export_uri', 'metric_prefix', 'enable_export_server'],
+    'plugin_attr.prometheus',
+  );
+  if (!parseBoolean(attr.enable_export_server, true, 'plugin_attr.prometheus.enable_export_server')) return undefined;
+  // APISIX writes the address as {ip, port}; "host:port" and {host, port} are accepted too.
+  let addr: unknown = attr.export_addr ?? defaults.DEFAULT_PROMETHEUS_EXPORT_ADDR;
+  if (isPlainObject(addr) && 'ip' in addr) {
+    const { ip, ...rest } = addr;
+    addr = { host: ip, ...rest };
+  }
+  const exportUri = parseNonEmptyString(
+    attr.export_uri ?? defaults.DEFAULT_PROMETHEUS_EXPORT_URI,
+    'plugin_attr.prometheus.export_uri',
+  );
+  if (!exportUri.startsWith('/'))
+    throw new ConfigFieldError('plugin_attr.prometheus.export_uri', 'must start with "/"');
+  const metricPrefix =
+    attr.metric_prefix === undefined || attr.metric_prefix === null
+      ? defaults.DEFAULT_PROMETHEUS_METRIC_PREFIX
+      : String(attr.metric_prefix);
+  if (!/^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/.test(metricPrefix)) {
+    throw new ConfigFieldError('plugin_attr.prometheus.metric_prefix', 'must be a Prometheus metric name prefix');
+  }
+  return {
+    exportAddr: parseListenAddress(addr, 'plugin_attr.prometheus.export_addr', '127.0.0.1'),
+    exportUri,
+    metricPrefix,
   };
 }
 

@@ -83,7 +83,17 @@ export interface PalisadeConfig {
   control: { listen: ListenAddress } | undefined;
   sharedDicts: SharedDictConfig[];
   plugins: PluginsConfig;
+  /** The prometheus metrics listener (config.yaml `plugin_attr.prometheus`), run by the agent; undefined when off. */
+  prometheus: PrometheusConfig | undefined;
   log: { level: LogLevel };
+}
+
+/** APISIX's `plugin_attr.prometheus`: where the agent serves the merged metrics of every worker. */
+export interface PrometheusConfig {
+  exportAddr: ListenAddress;
+  exportUri: string;
+  /** Prepended to every metric name (`apisix_http_status`, ...). */
+  metricPrefix: string;
 }
 
 /** Which plugins the gateway loads (config.yaml `plugins`, `plugin_dir`, `plugin_upload`, `serverless`). */

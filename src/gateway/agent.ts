@@ -8,7 +8,11 @@
 //     queried by the primary for the control API;
 //   - periodic jobs (expired entries swept out of the shared dictionaries);
 //   - its own plugin registry, reloaded with the workers', for plugin work
-//     done off the request path.
+//     done off the request path;
+//   - the prometheus metrics listener: every worker ships what its prometheus
+//     plugin counted (relayed by the primary), the agent merges it with its own
+//     gauges (etcd reachable, upstream health, shared dicts) and renders it, so
+//     a scrape never reaches a worker.
 // With the embedded or standalone store the primary is the source and sends
 // the agent the configuration as it sends it to the workers.
 //
@@ -20,11 +24,18 @@ import { logger, setLogLevel } from '../core/log';
 import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
+import { MetricsAggregator, startMetricsServer, type MetricsServer } from '../plugins/lib/metrics';
 import { PluginLoader } from '../plugins/loader';
 import { createEtcdStore, type EtcdStore } from '../store';
 import type { ConfigSnapshot } from '../store/types';
 import { ConfigMirror } from './config-mirror';
-import { isPrimaryMessage, type AgentMessage, type AgentSettings, type PrimaryMessage } from './messages';
+import {
+  isPrimaryMessage,
+  type AgentMessage,
+  type AgentMetricsSettings,
+  type AgentSettings,
+  type PrimaryMessage,
+} from './messages';
 import { openSharedDicts } from './shared-dicts';
 
 const log = logger('agent');
@@ -33,6 +44,8 @@ const log = logger('agent');
 const SWEEP_INTERVAL_MS = 10_000;
 /** At most this many expired entries per dictionary per sweep, so one sweep never holds a lock long. */
 const SWEEP_BATCH = 1000;
+/** How often the gauges the agent owns (etcd reachable, upstream health, shared dicts) are refreshed. */
+const GAUGE_INTERVAL_MS = 5_000;
 
 function send(message: AgentMessage): void {
   if (process.send && process.connected) process.send(message);
@@ -49,7 +62,56 @@ export function runAgent(): void {
   let store: EtcdStore | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let plugins: PluginLoader | undefined;
+  let metrics: MetricsAggregator | undefined;
+  let metricsServer: MetricsServer | undefined;
+  let gaugeTimer: NodeJS.Timeout | undefined;
   let stopping = false;
+
+  // Gauges read from what the agent holds anyway; cheap, so a timer rather than a hook per change.
+  const refreshGauges = (): void => {
+    if (metrics === undefined) return;
+    if (store !== undefined) metrics.setEtcdReachable(store.reachable);
+    for (const dict of dicts.values()) {
+      try {
+        const stats = dict.stats();
+        metrics.setSharedDict(dict.name, stats.capacity, stats.capacity - stats.used);
+      } catch (err) {
+        log.warn('reading shared dict stats failed', { dict: dict.name, error: errorText(err) });
+      }
+    }
+    if (health === undefined) return;
+    try {
+      for (const upstream of health.status().upstreams) {
+        for (const node of upstream.nodes) {
+          const colon = node.node.lastIndexOf(':');
+          const ip = node.node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+          metrics.setUpstreamStatus(upstream.id, ip, Number(node.node.slice(colon + 1)), node.healthy);
+        }
+      }
+    } catch (err) {
+      log.warn('reading upstream health for metrics failed', { error: errorText(err) });
+    }
+  };
+
+  const startMetrics = async (settings: AgentMetricsSettings, aggregator: MetricsAggregator): Promise<void> => {
+    try {
+      metricsServer = await startMetricsServer(aggregator, {
+        host: settings.host,
+        port: settings.port,
+        path: settings.path,
+      });
+      log.info('prometheus metrics listening', { address: `${settings.host}:${metricsServer.port}${settings.path}` });
+    } catch (err) {
+      // The gateway runs on without the listener; the deltas are still merged (cheap) in case of a later restart.
+      log.error('prometheus metrics listener failed to start', {
+        address: `${settings.host}:${settings.port}`,
+        error: errorText(err),
+      });
+    }
+    refreshGauges();
+    gaugeTimer = setInterval(refreshGauges, GAUGE_INTERVAL_MS);
+    gaugeTimer.unref();
+  };
 
   const feedHealthChecks = (): void => {
     if (!health || mirror.version < 0) return;
@@ -98,6 +160,8 @@ export function runAgent(): void {
     const backend = selectBackend(settings.backend, (message) => log.warn(message));
     dicts = openSharedDicts(backend, settings.sharedDicts);
     plugins = new PluginLoader(settings.plugins);
+    // Created before the first await, so worker shipments that arrive while starting are merged.
+    if (settings.metrics !== undefined) metrics = new MetricsAggregator({ prefix: settings.metrics.prefix });
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 
@@ -109,6 +173,7 @@ export function runAgent(): void {
 
     sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
+    if (settings.metrics !== undefined && metrics !== undefined) await startMetrics(settings.metrics, metrics);
     send({ type: 'agent-ready', backend: backend.name, healthChecks: health !== undefined });
     // Nothing in the agent needs plugins to be ready: load them after answering, so a restart stays quick.
     plugins.load();
@@ -118,7 +183,9 @@ export function runAgent(): void {
     if (stopping) return;
     stopping = true;
     clearInterval(sweepTimer);
+    clearInterval(gaugeTimer);
     try {
+      await metricsServer?.close();
       await health?.stop();
       await store?.close();
     } catch (err) {
@@ -165,6 +232,9 @@ export function runAgent(): void {
         break;
       case 'health-query':
         answerHealthQuery(message.id);
+        break;
+      case 'metrics':
+        metrics?.apply(message.delta);
         break;
       case 'plugins-reload': {
         let failed: Array<{ file: string; error: string }>;

@@ -8,6 +8,7 @@
 import type { LogLevel } from '../core/log';
 import type { EtcdConfig, ListenAddress, ProxyLimits } from '../config/types';
 import type { BackendName } from '../native/backend';
+import type { MetricsDelta } from '../plugins/lib/metrics';
 import type { PluginSettings } from '../plugins/loader';
 import type { ConfigSnapshot } from '../store/types';
 import type { ConfigDelta } from './config-mirror';
@@ -40,6 +41,15 @@ export interface AgentSettings {
   /** Set when the agent is the configuration source: it watches etcd (read-only) and sends what it sees. */
   etcd: EtcdConfig | undefined;
   plugins: PluginSettings;
+  /** Where to serve the merged prometheus metrics; undefined: no listener. */
+  metrics: AgentMetricsSettings | undefined;
+}
+
+export interface AgentMetricsSettings {
+  host: string;
+  port: number;
+  path: string;
+  prefix: string;
 }
 
 /** Status of the agent's active health checks, in the control API's shape. */
@@ -55,6 +65,8 @@ export type PrimaryMessage =
   | { type: 'health-query'; id: number }
   /** PUT /apisix/admin/plugins/reload: re-read the plugins (with these settings) and recompile the chains. */
   | { type: 'plugins-reload'; id: number; plugins: PluginSettings }
+  /** To the agent: what one worker's prometheus plugin counted since its last shipment. */
+  | { type: 'metrics'; delta: MetricsDelta }
   | { type: 'drain'; timeoutMs: number };
 
 /** A child's answer to plugins-reload: its registry version afterwards, and files that failed to load. */
@@ -73,6 +85,8 @@ export type WorkerMessage =
   | { type: 'apply-failed'; version: number; error: string }
   /** A delta did not start at this child's version: send the full snapshot. */
   | { type: 'resync'; version: number }
+  /** What this worker's prometheus plugin counted since the last shipment; the primary relays it to the agent. */
+  | { type: 'metrics'; delta: MetricsDelta }
   | PluginsReloaded;
 
 export type AgentMessage =
@@ -94,6 +108,7 @@ const PRIMARY_TYPES: ReadonlySet<string> = new Set([
   'resync',
   'health-query',
   'plugins-reload',
+  'metrics',
   'drain',
 ]);
 const WORKER_TYPES: ReadonlySet<string> = new Set([
@@ -102,6 +117,7 @@ const WORKER_TYPES: ReadonlySet<string> = new Set([
   'applied',
   'apply-failed',
   'resync',
+  'metrics',
   'plugins-reloaded',
 ]);
 const AGENT_TYPES: ReadonlySet<string> = new Set([

@@ -41,6 +41,7 @@ import {
   isAgentMessage,
   isWorkerMessage,
   type AgentMessage,
+  type AgentMetricsSettings,
   type AgentSettings,
   type PluginsReloaded,
   type PrimaryMessage,
@@ -150,6 +151,21 @@ function agentSettings(
     sharedDicts,
     etcd: agentIsSource(config) ? config.store.etcd : undefined,
     plugins,
+    metrics: agentMetricsSettings(config),
+  };
+}
+
+/** The metrics listener runs when plugin_attr.prometheus leaves it on and the prometheus plugin is loaded. */
+function agentMetricsSettings(config: PalisadeConfig): AgentMetricsSettings | undefined {
+  const prometheus = config.prometheus;
+  if (prometheus === undefined || config.deployment.role === 'control_plane') return undefined;
+  const enabled = config.plugins.enabled;
+  if (enabled !== undefined && !enabled.includes('prometheus')) return undefined;
+  return {
+    host: prometheus.exportAddr.host,
+    port: prometheus.exportAddr.port,
+    path: prometheus.exportUri,
+    prefix: prometheus.metricPrefix,
   };
 }
 
@@ -510,6 +526,12 @@ export class Primary {
             break;
           case 'resync':
             this.#send(worker, { type: 'config', snapshot: this.#mirror.snapshot() });
+            break;
+          case 'metrics':
+            // The agent merges every worker's counts; without an agent (restarting) this shipment is lost.
+            if (this.#agent !== undefined && this.#agent.state !== 'draining') {
+              this.#send(this.#agent.worker, message);
+            }
             break;
           case 'plugins-reloaded':
             this.#pluginsReloaded(worker, message);

@@ -11,6 +11,7 @@ import { DataPlane, type DataPlaneOptions } from '../dataplane/server';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
 import type { ChainEnvironment, PluginRuntime } from '../plugins/chain';
+import { startMetricsShipping } from '../plugins/lib/metrics';
 import { PluginLoader } from '../plugins/loader';
 import type { ConfigSnapshot } from '../store/types';
 import { ConfigMirror } from './config-mirror';
@@ -34,6 +35,9 @@ export function workerSharedDicts(): ReadonlyMap<string, SharedDict> {
   return dicts;
 }
 
+/** How often a worker ships what its prometheus plugin counted (nothing is sent when nothing was counted). */
+const METRICS_SHIP_INTERVAL_MS = 1000;
+
 /** Plugins see the worker's shared dictionaries by name. */
 const pluginEnvironment: ChainEnvironment = {
   dict(name: string): SharedDict {
@@ -51,6 +55,7 @@ export function runWorker(): void {
   let draining = false;
   let drainTimeoutMs = 30_000;
   let resyncAsked = false;
+  let stopMetricsShipping: (() => void) | undefined;
 
   // A snapshot that fails to compile is logged and the old route table stays.
   const apply = (snapshot: ConfigSnapshot): void => {
@@ -110,6 +115,7 @@ export function runWorker(): void {
     apply(mirror.snapshot());
     const addresses = await plane.listen();
     send({ type: 'listening', addresses, backend: backend.name });
+    stopMetricsShipping = startMetricsShipping((delta) => send({ type: 'metrics', delta }), METRICS_SHIP_INTERVAL_MS);
   };
 
   // New chains are compiled against the new registry and swapped in; requests
@@ -136,6 +142,8 @@ export function runWorker(): void {
     } catch (err) {
       log.error('error while draining', { error: errorText(err) });
     }
+    // The last requests' counts go out before the worker exits.
+    stopMetricsShipping?.();
     for (const dict of dicts.values()) dict.close();
     process.exit(0);
   };
