@@ -37,10 +37,15 @@ function startNginx(name: string, prefix: string, conf: string): Child {
 
 export async function startNginxUpstream(dir: string, port: number): Promise<Child> {
   const prefix = path.join(dir, 'nginx-upstream');
+  fs.mkdirSync(prefix, { recursive: true });
+  // /bytes-1m: a compressible 1 MiB body (repeated JSON-like text), for gzip benchmarks.
+  const line = '{"id":12345,"name":"palisade","tags":["a","b","c"],"ok":true}\n';
+  fs.writeFileSync(path.join(prefix, 'bytes-1m'), line.repeat(Math.ceil(1_048_576 / line.length)).slice(0, 1_048_576));
   const conf = `${commonHead(prefix)}
   server {
     listen 127.0.0.1:${port} reuseport backlog=4096;
     location / { return 200 "hello world\\n"; }
+    location = /bytes-1m { default_type application/json; alias ${prefix}/bytes-1m; }
   }
 }
 `;
