@@ -1363,7 +1363,13 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     req.clientKeepAlive = keepAlive;
     req.responsePhase = ResponsePhase.Done;
     req.clientResponseStarted = true;
-    this.socket.write(errorResponse(err, keepAlive, req.method !== Method.HEAD));
+    const answer = errorResponse(err, keepAlive, req.method !== Method.HEAD);
+    if (req.plugins !== null) {
+      // What the log phase reports.
+      req.plugins.exitStatus = err.status;
+      req.plugins.bytesSent += answer.length;
+    }
+    this.socket.write(answer);
     if (!keepAlive) {
       this.endClient();
       return;

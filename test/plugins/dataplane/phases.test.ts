@@ -14,7 +14,13 @@ import type { Route } from '../../../src/schema/types';
 import { availableBackends } from '../../helpers/backends';
 import { localUpstream } from '../../helpers/dataplane';
 import { RawClient, rawRequest } from '../../helpers/http-client';
-import { startRawUpstream, startUpstream, type RawUpstream, type TestUpstream } from '../../helpers/upstream';
+import {
+  closedPort,
+  startRawUpstream,
+  startUpstream,
+  type RawUpstream,
+  type TestUpstream,
+} from '../../helpers/upstream';
 import { ANY_OBJECT, eventually, startPluginDataPlane, type PluginDataPlane } from './support';
 
 type Conf = Record<string, unknown>;
@@ -267,6 +273,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
       if (received.includes('\r\n\r\n')) socket.write(RAW_RESPONSE);
     });
     const up = localUpstream([upstream.port]);
+    const down = localUpstream([await closedPort()], { retries: 0 });
     const route = (id: string, uri: string, plugins: Record<string, Record<string, unknown>>): Route => ({
       id,
       uri,
@@ -294,6 +301,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
           route('body', '/body', { 'test-body-reader': {} }),
           route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
           route('real-ip', '/real-ip', { 'test-real-ip': {} }),
+          { id: 'down', uri: '/down', plugins: { 'test-log-probe': {} }, upstream: down },
           { id: 'plain', uri: '/plain', upstream: localUpstream([raw.port]) },
         ],
         upstreams: [{ id: 'canary', ...localUpstream([canary.port]) }],
@@ -510,9 +518,10 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     await rawRequest(gateway.port, 'GET /text HTTP/1.1\r\nHost: a\r\n\r\n');
     await rawRequest(gateway.port, 'GET /throw HTTP/1.1\r\nHost: a\r\nX-Throw: sync\r\n\r\n');
     await rawRequest(gateway.port, 'GET /auth HTTP/1.1\r\nHost: a\r\napikey: jack-key\r\n\r\n');
-    await eventually(() => logged.length >= 4);
+    assert.equal((await rawRequest(gateway.port, 'GET /down HTTP/1.1\r\nHost: a\r\n\r\n')).status, 502);
+    await eventually(() => logged.length >= 5);
     await sleep(20);
-    assert.equal(logged.length, 4, 'once each');
+    assert.equal(logged.length, 5, 'once each');
     assert.deepEqual(
       logged.map((entry) => [entry.route, entry.status, entry.consumer]),
       [
@@ -520,6 +529,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
         ['filters', 200, undefined],
         ['throw', 500, undefined],
         ['auth', 200, 'jack'],
+        ['down', 502, undefined],
       ],
     );
     for (const entry of logged) assert.ok(entry.bytes > 0 && entry.latency >= 0);
