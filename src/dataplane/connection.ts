@@ -1062,6 +1062,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       return;
     }
     plugins.bodyComplete(body);
+    // A plugin that did not wait for its readBody(): the request went on to an upstream
+    // whose head is still held for the first body bytes. It leaves now, with the body.
+    const conn = req.conn;
+    if (conn !== null && conn.connected && !req.headSent) this.sendHead(req, conn);
   }
 
   /** Answer a plugin's exit: its status, body and headers, with the response filters run over it. */
@@ -1095,7 +1099,13 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         : null;
     plugins.responseReason = reason;
     plugins.adoptResponseHeaders(responseHeaderList(buf, out));
-    if (plugins.chain.body_filter.length > 0 && req.responseKind !== ResponseKind.NoBody) plugins.responseParts = [];
+    if (plugins.chain.body_filter.length > 0 && req.responseKind !== ResponseKind.NoBody) {
+      if (req.responseKind === ResponseKind.Length && req.responseRemaining > MAX_FILTERED_BODY) {
+        log.warn('response body too large for body_filter, sent unfiltered', { route: req.route?.id });
+      } else {
+        plugins.responseParts = [];
+      }
+    }
     let filtered: void | Promise<void>;
     try {
       filtered = runHeaderFilters(plugins);

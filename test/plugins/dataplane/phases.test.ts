@@ -200,6 +200,17 @@ const bodyReader: PluginModule<Conf> = {
   },
 };
 
+const impatientReader: PluginModule<Conf> = {
+  name: 'test-impatient-reader',
+  version: '0.1',
+  priority: 600,
+  schema: ANY_OBJECT,
+  access(_conf, ctx) {
+    // Not awaited: the request goes on while the body is read.
+    void ctx.readBody(1024).then((body) => ctx.log.debug('read', { length: body?.length }));
+  },
+};
+
 const splitter: PluginModule<Conf> = {
   name: 'test-splitter',
   version: '0.1',
@@ -236,6 +247,7 @@ const MODULES = [
   tagger,
   offloader,
   bodyReader,
+  impatientReader,
   splitter,
 ] as unknown as ReadonlyArray<PluginModule<never>>;
 
@@ -299,6 +311,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
           route('auth', '/auth', { 'test-auth': {}, 'test-log-probe': {} }),
           route('offload', '/offload', { 'test-offloader': {} }),
           route('body', '/body', { 'test-body-reader': {} }),
+          route('impatient', '/impatient', { 'test-impatient-reader': {} }),
           route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
           route('real-ip', '/real-ip', { 'test-real-ip': {} }),
           { id: 'down', uri: '/down', plugins: { 'test-log-probe': {} }, upstream: down },
@@ -488,6 +501,18 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
       `POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}`,
     );
     assert.equal(large.status, 413);
+  });
+
+  it('still forwards a body whose readBody() the plugin did not wait for', async () => {
+    const client = await RawClient.connect(gateway.port);
+    client.write('POST /impatient HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n');
+    await sleep(20);
+    client.write('2\r\nde\r\n0\r\n\r\n');
+    const res = await client.read();
+    const seen = JSON.parse(res.body.toString());
+    assert.equal(seen.body, 'abcde');
+    assert.equal(seen.headers['content-length'], '5');
+    client.close();
   });
 
   it('sends a request to the upstream a plugin chose (traffic split)', async () => {
