@@ -13,9 +13,22 @@ export interface PalisadeTarget {
   child: Child;
   proxyPort: number;
   backend: string;
+  /** Admin API base URL (…/apisix/admin) and the headers that authorize it. */
+  admin: string;
+  adminHeaders: Record<string, string>;
 }
 
-export async function startPalisade(dir: string, proxyPort: number, upstreamPort: number): Promise<PalisadeTarget> {
+export interface PalisadeOptions {
+  /** More config.yaml lines (top-level keys), e.g. `plugin_attr:` for the metrics listener. */
+  extraConfig?: string[];
+}
+
+export async function startPalisade(
+  dir: string,
+  proxyPort: number,
+  upstreamPort: number,
+  options: PalisadeOptions = {},
+): Promise<PalisadeTarget> {
   const home = path.join(dir, 'palisade');
   fs.mkdirSync(path.join(home, 'conf'), { recursive: true });
   const adminPort = await freePort();
@@ -33,6 +46,7 @@ export async function startPalisade(dir: string, proxyPort: number, upstreamPort
       '  data_dir: ./data',
       'log:',
       '  level: warn',
+      ...(options.extraConfig ?? []),
       '',
     ].join('\n'),
   );
@@ -74,5 +88,5 @@ export async function startPalisade(dir: string, proxyPort: number, upstreamPort
   } catch {
     // the status file is informational here
   }
-  return { child, proxyPort, backend };
+  return { child, proxyPort, backend, admin, adminHeaders: headers };
 }

@@ -40,9 +40,10 @@ export function parseWrkOutput(output: string): WrkResult {
 
 export async function runWrk(
   url: string,
-  options: { threads: number; connections: number; seconds: number },
+  options: { threads: number; connections: number; seconds: number; headers?: string[] },
 ): Promise<WrkResult> {
   const args = [
+    ...(options.headers ?? []).flatMap((header) => ['-H', header]),
     `-t${options.threads}`,
     `-c${options.connections}`,
     `-d${options.seconds}s`,

@@ -1,0 +1,521 @@
+// `npm run bench:plugins`: what plugins cost, Palisade started through the
+// real CLI with one worker in front of the same nginx upstream as bench:quick.
+//   a. throughput: wrk -t1 -c50 on nginx proxy_pass, a bare Palisade route
+//      and a risk-control route (key-auth + limit-count local + prometheus),
+//      interleaved rounds, medians, ratios vs nginx;
+//   b. offload: open-loop latency of the bare route at a fixed rate, alone
+//      and while another client keeps fetching a gzip-compressed 1 MiB body
+//      (compressed on the worker-thread pool);
+//   c. scrape impact: 10,000 prometheus routes, traffic over all of them,
+//      open-loop latency without and with a scrape of the agent's metrics
+//      listener every second.
+// Latency figures come from bench/lib/openloop (its own process, from the
+// intended start time, µs histograms merged across rounds).
+
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { killAllChildrenNow, stopAllChildren } from './lib/children';
+import { freePort, httpRequest, waitForHttp } from './lib/net';
+import { startNginxProxy, startNginxUpstream } from './lib/nginx';
+import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
+import { startPalisade, type PalisadeTarget } from './lib/palisade';
+import { runWrk, type WrkResult } from './lib/wrk';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const ROUNDS = positiveInt(process.env.BENCH_ROUNDS, 5);
+const ROUND_SECONDS = positiveInt(process.env.BENCH_SECONDS, 4);
+const LATENCY_ROUNDS = positiveInt(process.env.BENCH_LATENCY_ROUNDS, 3);
+const LATENCY_SECONDS = positiveInt(process.env.BENCH_LATENCY_SECONDS, 6);
+const LATENCY_WARMUP_SECONDS = 2;
+const ROUTES = positiveInt(process.env.BENCH_ROUTES, 10_000);
+const CONNECTIONS = 50;
+const OPEN_LOOP_CONNECTIONS = 32;
+// The fixed offered rate for b and c, as a share of the bare route's wrk maximum (BENCH_RATE overrides it).
+// 10%, not 30%: the JS generator spends more CPU per request than wrk, and on a 2-core machine
+// generator + gateway + upstream saturate near 30% (the queue grows and every figure is queueing).
+const RATE_SHARE = Number(process.env.BENCH_RATE_SHARE) > 0 ? Number(process.env.BENCH_RATE_SHARE) : 0.1;
+const FIXED_RATE = positiveInt(process.env.BENCH_RATE, 0);
+/** Requests per second of the paced gzip client in b (each compresses 1 MiB). */
+const GZIP_PACED_RATE = positiveInt(process.env.BENCH_GZIP_RATE, 20);
+const API_KEY = 'bench-api-key-0123456789';
+// Whole-run guard: every child is killed when it fires.
+const RUN_LIMIT_MS = 9 * 60_000;
+
+function positiveInt(text: string | undefined, fallback: number): number {
+  const value = Number(text);
+  return Number.isInteger(value) && value > 0 ? value : fallback;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function ms(us: number): string {
+  return `${fmt(us / 1000, 3)} ms`;
+}
+
+async function adminPut(gateway: PalisadeTarget, what: string, body: unknown): Promise<void> {
+  const put = await httpRequest(`${gateway.admin}/${what}`, {
+    method: 'PUT',
+    headers: gateway.adminHeaders,
+    body: JSON.stringify(body),
+  });
+  if (put.status !== 200 && put.status !== 201) throw new Error(`PUT ${what}: ${put.status} ${put.body}`);
+}
+
+/** GET with headers; resolves with the status, the Content-Encoding and the body size. */
+function fetchHead(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; encoding: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers, agent: false, timeout: 10_000 }, (response) => {
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          encoding: String(response.headers['content-encoding'] ?? ''),
+          bytes,
+        }),
+      );
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error(`timeout: ${url}`)));
+    request.on('error', reject);
+  });
+}
+
+async function waitForStatus(url: string, headers: Record<string, string>, status: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let last = 0;
+  while (Date.now() < deadline) {
+    last = (await fetchHead(url, headers).catch(() => ({ status: 0 }))).status;
+    if (last === status) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${url} answered ${last}, not ${status}, within 15 s`);
+}
+
+function ensurePackages(): void {
+  execFileSync('bash', [path.join(ROOT, 'scripts', 'ensure-packages.sh'), 'nginx-light', 'wrk'], { stdio: 'inherit' });
+}
+
+interface ThroughputTarget {
+  name: string;
+  url: string;
+  headers: string[];
+  rounds: WrkResult[];
+}
+
+async function benchThroughput(nginxPort: number, palisadePort: number): Promise<ThroughputTarget[]> {
+  const targets: ThroughputTarget[] = [
+    { name: 'nginx proxy_pass', url: `http://127.0.0.1:${nginxPort}/hello`, headers: [], rounds: [] },
+    { name: 'palisade bare route', url: `http://127.0.0.1:${palisadePort}/hello`, headers: [], rounds: [] },
+    {
+      name: 'palisade key-auth + limit-count + prometheus',
+      url: `http://127.0.0.1:${palisadePort}/risk`,
+      headers: [`apikey: ${API_KEY}`],
+      rounds: [],
+    },
+  ];
+  console.log(`\na. throughput: wrk -t1 -c${CONNECTIONS}, ${ROUNDS} interleaved rounds of ${ROUND_SECONDS}s`);
+  for (const target of targets) {
+    await runWrk(target.url, { threads: 1, connections: CONNECTIONS, seconds: 2, headers: target.headers });
+  }
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const target of targets) {
+      const result = await runWrk(target.url, {
+        threads: 1,
+        connections: CONNECTIONS,
+        seconds: ROUND_SECONDS,
+        headers: target.headers,
+      });
+      target.rounds.push(result);
+      const errors = result.non2xx + result.socketErrors;
+      console.log(
+        `  round ${round} ${target.name.padEnd(46)} ${fmt(result.requestsPerSecond).padStart(8)} req/s` +
+          (errors > 0 ? `  (${errors} errors)` : ''),
+      );
+    }
+  }
+  return targets;
+}
+
+interface LatencyCondition {
+  name: string;
+  rounds: OpenLoopResult[];
+  merged?: LatencySummary;
+  mergedUncorrected?: LatencySummary;
+  /** Side load figures per round (gzip req/s, scrape ms), when there is one. */
+  side: number[];
+}
+
+function mergeCondition(condition: LatencyCondition): void {
+  condition.merged = mergeHistograms(condition.rounds.map((r) => r.correctedHistogram));
+  condition.mergedUncorrected = mergeHistograms(condition.rounds.map((r) => r.uncorrectedHistogram));
+}
+
+function printLatency(condition: LatencyCondition): void {
+  const m = condition.merged as LatencySummary;
+  const u = condition.mergedUncorrected as LatencySummary;
+  const errors = condition.rounds.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0);
+  const achieved = median(condition.rounds.map((r) => r.achievedRate));
+  console.log(
+    `| ${condition.name} | ${fmt(achieved)} | ${ms(m.p50Us)} | ${ms(m.p90Us)} | ${ms(m.p99Us)} | ${ms(m.p999Us)} | ` +
+      `${ms(m.p9999Us)} | ${ms(m.maxUs)} | ${ms(u.p99Us)} | ${m.count} | ${errors} |`,
+  );
+}
+
+const LATENCY_HEADER =
+  '| condition | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | p99 uncorrected | samples | errors |\n' +
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+
+function logRound(label: string, result: OpenLoopResult, side: string): void {
+  console.log(
+    `  ${label.padEnd(34)} p50 ${ms(result.corrected.p50Us)}  p99 ${ms(result.corrected.p99Us)}  ` +
+      `p99.9 ${ms(result.corrected.p999Us)}  max ${ms(result.corrected.maxUs)}  ` +
+      `${fmt(result.achievedRate)} req/s${side}${result.backlog > 0 ? `  backlog ${result.backlog}` : ''}`,
+  );
+}
+
+async function benchOffload(palisadePort: number, rate: number): Promise<LatencyCondition[]> {
+  const alone: LatencyCondition = { name: 'bare route alone', rounds: [], side: [] };
+  const paced: LatencyCondition = {
+    name: `bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s`,
+    rounds: [],
+    side: [],
+  };
+  const flat: LatencyCondition = { name: 'bare route + gzip 1 MiB, 1 closed-loop connection', rounds: [], side: [] };
+  console.log(`\nb. offload: open loop ${fmt(rate)} req/s on /hello, ${LATENCY_ROUNDS} interleaved rounds`);
+  const load = {
+    host: '127.0.0.1',
+    port: palisadePort,
+    path: '/hello',
+    rate,
+    connections: OPEN_LOOP_CONNECTIONS,
+    seconds: LATENCY_SECONDS,
+    warmupSeconds: LATENCY_WARMUP_SECONDS,
+  };
+  const sideSeconds = LATENCY_WARMUP_SECONDS + LATENCY_SECONDS + 1;
+  for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const quiet = await runOpenLoop(load);
+    alone.rounds.push(quiet);
+    logRound(`round ${round} alone`, quiet, '');
+
+    // A paced gzip client: its own open-loop generator at a low fixed rate, over the whole run.
+    const gzipPaced = runOpenLoop({
+      ...load,
+      path: '/bytes-1m',
+      headers: { 'Accept-Encoding': 'gzip' },
+      rate: GZIP_PACED_RATE,
+      connections: 4,
+      seconds: sideSeconds,
+      warmupSeconds: 0,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const withPaced = await runOpenLoop(load);
+    const pacedResult = await gzipPaced;
+    paced.rounds.push(withPaced);
+    paced.side.push(pacedResult.corrected.p99Us);
+    logRound(
+      `round ${round} gzip paced`,
+      withPaced,
+      `  (gzip ${fmt(pacedResult.achievedRate, 1)} req/s, its p99 ${ms(pacedResult.corrected.p99Us)})`,
+    );
+
+    // The worst case: one connection fetching the gzip route back to back (wrk, closed loop).
+    const gzipFlat = runWrk(`http://127.0.0.1:${palisadePort}/bytes-1m`, {
+      threads: 1,
+      connections: 1,
+      seconds: sideSeconds,
+      headers: ['Accept-Encoding: gzip'],
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const withFlat = await runOpenLoop(load);
+    const flatResult = await gzipFlat;
+    flat.rounds.push(withFlat);
+    flat.side.push(flatResult.requestsPerSecond);
+    logRound(`round ${round} gzip closed loop`, withFlat, `  (gzip ${fmt(flatResult.requestsPerSecond, 1)} req/s)`);
+  }
+  for (const condition of [alone, paced, flat]) mergeCondition(condition);
+  return [alone, paced, flat];
+}
+
+async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: number): Promise<number> {
+  const started = performance.now();
+  await adminPut(gateway, 'upstreams/bench', { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } });
+  let next = 0;
+  const writer = async (): Promise<void> => {
+    while (next < ROUTES) {
+      const i = next++;
+      await adminPut(gateway, `routes/p${i}`, { uri: `/p/${i}`, plugins: { prometheus: {} }, upstream_id: 'bench' });
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, () => writer()));
+  await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/p/${ROUTES - 1}`, {}, 200);
+  return (performance.now() - started) / 1000;
+}
+
+/** Fetch the metrics endpoint once a second (never two at once) until stopped; each scrape's time (ms) and size. */
+function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: number }> } {
+  const times: number[] = [];
+  let bytes = 0;
+  let stopped = false;
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      const begin = performance.now();
+      const answer = await fetchHead(url, {}).catch(() => undefined);
+      if (answer?.status === 200) {
+        times.push(performance.now() - begin);
+        bytes = answer.bytes;
+      }
+      const wait = begin + 1000 - performance.now();
+      if (wait > 0 && !stopped) await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  };
+  const running = loop();
+  return {
+    async stop() {
+      stopped = true;
+      await running;
+      return { ms: times, bytes };
+    },
+  };
+}
+
+async function benchScrape(
+  gateway: PalisadeTarget,
+  metricsUrl: string,
+  rate: number,
+): Promise<{ conditions: LatencyCondition[]; scrapeBytes: number; scrapeMs: number[] }> {
+  const paths = Array.from({ length: ROUTES }, (_, i) => `/p/${i}`);
+  const load = {
+    host: '127.0.0.1',
+    port: gateway.proxyPort,
+    path: '/p/0',
+    paths,
+    rate,
+    connections: OPEN_LOOP_CONNECTIONS,
+    seconds: LATENCY_SECONDS,
+    warmupSeconds: LATENCY_WARMUP_SECONDS,
+  };
+  // One pass over every route first, so each has metrics before anything is measured.
+  console.log(`  priming metrics on ${fmt(ROUTES)} routes ...`);
+  await runOpenLoop({ ...load, seconds: Math.ceil(ROUTES / rate) + 1, warmupSeconds: 0 });
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const first = await fetchHead(metricsUrl, {});
+  console.log(`  metrics endpoint: ${first.status}, ${fmt(first.bytes / 1024)} KiB`);
+  if (first.status !== 200) throw new Error(`metrics endpoint ${metricsUrl} answered ${first.status}`);
+
+  const quiet: LatencyCondition = { name: `${fmt(ROUTES)} prometheus routes, no scrape`, rounds: [], side: [] };
+  const scraped: LatencyCondition = {
+    name: `${fmt(ROUTES)} prometheus routes, scrape every 1 s`,
+    rounds: [],
+    side: [],
+  };
+  const scrapeMs: number[] = [];
+  let scrapeBytes = first.bytes;
+  console.log(`\nc. scrape impact: open loop ${fmt(rate)} req/s over ${fmt(ROUTES)} routes, ${LATENCY_ROUNDS} rounds`);
+  for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const alone = await runOpenLoop(load);
+    quiet.rounds.push(alone);
+    logRound(`round ${round} no scrape`, alone, '');
+    const scraper = startScraper(metricsUrl);
+    const busy = await runOpenLoop(load);
+    const scrapes = await scraper.stop();
+    scraped.rounds.push(busy);
+    scrapeMs.push(...scrapes.ms);
+    scrapeBytes = scrapes.bytes || scrapeBytes;
+    scraped.side.push(median(scrapes.ms));
+    logRound(
+      `round ${round} scrape every 1 s`,
+      busy,
+      `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms)`,
+    );
+  }
+  mergeCondition(quiet);
+  mergeCondition(scraped);
+  return { conditions: [quiet, scraped], scrapeBytes, scrapeMs };
+}
+
+function percentChange(before: number, after: number): number {
+  return ((after - before) / before) * 100;
+}
+
+async function main(): Promise<void> {
+  ensurePackages();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-bench-plugins-'));
+  process.on('exit', () => {
+    killAllChildrenNow();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+  const guard = setTimeout(() => {
+    console.error(`bench:plugins: over ${RUN_LIMIT_MS / 60_000} minutes, giving up`);
+    process.exit(1);
+  }, RUN_LIMIT_MS);
+  guard.unref();
+
+  const report: Record<string, unknown> = {
+    kind: 'bench:plugins',
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, load: os.loadavg() },
+    upstream: 'nginx 1 worker, return 200 "hello world\\n"; /bytes-1m a 1 MiB JSON-like file',
+  };
+  try {
+    const [upstreamPort, nginxPort, palisadePort, metricsPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
+    console.log('bench:plugins: starting nginx upstream, nginx proxy and palisade (workers: 1) ...');
+    await startNginxUpstream(tmp, upstreamPort);
+    await startNginxProxy(tmp, nginxPort, upstreamPort);
+    const gateway = await startPalisade(tmp, palisadePort, upstreamPort, {
+      extraConfig: ['plugin_attr:', '  prometheus:', `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`],
+    });
+    const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
+    await adminPut(gateway, 'consumers', { username: 'bench', plugins: { 'key-auth': { key: API_KEY } } });
+    await adminPut(gateway, 'routes/risk', {
+      uri: '/risk',
+      plugins: {
+        'key-auth': {},
+        'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
+        prometheus: {},
+      },
+      upstream,
+    });
+    await adminPut(gateway, 'routes/gzip', {
+      uri: '/bytes-1m',
+      plugins: { gzip: { types: '*', comp_level: 1 } },
+      upstream,
+    });
+    await waitForStatus(`http://127.0.0.1:${palisadePort}/risk`, { apikey: API_KEY }, 200);
+    const gzipCheck = await fetchHead(`http://127.0.0.1:${palisadePort}/bytes-1m`, { 'Accept-Encoding': 'gzip' });
+    if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
+      throw new Error(`gzip route: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
+    }
+    console.log(`palisade backend ${gateway.backend}; gzip route: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB`);
+
+    // a. throughput
+    const targets = await benchThroughput(nginxPort, palisadePort);
+    const perRound = (a: ThroughputTarget, b: ThroughputTarget): number =>
+      median(a.rounds.map((r, i) => r.requestsPerSecond / b.rounds[i].requestsPerSecond));
+    const throughput = targets.map((target) => ({
+      name: target.name,
+      url: target.url,
+      medianRequestsPerSecond: median(target.rounds.map((r) => r.requestsPerSecond)),
+      vsNginx: perRound(target, targets[0]),
+      errors: target.rounds.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
+      rounds: target.rounds,
+    }));
+    report.throughput = {
+      tool: 'wrk',
+      threads: 1,
+      connections: CONNECTIONS,
+      seconds: ROUND_SECONDS,
+      rounds: ROUNDS,
+      targets: throughput,
+    };
+
+    const rate =
+      FIXED_RATE > 0
+        ? FIXED_RATE
+        : Math.max(100, Math.round((throughput[1].medianRequestsPerSecond * RATE_SHARE) / 100) * 100);
+    // b. offload
+    const offload = await benchOffload(palisadePort, rate);
+    report.offload = { rate, connections: OPEN_LOOP_CONNECTIONS, seconds: LATENCY_SECONDS, conditions: offload };
+
+    // c. scrape impact
+    let scrape: Awaited<ReturnType<typeof benchScrape>> | undefined;
+    let scrapeSkipped: string | undefined;
+    try {
+      console.log(`\nc. loading ${fmt(ROUTES)} routes with the prometheus plugin ...`);
+      const loadSeconds = await loadPrometheusRoutes(gateway, upstreamPort);
+      console.log(`  loaded in ${fmt(loadSeconds, 1)} s`);
+      const metricsUrl = `http://127.0.0.1:${metricsPort}/apisix/prometheus/metrics`;
+      await waitForHttp(metricsUrl, 10_000, 200);
+      scrape = await benchScrape(gateway, metricsUrl, rate);
+      report.scrape = { rate, routes: ROUTES, loadSeconds, ...scrape };
+    } catch (err) {
+      scrapeSkipped = (err as Error).message;
+      console.log(`  scrape impact not measured: ${scrapeSkipped}`);
+      report.scrape = { skipped: scrapeSkipped };
+    }
+
+    console.log(
+      '\n## a. throughput (wrk -t1 -c50, median of interleaved rounds; ratio = median of per-round ratios)\n',
+    );
+    console.log('| target | req/s | vs nginx | errors |');
+    console.log('| --- | ---: | ---: | ---: |');
+    for (const row of throughput) {
+      console.log(`| ${row.name} | ${fmt(row.medianRequestsPerSecond)} | ${fmt(row.vsNginx, 2)} | ${row.errors} |`);
+    }
+    console.log(
+      `\n## b. offload: open loop ${fmt(rate)} req/s on the bare route, ` +
+        `${OPEN_LOOP_CONNECTIONS} connections, histograms merged over ${LATENCY_ROUNDS} rounds of ${LATENCY_SECONDS} s\n`,
+    );
+    console.log(LATENCY_HEADER);
+    for (const condition of offload) printLatency(condition);
+    const [alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
+    const offloadRatios = busy.map((withGzip, i) => ({
+      condition: offload[i + 1].name,
+      p50: withGzip.p50Us / alone.p50Us,
+      p99: withGzip.p99Us / alone.p99Us,
+      p999: withGzip.p999Us / alone.p999Us,
+    }));
+    report.offloadRatios = offloadRatios;
+    console.log('');
+    for (const ratio of offloadRatios) {
+      console.log(
+        `${ratio.condition} / alone: p50 ${fmt(ratio.p50, 2)}x, p99 ${fmt(ratio.p99, 2)}x, p99.9 ${fmt(ratio.p999, 2)}x`,
+      );
+    }
+    console.log(`gzip closed-loop client: median ${fmt(median(offload[2].side), 1)} req/s (1 MiB each)`);
+    if (scrape) {
+      console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
+      console.log(LATENCY_HEADER);
+      for (const condition of scrape.conditions) printLatency(condition);
+      const [quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
+      const change = { p50: percentChange(quiet.p50Us, scraped.p50Us), p99: percentChange(quiet.p99Us, scraped.p99Us) };
+      report.scrapeChangePercent = change;
+      console.log(
+        `\nscrape every 1 s: p99 ${change.p99 >= 0 ? '+' : ''}${fmt(change.p99, 1)}%, p50 ` +
+          `${change.p50 >= 0 ? '+' : ''}${fmt(change.p50, 1)}%; scrape ${fmt(scrape.scrapeBytes / 1024)} KiB, ` +
+          `median ${fmt(median(scrape.scrapeMs), 1)} ms, max ${fmt(Math.max(...scrape.scrapeMs), 1)} ms`,
+      );
+    } else {
+      console.log(`\nc. scrape impact: not measured (${scrapeSkipped})`);
+    }
+
+    const resultsDir = path.join(ROOT, 'bench', 'results');
+    fs.mkdirSync(resultsDir, { recursive: true });
+    const ignoreFile = path.join(resultsDir, '.gitignore');
+    if (!fs.existsSync(ignoreFile)) fs.writeFileSync(ignoreFile, '*\n');
+    const reportFile = path.join(resultsDir, `plugins-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    fs.writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nreport: ${path.relative(process.cwd(), reportFile)}`);
+  } finally {
+    await stopAllChildren();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench:plugins failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
