@@ -21,7 +21,14 @@ import { logger } from '../core/log';
 import type { NativeBackend } from '../native/backend';
 import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, OUT_SIZE, ParseError } from '../native/layout';
 import { RequestContext, type BodySource, type PluginHost } from '../plugins/context';
-import { exitBody, runBodyFilters, runHeaderFilters, runRequestPhases, scheduleLogPhase } from '../plugins/runner';
+import {
+  exitBody,
+  runBeforeProxy,
+  runBodyFilters,
+  runHeaderFilters,
+  runRequestPhases,
+  scheduleLogPhase,
+} from '../plugins/runner';
 import type { PluginChain, PluginExit } from '../plugins/types';
 import type { Upstream } from '../schema/types';
 import type { BalanceContext } from './balancer';
@@ -930,8 +937,50 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       return;
     }
     this.waitingUpstreamDrain = false;
+    const plugins = req.plugins;
+    if (plugins !== null && plugins.chain.before_proxy.length > 0) {
+      this.retryAfterBeforeProxy(req, plugins);
+      return;
+    }
     this.connectUpstream(req);
     this.process(); // a pooled connection is ready at once: send the held body
+  }
+
+  /** A retry on a route with before_proxy plugins: they run again first, and may end the request. */
+  private retryAfterBeforeProxy(req: RequestState, plugins: RequestContext): void {
+    const proceed = (exit: PluginExit | undefined): void => {
+      if (exit !== undefined) {
+        this.respondExit(req, plugins, exit);
+        return;
+      }
+      this.connectUpstream(req);
+    };
+    let result: PluginExit | undefined | Promise<PluginExit | undefined>;
+    try {
+      result = runBeforeProxy(plugins);
+    } catch (err) {
+      this.pluginFailed(req, err);
+      return;
+    }
+    if (!isPromise<PluginExit | undefined>(result)) {
+      proceed(result);
+      this.process();
+      return;
+    }
+    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
+    result.then(
+      (exit) => {
+        if (!this.ownsRequest(req)) return;
+        if (this.deadlineKind === Deadline.Plugins) this.deadlineKind = Deadline.None;
+        proceed(exit);
+        this.process();
+      },
+      (err: unknown) => {
+        if (!this.ownsRequest(req)) return;
+        this.pluginFailed(req, err);
+        this.process();
+      },
+    );
   }
 
   /** The upstream sent something we cannot forward: drop it and answer (or close) the client. */

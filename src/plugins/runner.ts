@@ -102,6 +102,11 @@ export function runRequestPhases(ctx: RequestContext): PluginExit | undefined | 
   return resume(ctx, Stage.Rewrite, 0, null);
 }
 
+/** before_proxy alone, for a retry on another node (APISIX runs it in the balancer phase of every try). */
+export function runBeforeProxy(ctx: RequestContext): PluginExit | undefined | Promise<PluginExit | undefined> {
+  return resume(ctx, Stage.BeforeProxy, 0, null);
+}
+
 function resumeHeaderFilters(ctx: RequestContext, index: number): void | Promise<void> {
   const entries = ctx.chain.header_filter;
   for (; index < entries.length; index++) {

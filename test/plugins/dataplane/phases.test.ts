@@ -211,6 +211,18 @@ const impatientReader: PluginModule<Conf> = {
   },
 };
 
+let beforeProxyCalls = 0;
+const everyTry: PluginModule<Conf> = {
+  name: 'test-every-try',
+  version: '0.1',
+  priority: 10,
+  schema: ANY_OBJECT,
+  before_proxy(_conf, ctx) {
+    beforeProxyCalls++;
+    ctx.setHeader('X-Try', String(beforeProxyCalls));
+  },
+};
+
 const splitter: PluginModule<Conf> = {
   name: 'test-splitter',
   version: '0.1',
@@ -248,6 +260,7 @@ const MODULES = [
   offloader,
   bodyReader,
   impatientReader,
+  everyTry,
   splitter,
 ] as unknown as ReadonlyArray<PluginModule<never>>;
 
@@ -285,7 +298,8 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
       if (received.includes('\r\n\r\n')) socket.write(RAW_RESPONSE);
     });
     const up = localUpstream([upstream.port]);
-    const down = localUpstream([await closedPort()], { retries: 0 });
+    const deadPort = await closedPort();
+    const down = localUpstream([deadPort], { retries: 0 });
     const route = (id: string, uri: string, plugins: Record<string, Record<string, unknown>>): Route => ({
       id,
       uri,
@@ -315,6 +329,17 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
           route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
           route('real-ip', '/real-ip', { 'test-real-ip': {} }),
           { id: 'down', uri: '/down', plugins: { 'test-log-probe': {} }, upstream: down },
+          {
+            id: 'retry',
+            uri: '/retry',
+            plugins: { 'test-every-try': {} },
+            // Weights put the dead node first; one retry reaches the live one.
+            upstream: {
+              type: 'roundrobin',
+              nodes: { [`127.0.0.1:${deadPort}`]: 100, [`127.0.0.1:${upstream.port}`]: 1 },
+              retries: 1,
+            },
+          },
           { id: 'plain', uri: '/plain', upstream: localUpstream([raw.port]) },
         ],
         upstreams: [{ id: 'canary', ...localUpstream([canary.port]) }],
@@ -513,6 +538,14 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     assert.equal(seen.body, 'abcde');
     assert.equal(seen.headers['content-length'], '5');
     client.close();
+  });
+
+  it('runs before_proxy again for a retry on another node', async () => {
+    beforeProxyCalls = 0;
+    const res = await rawRequest(gateway.port, 'GET /retry HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(res.status, 200);
+    assert.equal(beforeProxyCalls, 2);
+    assert.equal(JSON.parse(res.body.toString()).headers['x-try'], '2');
   });
 
   it('sends a request to the upstream a plugin chose (traffic split)', async () => {
