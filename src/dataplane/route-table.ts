@@ -123,12 +123,14 @@ export class RouteTable {
   }
 }
 
-function upstreamKey(upstream: Upstream): string {
+/** An upstream's identity across config versions: its JSON without timestamps. */
+export function upstreamKey(upstream: Upstream): string {
   const { create_time: _created, update_time: _updated, ...rest } = upstream;
   return JSON.stringify(rest);
 }
 
-function compileUpstream(upstream: Upstream, key: string, health: HealthSource | null): CompiledUpstream {
+/** Balancer, pool and settings for an upstream; `health` only for upstreams with active checks. */
+export function compileUpstream(upstream: Upstream, key: string, health: HealthSource | null): CompiledUpstream {
   const nodes = normalizeNodes(upstream.nodes);
   const pool = upstream.keepalive_pool;
   const nodeHealth = health === null ? null : new UpstreamHealth(health.dict, health.upstreamId, upstream, nodes);
@@ -156,7 +158,7 @@ function compileUpstream(upstream: Upstream, key: string, health: HealthSource |
 }
 
 /** Where a checked upstream's health lives: the dictionary and the upstream id its keys use (health/keys.ts). */
-interface HealthSource {
+export interface HealthSource {
   readonly dict: SharedDict;
   readonly upstreamId: string;
 }

@@ -6,47 +6,7 @@
 // while its configuration is unchanged.
 
 import type { Upstream } from '../schema/types';
-import { createBalancer, normalizeNodes } from './balancer';
-import { PassHost, type CompiledUpstream, type RouteTable } from './route-table';
-import { UpstreamPool } from './upstream-pool';
-
-// The route table's defaults (route-table.ts), which does not export its compiler.
-const DEFAULT_POOL_SIZE = 320;
-const DEFAULT_POOL_IDLE_SECONDS = 60;
-const DEFAULT_POOL_REQUESTS = 1000;
-
-/** The route table's identity of an upstream across versions: its JSON without timestamps. */
-function upstreamKey(upstream: Upstream): string {
-  const { create_time: _created, update_time: _updated, ...rest } = upstream;
-  return JSON.stringify(rest);
-}
-
-/** Without active health checks: a split target's health is not tracked separately. */
-function compileSplitUpstream(upstream: Upstream, key: string): CompiledUpstream {
-  const nodes = normalizeNodes(upstream.nodes);
-  const pool = upstream.keepalive_pool;
-  return {
-    key,
-    upstream,
-    balancer: createBalancer(upstream, nodes),
-    pool: new UpstreamPool({
-      size: pool?.size ?? DEFAULT_POOL_SIZE,
-      idleTimeoutMs: (pool?.idle_timeout ?? DEFAULT_POOL_IDLE_SECONDS) * 1000,
-      maxRequests: pool?.requests ?? DEFAULT_POOL_REQUESTS,
-    }),
-    retries: upstream.retries ?? Math.max(0, nodes.length - 1),
-    retryTimeoutMs: (upstream.retry_timeout ?? 0) * 1000,
-    passHost:
-      upstream.pass_host === 'node'
-        ? PassHost.Node
-        : upstream.pass_host === 'rewrite'
-          ? PassHost.Rewrite
-          : PassHost.Pass,
-    upstreamHost: upstream.upstream_host ?? '',
-    health: null,
-    passive: null,
-  };
-}
+import { compileUpstream, upstreamKey, type CompiledUpstream, type RouteTable } from './route-table';
 
 export class SplitUpstreams {
   private table: RouteTable;
@@ -84,7 +44,7 @@ export class SplitUpstreams {
     if (compiled === undefined) {
       compiled = this.compiled.get(key);
       if (compiled === undefined) {
-        compiled = compileSplitUpstream(upstream, key);
+        compiled = compileUpstream(upstream, key, null); // a split target's health is not tracked separately
         this.compiled.set(key, compiled);
       }
     }
