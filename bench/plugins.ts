@@ -42,6 +42,8 @@ const FIXED_RATE = positiveInt(process.env.BENCH_RATE, 0);
 /** Requests per second of the paced gzip client in b (each compresses 1 MiB). */
 const GZIP_PACED_RATE = positiveInt(process.env.BENCH_GZIP_RATE, 20);
 const API_KEY = 'bench-api-key-0123456789';
+/** BENCH_PLUGIN_BREAKDOWN=1 adds one throughput row per plugin of the risk-control route (about a minute more). */
+const PLUGIN_BREAKDOWN = process.env.BENCH_PLUGIN_BREAKDOWN === '1';
 // Whole-run guard: every child is killed when it fires.
 const RUN_LIMIT_MS = 9 * 60_000;
 
@@ -129,6 +131,16 @@ async function benchThroughput(nginxPort: number, palisadePort: number): Promise
       rounds: [],
     },
   ];
+  if (PLUGIN_BREAKDOWN) {
+    for (const name of ['key-auth', 'limit-count', 'prometheus']) {
+      targets.push({
+        name: `palisade ${name} only`,
+        url: `http://127.0.0.1:${palisadePort}/only/${name}`,
+        headers: [`apikey: ${API_KEY}`],
+        rounds: [],
+      });
+    }
+  }
   console.log(`\na. throughput: wrk -t1 -c${CONNECTIONS}, ${ROUNDS} interleaved rounds of ${ROUND_SECONDS}s`);
   for (const target of targets) {
     await runWrk(target.url, { threads: 1, connections: CONNECTIONS, seconds: 2, headers: target.headers });
@@ -171,15 +183,16 @@ function printLatency(condition: LatencyCondition): void {
   const u = condition.mergedUncorrected as LatencySummary;
   const errors = condition.rounds.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0);
   const achieved = median(condition.rounds.map((r) => r.achievedRate));
+  const lag = Math.max(...condition.rounds.map((r) => r.schedulerLag.p99Us));
   console.log(
     `| ${condition.name} | ${fmt(achieved)} | ${ms(m.p50Us)} | ${ms(m.p90Us)} | ${ms(m.p99Us)} | ${ms(m.p999Us)} | ` +
-      `${ms(m.p9999Us)} | ${ms(m.maxUs)} | ${ms(u.p99Us)} | ${m.count} | ${errors} |`,
+      `${ms(m.p9999Us)} | ${ms(m.maxUs)} | ${ms(u.p99Us)} | ${ms(lag)} | ${m.count} | ${errors} |`,
   );
 }
 
 const LATENCY_HEADER =
-  '| condition | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | p99 uncorrected | samples | errors |\n' +
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+  '| condition | achieved req/s | p50 | p90 | p99 | p99.9 | p99.99 | max | p99 uncorrected | generator lag p99 | samples | errors |\n' +
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
 
 function logRound(label: string, result: OpenLoopResult, side: string): void {
   console.log(
@@ -388,15 +401,18 @@ async function main(): Promise<void> {
     });
     const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
     await adminPut(gateway, 'consumers', { username: 'bench', plugins: { 'key-auth': { key: API_KEY } } });
-    await adminPut(gateway, 'routes/risk', {
-      uri: '/risk',
-      plugins: {
-        'key-auth': {},
-        'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
-        prometheus: {},
-      },
-      upstream,
-    });
+    const riskPlugins: Record<string, object> = {
+      'key-auth': {},
+      'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
+      prometheus: {},
+    };
+    await adminPut(gateway, 'routes/risk', { uri: '/risk', plugins: riskPlugins, upstream });
+    if (PLUGIN_BREAKDOWN) {
+      for (const [name, conf] of Object.entries(riskPlugins)) {
+        await adminPut(gateway, `routes/only-${name}`, { uri: `/only/${name}`, plugins: { [name]: conf }, upstream });
+      }
+      await waitForStatus(`http://127.0.0.1:${palisadePort}/only/prometheus`, {}, 200);
+    }
     await adminPut(gateway, 'routes/gzip', {
       uri: '/bytes-1m',
       plugins: { gzip: { types: '*', comp_level: 1 } },
@@ -436,7 +452,13 @@ async function main(): Promise<void> {
         : Math.max(100, Math.round((throughput[1].medianRequestsPerSecond * RATE_SHARE) / 100) * 100);
     // b. offload
     const offload = await benchOffload(palisadePort, rate);
-    report.offload = { rate, connections: OPEN_LOOP_CONNECTIONS, seconds: LATENCY_SECONDS, conditions: offload };
+    report.offload = {
+      rate,
+      rateShare: FIXED_RATE > 0 ? undefined : RATE_SHARE,
+      connections: OPEN_LOOP_CONNECTIONS,
+      seconds: LATENCY_SECONDS,
+      conditions: offload,
+    };
 
     // c. scrape impact
     let scrape: Awaited<ReturnType<typeof benchScrape>> | undefined;
