@@ -47,6 +47,13 @@ const SWEEP_BATCH = 1000;
 /** How often the gauges the agent owns (etcd reachable, upstream health, shared dicts) are refreshed. */
 const GAUGE_INTERVAL_MS = 5_000;
 
+/** APISIX names an upstream in apisix_upstream_status by the key of what holds it: /apisix/routes/1, /apisix/upstreams/1. */
+function upstreamMetricName(healthId: string): string {
+  if (healthId.startsWith('route:')) return `/apisix/routes/${healthId.slice('route:'.length)}`;
+  if (healthId.startsWith('service:')) return `/apisix/services/${healthId.slice('service:'.length)}`;
+  return `/apisix/upstreams/${healthId}`;
+}
+
 function send(message: AgentMessage): void {
   if (process.send && process.connected) process.send(message);
 }
@@ -85,7 +92,12 @@ export function runAgent(): void {
         for (const node of upstream.nodes) {
           const colon = node.node.lastIndexOf(':');
           const ip = node.node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-          metrics.setUpstreamStatus(upstream.id, ip, Number(node.node.slice(colon + 1)), node.healthy);
+          metrics.setUpstreamStatus(
+            upstreamMetricName(upstream.id),
+            ip,
+            Number(node.node.slice(colon + 1)),
+            node.healthy,
+          );
         }
       }
     } catch (err) {

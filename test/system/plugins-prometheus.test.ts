@@ -121,6 +121,24 @@ describe('prometheus through the agent (system)', { timeout: 120_000 }, () => {
       assert.ok(sumSamples(text, 'apisix_bandwidth', ['type="ingress"', 'route="1"']) > 0);
       // Not etcd: the gauge is never set to reachable.
       assert.doesNotMatch(text, /^apisix_etcd_reachable 1$/m);
+      // An actively checked upstream shows as healthy, named as APISIX names it.
+      const checked = await request(`${home.adminUrl}/routes/hc`, {
+        method: 'PUT',
+        headers: adminHeaders(ADMIN_KEY),
+        body: {
+          uri: '/checked',
+          upstream: {
+            type: 'roundrobin',
+            nodes: { [`127.0.0.1:${upstream.port}`]: 1 },
+            checks: { active: { http_path: '/', healthy: { interval: 1 }, unhealthy: { interval: 1 } } },
+          },
+        },
+      });
+      assert.ok(checked.status < 300, checked.body);
+      const healthyLine = `apisix_upstream_status{name="/apisix/routes/hc",ip="127.0.0.1",port="${upstream.port}"} 1`;
+      await waitFor('the upstream health gauge', 20_000, async () =>
+        (await scrape(metricsPort)).split('\n').includes(healthyLine) ? true : undefined,
+      );
       // Only the configured path is served.
       assert.equal((await request(`http://127.0.0.1:${metricsPort}/metrics`)).status, 404);
 
