@@ -34,6 +34,8 @@ const LATENCY_WARMUP_SECONDS = 2;
 const ROUTES = positiveInt(process.env.BENCH_ROUTES, 10_000);
 const CONNECTIONS = 50;
 const OPEN_LOOP_CONNECTIONS = 32;
+/** BENCH_SPIN=0: the generator sleeps on 1 ms timers instead of polling (less CPU taken from the gateway, less precise). */
+const SPIN = process.env.BENCH_SPIN !== '0';
 // The fixed offered rate for b and c, as a share of the bare route's wrk maximum (BENCH_RATE overrides it).
 // 10%, not 30%: the JS generator spends more CPU per request than wrk, and on a 2-core machine
 // generator + gateway + upstream saturate near 30% (the queue grows and every figure is queueing).
@@ -202,7 +204,9 @@ function logRound(label: string, result: OpenLoopResult, side: string): void {
   );
 }
 
-async function benchOffload(palisadePort: number, rate: number): Promise<LatencyCondition[]> {
+async function benchOffload(palisadePort: number, upstreamPort: number, rate: number): Promise<LatencyCondition[]> {
+  // The floor: the same generator straight to the nginx upstream (generator + machine noise, no gateway).
+  const direct: LatencyCondition = { name: 'nginx upstream direct (floor)', rounds: [], side: [] };
   const alone: LatencyCondition = { name: 'bare route alone', rounds: [], side: [] };
   const paced: LatencyCondition = {
     name: `bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s`,
@@ -219,9 +223,14 @@ async function benchOffload(palisadePort: number, rate: number): Promise<Latency
     connections: OPEN_LOOP_CONNECTIONS,
     seconds: LATENCY_SECONDS,
     warmupSeconds: LATENCY_WARMUP_SECONDS,
+    spin: SPIN,
   };
   const sideSeconds = LATENCY_WARMUP_SECONDS + LATENCY_SECONDS + 1;
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const floor = await runOpenLoop({ ...load, port: upstreamPort });
+    direct.rounds.push(floor);
+    logRound(`round ${round} nginx direct`, floor, '');
+
     const quiet = await runOpenLoop(load);
     alone.rounds.push(quiet);
     logRound(`round ${round} alone`, quiet, '');
@@ -261,8 +270,8 @@ async function benchOffload(palisadePort: number, rate: number): Promise<Latency
     flat.side.push(flatResult.requestsPerSecond);
     logRound(`round ${round} gzip closed loop`, withFlat, `  (gzip ${fmt(flatResult.requestsPerSecond, 1)} req/s)`);
   }
-  for (const condition of [alone, paced, flat]) mergeCondition(condition);
-  return [alone, paced, flat];
+  for (const condition of [direct, alone, paced, flat]) mergeCondition(condition);
+  return [direct, alone, paced, flat];
 }
 
 async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: number): Promise<number> {
@@ -322,6 +331,7 @@ async function benchScrape(
     connections: OPEN_LOOP_CONNECTIONS,
     seconds: LATENCY_SECONDS,
     warmupSeconds: LATENCY_WARMUP_SECONDS,
+    spin: SPIN,
   };
   // One pass over every route first, so each has metrics before anything is measured.
   console.log(`  priming metrics on ${fmt(ROUTES)} routes ...`);
@@ -451,7 +461,7 @@ async function main(): Promise<void> {
         ? FIXED_RATE
         : Math.max(100, Math.round((throughput[1].medianRequestsPerSecond * RATE_SHARE) / 100) * 100);
     // b. offload
-    const offload = await benchOffload(palisadePort, rate);
+    const offload = await benchOffload(palisadePort, upstreamPort, rate);
     report.offload = {
       rate,
       rateShare: FIXED_RATE > 0 ? undefined : RATE_SHARE,
@@ -491,9 +501,9 @@ async function main(): Promise<void> {
     );
     console.log(LATENCY_HEADER);
     for (const condition of offload) printLatency(condition);
-    const [alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
+    const [, alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
     const offloadRatios = busy.map((withGzip, i) => ({
-      condition: offload[i + 1].name,
+      condition: offload[i + 2].name,
       p50: withGzip.p50Us / alone.p50Us,
       p99: withGzip.p99Us / alone.p99Us,
       p999: withGzip.p999Us / alone.p999Us,
@@ -505,7 +515,7 @@ async function main(): Promise<void> {
         `${ratio.condition} / alone: p50 ${fmt(ratio.p50, 2)}x, p99 ${fmt(ratio.p99, 2)}x, p99.9 ${fmt(ratio.p999, 2)}x`,
       );
     }
-    console.log(`gzip closed-loop client: median ${fmt(median(offload[2].side), 1)} req/s (1 MiB each)`);
+    console.log(`gzip closed-loop client: median ${fmt(median(offload[3].side), 1)} req/s (1 MiB each)`);
     if (scrape) {
       console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
       console.log(LATENCY_HEADER);
