@@ -24,6 +24,14 @@ function send(message: WorkerMessage): void {
   if (process.send && process.connected) process.send(message);
 }
 
+/** Send, resolving once the message left for the primary (or could not): exit may follow right after. */
+function sendAndFlush(message: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -56,6 +64,7 @@ export function runWorker(): void {
   let drainTimeoutMs = 30_000;
   let resyncAsked = false;
   let stopMetricsShipping: (() => void) | undefined;
+  let lastMetricsShipment: Promise<void> = Promise.resolve();
 
   // A snapshot that fails to compile is logged and the old route table stays.
   const apply = (snapshot: ConfigSnapshot): void => {
@@ -115,7 +124,9 @@ export function runWorker(): void {
     apply(mirror.snapshot());
     const addresses = await plane.listen();
     send({ type: 'listening', addresses, backend: backend.name });
-    stopMetricsShipping = startMetricsShipping((delta) => send({ type: 'metrics', delta }), METRICS_SHIP_INTERVAL_MS);
+    stopMetricsShipping = startMetricsShipping((delta) => {
+      lastMetricsShipment = sendAndFlush({ type: 'metrics', delta });
+    }, METRICS_SHIP_INTERVAL_MS);
   };
 
   // New chains are compiled against the new registry and swapped in; requests
@@ -142,8 +153,9 @@ export function runWorker(): void {
     } catch (err) {
       log.error('error while draining', { error: errorText(err) });
     }
-    // The last requests' counts go out before the worker exits.
+    // The last requests' counts go out before the worker exits (bounded: a gone primary must not hold the exit).
     stopMetricsShipping?.();
+    await Promise.race([lastMetricsShipment, new Promise((resolve) => setTimeout(resolve, 500))]);
     for (const dict of dicts.values()) dict.close();
     process.exit(0);
   };
