@@ -7,7 +7,13 @@
 
 import type { SharedDict } from '../../native/shdict';
 import type { JsonSchema, PluginContext, PluginModule, PhaseResult } from '../types';
-import { concurrencyIncoming, concurrencyLeaving, type KeyType, resolveLimitKey } from '../lib/limit-window';
+import {
+  concurrencyIncoming,
+  concurrencyLeaving,
+  dictAtCompile,
+  type KeyType,
+  resolveLimitKey,
+} from '../lib/limit-window';
 import { redisClusterSchema, redisSchema } from '../lib/redis';
 
 export const LIMIT_CONN_DICT = 'plugin-limit-conn';
@@ -73,12 +79,7 @@ const limitConn: PluginModule<CompiledLimitConn> = {
   },
   compile(raw, env) {
     const conf = raw as LimitConnConf;
-    let dict: SharedDict | undefined;
-    try {
-      dict = env.dict(LIMIT_CONN_DICT);
-    } catch {
-      dict = undefined; // looked up again per request through the context
-    }
+    const dict = dictAtCompile(env, LIMIT_CONN_DICT);
     return {
       conn: conf.conn,
       burst: conf.burst,

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import type { SharedDict } from '../../native/shdict';
 import type { JsonSchema, PluginContext, PluginEnv, PluginModule, PhaseResult } from '../types';
 import {
+  dictAtCompile,
   type KeyType,
   resolveLimitKey,
   resolveTemplate,
@@ -285,11 +286,7 @@ function compile(raw: unknown, env: PluginEnv): CompiledLimitCount {
         ];
   let dict: SharedDict | undefined;
   if (policy === 'local') {
-    try {
-      dict = env.dict(LIMIT_COUNT_DICT);
-    } catch {
-      dict = undefined; // looked up again per request through the context
-    }
+    dict = dictAtCompile(env, LIMIT_COUNT_DICT);
   }
   return {
     policy,

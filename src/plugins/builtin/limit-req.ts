@@ -7,7 +7,7 @@
 
 import type { SharedDict } from '../../native/shdict';
 import type { JsonSchema, PluginContext, PluginModule, PhaseResult } from '../types';
-import { type KeyType, leakyBucketIncoming, resolveLimitKey } from '../lib/limit-window';
+import { dictAtCompile, type KeyType, leakyBucketIncoming, resolveLimitKey } from '../lib/limit-window';
 import { redisClusterSchema, redisSchema } from '../lib/redis';
 
 export const LIMIT_REQ_DICT = 'plugin-limit-req';
@@ -72,12 +72,7 @@ const limitReq: PluginModule<CompiledLimitReq> = {
   },
   compile(raw, env) {
     const conf = raw as LimitReqConf;
-    let dict: SharedDict | undefined;
-    try {
-      dict = env.dict(LIMIT_REQ_DICT);
-    } catch {
-      dict = undefined; // looked up again per request through the context
-    }
+    const dict = dictAtCompile(env, LIMIT_REQ_DICT);
     return {
       rate: conf.rate,
       burst: conf.burst,

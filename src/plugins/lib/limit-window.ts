@@ -11,7 +11,7 @@
 // ("$remote_addr $http_x") or constant, falling back to remote_addr.
 
 import type { SharedDict } from '../../native/shdict';
-import type { PluginContext } from '../types';
+import type { PluginContext, PluginEnv } from '../types';
 import type { RedisClient } from './redis';
 
 export type KeyType = 'var' | 'var_combination' | 'constant';
@@ -183,4 +183,17 @@ export function concurrencyIncoming(
 export function concurrencyLeaving(dict: SharedDict, key: string): void {
   // Left at 0 rather than deleted: another worker may be counting in between.
   dict.incr(key, -1, 0);
+}
+
+/**
+ * The plugin's shared dictionary at compile time, or undefined when this
+ * process has not opened it (yet): callers then look it up per request
+ * through the context and report a failure there.
+ */
+export function dictAtCompile(env: PluginEnv, name: string): SharedDict | undefined {
+  try {
+    return env.dict(name);
+  } catch {
+    return undefined;
+  }
 }
