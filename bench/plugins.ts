@@ -24,6 +24,7 @@ import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
 import { startPalisade, type PalisadeTarget } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
+import { writeReport } from './lib/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ROUNDS = positiveInt(process.env.BENCH_ROUNDS, 5);
@@ -532,13 +533,7 @@ async function main(): Promise<void> {
       console.log(`\nc. scrape impact: not measured (${scrapeSkipped})`);
     }
 
-    const resultsDir = path.join(ROOT, 'bench', 'results');
-    fs.mkdirSync(resultsDir, { recursive: true });
-    const ignoreFile = path.join(resultsDir, '.gitignore');
-    if (!fs.existsSync(ignoreFile)) fs.writeFileSync(ignoreFile, '*\n');
-    const reportFile = path.join(resultsDir, `plugins-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    fs.writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
-    console.log(`\nreport: ${path.relative(process.cwd(), reportFile)}`);
+    console.log(`\nreport: ${writeReport('plugins', report)}`);
   } finally {
     await stopAllChildren();
   }

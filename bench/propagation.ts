@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { startEtcd, type EtcdServer } from '../test/helpers/etcd';
 import { killAllChildrenNow, startChild, stopAllChildren, type Child } from './lib/children';
 import { freePort, waitForHttp } from './lib/net';
+import { writeReport } from './lib/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ADMIN_KEY = 'bench-propagation-000000000000';
@@ -239,11 +240,8 @@ async function main(): Promise<void> {
         .padStart(6)}   ${r.workerApplyMs.map((ms) => ms.toFixed(1)).join(', ')}\n`,
     );
   }
-  const resultsDir = path.join(ROOT, 'bench', 'results');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  const file = path.join(resultsDir, `propagation-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, results }, null, 2));
-  process.stdout.write(`\nfull report: ${path.relative(process.cwd(), file)}\n`);
+  const file = writeReport('propagation', { date: new Date().toISOString(), cpus: os.cpus().length, results });
+  process.stdout.write(`\nfull report: ${file}\n`);
 }
 
 main().catch((err: unknown) => {

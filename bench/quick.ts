@@ -13,6 +13,7 @@ import { freePort } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { startPalisade } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
+import { writeReport } from './lib/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 // BENCH_ROUNDS / BENCH_SECONDS override these; on a shared machine more, shorter rounds give a steadier median.
@@ -127,13 +128,6 @@ async function main(): Promise<void> {
     console.log(`palisade / nginx:   ${fmt(ratios.palisadeOverNginx, 2)}`);
     console.log(`palisade / fastify: ${fmt(ratios.palisadeOverFastify, 2)}`);
 
-    const resultsDir = path.join(ROOT, 'bench', 'results');
-    fs.mkdirSync(resultsDir, { recursive: true });
-    // Results are machine-specific and never committed.
-    const ignoreFile = path.join(resultsDir, '.gitignore');
-    if (!fs.existsSync(ignoreFile)) fs.writeFileSync(ignoreFile, '*\n');
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const reportFile = path.join(resultsDir, `quick-${stamp}.json`);
     const report = {
       kind: 'bench:quick',
       date: new Date().toISOString(),
@@ -148,8 +142,7 @@ async function main(): Promise<void> {
       targets: targets.map((t, i) => ({ ...summary[i], url: t.url, rounds: t.rounds })),
       ratios,
     };
-    fs.writeFileSync(reportFile, JSON.stringify(report, null, 2) + '\n');
-    console.log(`\nreport: ${path.relative(process.cwd(), reportFile)}`);
+    console.log(`\nreport: ${writeReport('quick', report)}`);
   } finally {
     await stopAllChildren();
   }

@@ -1,0 +1,14 @@
+// Where every benchmark leaves its JSON report: bench/results/<kind>-<time>.json
+// (machine-specific results, ignored by git through the root .gitignore).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const RESULTS_DIR = path.resolve(__dirname, '..', '..', '..', 'bench', 'results');
+
+/** Write `report` as JSON and return the file's path relative to the current directory. */
+export function writeReport(kind: string, report: unknown): string {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${kind}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  return path.relative(process.cwd(), file);
+}
