@@ -17,8 +17,14 @@ double *Float64Data(const Napi::Value &v) { return v.As<Napi::Float64Array>().Da
 // parseRequest(buf, off, len, router, ip, out)
 Napi::Value ParseRequest(const Napi::CallbackInfo &info) {
   auto ip = info[4].As<Napi::Buffer<uint8_t>>();
+  auto out = info[5].As<Napi::Int32Array>();
+  // The parser writes a normalised path up to the end of out[OUT_SIZE]: a shorter array would be overrun.
+  if (out.ElementLength() < OUT_SIZE) {
+    Napi::RangeError::New(info.Env(), "parseRequest: out must hold OUT_SIZE int32 slots").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   int32_t r = pal_parse_request(BufferData(info[0]), U32(info[1]), U32(info[2]), I32(info[3]), ip.Data(),
-                                static_cast<uint32_t>(ip.Length()), Int32Data(info[5]));
+                                static_cast<uint32_t>(ip.Length()), out.Data());
   return Napi::Number::New(info.Env(), r);
 }
 

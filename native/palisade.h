@@ -49,6 +49,7 @@ extern "C" {
 #define PAL_E_BAD_CHUNK -15         /* chunked: bad size line / missing CRLF -> 400 (request) / 502 (response) */
 #define PAL_E_CHUNK_TOO_BIG -16     /* chunk size overflows 2^53             -> 400 / 502 */
 #define PAL_E_ROUTER -17            /* router handle unknown                 -> 500 */
+#define PAL_E_URI_TOO_LONG -18      /* a path that needs normalising is longer than PAL_URI_CAPACITY -> 414 */
 
 #define PAL_MAX_HEADERS 100
 #define PAL_MAX_CANDIDATES 16
@@ -95,9 +96,15 @@ extern "C" {
 #define OUT_HEADER_COUNT 12
 #define OUT_ROUTE_COUNT 13  /* number of candidate routes written, -1 when no router given */
 #define OUT_ROUTES 14       /* PAL_MAX_CANDIDATES route indexes, best first */
+#define OUT_URI_LEN 30      /* request: -1 when the path is already normal, so $uri is the path span
+                               itself; else the length of the normalised path in the URI area */
+                            /* slot 31: reserved */
 #define OUT_HEADERS 32      /* per header: name_start, name_end, value_start, value_end
                                (value trimmed of surrounding OWS) */
-#define OUT_SIZE (OUT_HEADERS + 4 * PAL_MAX_HEADERS)
+#define OUT_URI (OUT_HEADERS + 4 * PAL_MAX_HEADERS) /* URI area: PAL_URI_CAPACITY bytes (not int32s) from
+                               here hold the normalised path when OUT_URI_LEN >= 0 */
+#define PAL_URI_CAPACITY 8192 /* nginx's default request line limit (large_client_header_buffers 8k) */
+#define OUT_SIZE (OUT_URI + PAL_URI_CAPACITY / 4)
 
 /* ---- chunked scanner state (int32[PAL_CHUNK_STATE_SIZE], zeroed to start) ---- */
 #define CHUNK_PHASE 0       /* internal */
@@ -110,6 +117,11 @@ extern "C" {
 /*
  * Parse an HTTP/1.x request head in buf[off, off+len) and, when router >= 0,
  * match it against that route table. ip is 4 (IPv4) or 16 (IPv6) bytes.
+ * out must hold OUT_SIZE int32s. Routes are matched on $uri, the path as
+ * nginx normalises it (percent-decoded, slashes merged, dot segments
+ * resolved; see normalise_path in parser.c): when the path needs it, the
+ * normal form is written to the URI area and OUT_URI_LEN says how long it is.
+ * The raw target stays where OUT_TARGET_START..OUT_TARGET_END point.
  */
 PAL_EXPORT int32_t pal_parse_request(const uint8_t *buf, uint32_t off, uint32_t len, int32_t router,
                                      const uint8_t *ip, uint32_t ip_len, int32_t *out);

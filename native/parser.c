@@ -28,13 +28,14 @@
 #define CC_HEX 8    /* HEXDIG */
 #define CC_DIGIT 16 /* DIGIT */
 #define CC_TARGET 32 /* request-target byte: anything but CTL, SP and DEL */
+#define CC_PATH_MARK 64 /* '#', '%', '/', '?': where a path may need normalising, or ends */
 
 /* One lookup per byte instead of range compares in every loop. */
 static const uint8_t char_class[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
-    2,  35, 34, 35, 35, 35, 35, 35, 34, 34, 35, 35, 34, 39, 39, 34, /* 0x20 */
-    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 34, 34, 34, 34, 34, 34, /* 0x30 */
+    2,  35, 34, 99, 35, 99, 35, 35, 34, 34, 35, 35, 34, 39, 39, 98, /* 0x20 */
+    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 34, 34, 34, 34, 34, 98, /* 0x30 */
     34, 47, 47, 47, 47, 47, 47, 39, 39, 39, 39, 39, 39, 39, 39, 39, /* 0x40 */
     39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 34, 34, 34, 35, 39, /* 0x50 */
     35, 47, 47, 47, 47, 47, 47, 39, 39, 39, 39, 39, 39, 39, 39, 39, /* 0x60 */
@@ -372,9 +373,11 @@ static void write_content_length(const struct head *h, int32_t *out) {
  * Check the request-target form against the method (RFC 9112 3.2) and find
  * the path span. For absolute-form the span starts at the path and the
  * authority's host span is returned through auth_start and auth_end.
+ * *complex is set when the path holds '%', '#', "//" or "/." and so may
+ * differ from its normal form (see normalise_path).
  */
 static int32_t classify_target(const uint8_t *buf, size_t ts, size_t te, int32_t method, size_t *path_start,
-                               size_t *path_end, size_t *auth_start, size_t *auth_end) {
+                               size_t *path_end, size_t *auth_start, size_t *auth_end, int *complex) {
   size_t n = te - ts;
   int search_query = 1;
   if (method == PAL_M_CONNECT) {
@@ -406,8 +409,15 @@ static int32_t classify_target(const uint8_t *buf, size_t ts, size_t te, int32_t
     *path_start = slash;
   }
   size_t q = *path_start;
+  *complex = 0;
   if (search_query) {
-    while (q < te && buf[q] != '?') q++;
+    /* The '?' search was already a byte loop: one class lookup also spots what makes a path complex. */
+    for (; q < te; q++) {
+      uint8_t b = buf[q];
+      if (!(char_class[b] & CC_PATH_MARK)) continue;
+      if (b == '?') break;
+      if (b != '/' || (q + 1 < te && (buf[q + 1] == '/' || buf[q + 1] == '.'))) *complex = 1;
+    }
   } else {
     q = te;
   }
@@ -415,10 +425,108 @@ static int32_t classify_target(const uint8_t *buf, size_t ts, size_t te, int32_t
   return 0;
 }
 
+/*
+ * $uri, as nginx builds it (ngx_http_parse_complex_uri with the default
+ * merge_slashes on), from a path that starts with '/':
+ *  - %XX is decoded; a '%' not followed by two hex digits, and %00, are 400.
+ *    The decoded byte is then read as if it had been sent raw, so %2F is a
+ *    '/' (it separates, merges and takes part in dot segments) and %2E a '.';
+ *    only a decoded '%', '#' or '?' is kept as a plain byte.
+ *  - runs of '/' become one;
+ *  - "/." segments are dropped and "/.." removes the segment before it; a
+ *    ".." that would climb above the root is 400;
+ *  - a raw '#' ends the path (nginx takes it for a fragment);
+ *  - case is kept, and nothing else ('+', ';', bytes >= 0x80) is changed.
+ * APISIX matches routes on this $uri (ctx.var.uri) and gives it to plugins.
+ * What goes upstream is the client's raw target: APISIX leaves
+ * $upstream_uri empty unless a plugin (proxy-rewrite) sets it, and nginx's
+ * proxy_pass then sends the unparsed request URI as it came.
+ * nginx only runs this when its request-line scan saw "/.", "//", '%' or
+ * '#'; classify_target flags the same, so other paths cost nothing here.
+ *
+ * Writes the normal form of buf[s, e) to dst (its length is at most e - s).
+ * Returns its length, or PAL_E_BAD_TARGET.
+ */
+enum uri_state { URI_USUAL, URI_SLASH, URI_DOT, URI_DOT_DOT };
+
+/* Back up over "/..": drop it and the segment before it, leaving u just after that segment's '/'. */
+static int32_t drop_dot_dot(const uint8_t *dst, int32_t u) {
+  u -= 4;
+  for (;;) {
+    if (u < 0) return PAL_E_BAD_TARGET;
+    if (dst[u] == '/') return u + 1;
+    u--;
+  }
+}
+
+static int hex_digit(uint8_t b) {
+  if (b >= '0' && b <= '9') return b - '0';
+  uint8_t c = (uint8_t)(b | 0x20);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+static int32_t normalise_path(const uint8_t *buf, size_t s, size_t e, uint8_t *dst) {
+  enum uri_state state = URI_USUAL;
+  int32_t u = 0;
+  size_t p = s;
+  while (p < e) {
+    uint8_t ch = buf[p++];
+    if (ch == '#') break;
+    if (ch == '%') {
+      if (e - p < 2) return PAL_E_BAD_TARGET;
+      int hi = hex_digit(buf[p]), lo = hex_digit(buf[p + 1]);
+      if (hi < 0 || lo < 0) return PAL_E_BAD_TARGET;
+      p += 2;
+      ch = (uint8_t)(hi << 4 | lo);
+      if (ch == 0) return PAL_E_BAD_TARGET;
+      if (ch == '%' || ch == '#' || ch == '?') {
+        dst[u++] = ch;
+        state = URI_USUAL;
+        continue;
+      }
+    }
+    switch (state) {
+      case URI_USUAL:
+        if (ch == '/') state = URI_SLASH;
+        dst[u++] = ch;
+        break;
+      case URI_SLASH:
+        if (ch == '/') break; /* merge_slashes */
+        state = ch == '.' ? URI_DOT : URI_USUAL;
+        dst[u++] = ch;
+        break;
+      case URI_DOT:
+        if (ch == '/') {
+          state = URI_SLASH;
+          u--; /* "/./" -> "/" */
+        } else {
+          state = ch == '.' ? URI_DOT_DOT : URI_USUAL;
+          dst[u++] = ch;
+        }
+        break;
+      case URI_DOT_DOT:
+        if (ch == '/') {
+          state = URI_SLASH;
+          u = drop_dot_dot(dst, u);
+          if (u < 0) return u;
+        } else {
+          state = URI_USUAL;
+          dst[u++] = ch;
+        }
+        break;
+    }
+  }
+  if (state == URI_DOT) u--; /* a final "/." leaves its '/' */
+  if (state == URI_DOT_DOT) u = drop_dot_dot(dst, u);
+  return u;
+}
+
 /* The request head without routing; writes every out[] slot it owns but OUT_STATUS. */
 static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len, int32_t *out) {
   for (int i = OUT_METHOD; i <= OUT_HEADER_COUNT; i++) out[i] = 0;
   out[OUT_ROUTE_COUNT] = -1;
+  out[OUT_URI_LEN] = -1;
   size_t end = end_of_input(off, len);
   size_t p = off;
 
@@ -436,7 +544,9 @@ static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len
   if (buf[p] != ' ' || p == target_start) return (buf[p] == '\r' || buf[p] == '\n') ? PAL_E_BAD_REQUEST : PAL_E_BAD_TARGET;
   size_t target_end = p++;
   size_t path_start = 0, path_end = 0, auth_start = 0, auth_end = 0;
-  int32_t r = classify_target(buf, target_start, target_end, method, &path_start, &path_end, &auth_start, &auth_end);
+  int complex = 0;
+  int32_t r = classify_target(buf, target_start, target_end, method, &path_start, &path_end, &auth_start, &auth_end,
+                              &complex);
   if (r < 0) return r;
 
   /* HTTP-version CRLF, checked byte by byte so garbage fails before the line ends */
@@ -465,6 +575,13 @@ static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len
   out[OUT_TARGET_END] = (int32_t)target_end;
   out[OUT_PATH_END] = (int32_t)path_end;
   out[OUT_VERSION] = version;
+  if (complex) {
+    /* Rejected here, at the end of the request line, as nginx does before reading any header. */
+    if (path_end - path_start > PAL_URI_CAPACITY) return PAL_E_URI_TOO_LONG;
+    int32_t uri_len = normalise_path(buf, path_start, path_end, (uint8_t *)(out + OUT_URI));
+    if (uri_len < 0) return uri_len;
+    out[OUT_URI_LEN] = uri_len;
+  }
 
   struct head h;
   head_init(&h, 1, version);

@@ -600,10 +600,19 @@ static int32_t match_request(int32_t router, uint32_t method, const uint8_t *pat
 }
 
 int32_t pal_route_match(int32_t router, const uint8_t *buf, const uint8_t *ip, uint32_t ip_len, int32_t *out) {
-  uint32_t path_start = (uint32_t)out[OUT_TARGET_START], path_end = (uint32_t)out[OUT_PATH_END];
   uint32_t host_start = (uint32_t)out[OUT_HOST_START], host_end = (uint32_t)out[OUT_HOST_END];
-  return match_request(router, (uint32_t)out[OUT_METHOD], buf + path_start,
-                       path_end > path_start ? path_end - path_start : 0, buf + host_start,
+  const uint8_t *path;
+  uint32_t path_len;
+  if (out[OUT_URI_LEN] >= 0) {
+    /* Routes match $uri, the normalised path the parser left in the URI area. */
+    path = (const uint8_t *)(out + OUT_URI);
+    path_len = (uint32_t)out[OUT_URI_LEN];
+  } else {
+    uint32_t path_start = (uint32_t)out[OUT_TARGET_START], path_end = (uint32_t)out[OUT_PATH_END];
+    path = buf + path_start;
+    path_len = path_end > path_start ? path_end - path_start : 0;
+  }
+  return match_request(router, (uint32_t)out[OUT_METHOD], path, path_len, buf + host_start,
                        host_end > host_start ? host_end - host_start : 0, ip, ip_len, out);
 }
 

@@ -3,7 +3,7 @@
 // the request.
 
 import type { VarValue } from '../core/expr';
-import { Out } from '../native/layout';
+import { Out, normalisedPath } from '../native/layout';
 import type { RequestState } from './request';
 
 const METHOD_NAMES = ['', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PURGE'];
@@ -32,13 +32,16 @@ export function headerValue(req: RequestState, lowerName: string): string | unde
   return value;
 }
 
-function decodePath(path: string): string {
-  if (!path.includes('%')) return path;
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
+/**
+ * $uri: the path as nginx normalises it (percent-decoded, slashes merged, dot
+ * segments resolved), which is also what the router matched. The parser wrote
+ * it into out[] when it differs from the raw path; otherwise the raw path has
+ * no '%' and is $uri as it is. Its bytes are read as UTF-8, as config strings are.
+ */
+function uri(req: RequestState): string {
+  const normalised = normalisedPath(req.out);
+  if (normalised !== null) return normalised.toString('utf8');
+  return req.head.toString('utf8', req.out[Out.TargetStart], req.out[Out.PathEnd]);
 }
 
 function queryString(req: RequestState): string | undefined {
@@ -71,8 +74,10 @@ function compute(req: RequestState, name: string): VarValue {
   const out = req.out;
   switch (name) {
     case 'uri':
-      return decodePath(req.head.toString('latin1', out[Out.TargetStart], out[Out.PathEnd]));
+      return uri(req);
     case 'request_uri':
+    case 'real_request_uri':
+      // The raw target as the client sent it (and as it goes upstream).
       return req.head.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd]);
     case 'args':
       return queryString(req);

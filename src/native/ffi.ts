@@ -1,5 +1,5 @@
 import type { NativeBackend } from './backend';
-import { ShdictStatus } from './layout';
+import { OUT_SIZE, ShdictStatus } from './layout';
 import { sharedLibraryPath } from './paths';
 
 // koffi ships ESM type declarations; its CommonJS entry is what runs here.
@@ -54,7 +54,11 @@ export function loadFfiBackend(libraryPath = sharedLibraryPath): NativeBackend {
 
   return {
     name: 'ffi',
-    parseRequest: (buf, off, len, router, ip, out) => parseRequest(buf, off, len, router, ip, ip.length, out),
+    parseRequest: (buf, off, len, router, ip, out) => {
+      // C writes a normalised path up to the end of out[OUT_SIZE]: a shorter array would be overrun.
+      if (out.length < OUT_SIZE) throw new RangeError('parseRequest: out must hold OUT_SIZE int32 slots');
+      return parseRequest(buf, off, len, router, ip, ip.length, out);
+    },
     parseResponse: (buf, off, len, reqMethod, out) => parseResponse(buf, off, len, reqMethod, out),
     chunkedScan: (buf, off, len, state) => chunkedScan(buf, off, len, state),
     routerBuild: (spec) => routerBuild(spec, spec.length),

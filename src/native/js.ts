@@ -1,5 +1,5 @@
 import type { NativeBackend } from './backend';
-import { Out } from './layout';
+import { OUT_SIZE, Out } from './layout';
 import { chunkedScan, parseRequestHead, parseResponse } from './js/parser';
 import { routerBuild, routerFree, routerMatch } from './js/router';
 import * as shdict from './js/shdict';
@@ -10,6 +10,8 @@ export function loadJsBackend(): NativeBackend {
   return {
     name: 'js',
     parseRequest(buf, off, len, router, ip, out) {
+      // As in ffi and napi: the URI area must be there for a normalised path.
+      if (out.length < OUT_SIZE) throw new RangeError('parseRequest: out must hold OUT_SIZE int32 slots');
       const n = parseRequestHead(buf, off, len, out);
       if (n > 0 && router >= 0) {
         const r = routerMatch(router, buf, out, ip);

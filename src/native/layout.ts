@@ -21,6 +21,8 @@ export const enum ParseError {
   BadChunk = -15,
   ChunkTooBig = -16,
   Router = -17,
+  /** A path that needs normalising is longer than URI_CAPACITY (nginx answers 414). */
+  UriTooLong = -18,
 }
 
 export const MAX_HEADERS = 100;
@@ -81,10 +83,32 @@ export const enum Out {
   HeaderCount = 12,
   RouteCount = 13,
   Routes = 14,
+  /** -1: the path span is already $uri; else the length of the normalised path in the URI area. */
+  UriLength = 30,
   Headers = 32,
+  /** URI area: URI_CAPACITY bytes (not int32 slots) from this slot on. */
+  Uri = Headers + 4 * MAX_HEADERS,
 }
 
-export const OUT_SIZE = Out.Headers + 4 * MAX_HEADERS;
+/** Bytes in the URI area of out[]: nginx's default request line limit. */
+export const URI_CAPACITY = 8192;
+
+export const OUT_SIZE = Out.Uri + URI_CAPACITY / 4;
+
+/**
+ * The normalised path ($uri) the parser wrote into out's URI area, as a view
+ * (no copy), or null when the path span of the target is already $uri.
+ */
+export function normalisedPath(out: Int32Array): Buffer | null {
+  const length = out[Out.UriLength];
+  if (length < 0) return null;
+  return Buffer.from(out.buffer, out.byteOffset + Out.Uri * 4, length);
+}
+
+/** The whole URI area of out[] as bytes, for the parser to write into. */
+export function uriArea(out: Int32Array): Uint8Array {
+  return new Uint8Array(out.buffer, out.byteOffset + Out.Uri * 4, URI_CAPACITY);
+}
 
 export const enum Chunk {
   Phase = 0,

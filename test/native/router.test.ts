@@ -20,6 +20,7 @@ import {
   SPEC_MAGIC,
 } from '../../src/native/router-spec';
 import type { RouteMatchSpec } from '../../src/native/router-spec';
+import { referenceUri } from './uri-model';
 
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BUILD_FILES: Record<BackendName, string | undefined> = { ffi: sharedLibraryPath, napi: addonPath, js: undefined };
@@ -121,6 +122,8 @@ function referenceCandidates(routes: readonly RouteMatchSpec[], request: Request
   const method = request.method ?? 'GET';
   const host = (request.host ?? '').replace(/:\d+$/, '').toLowerCase();
   const ip = parseAddressRange(request.ip ?? '127.0.0.1').bytes;
+  // Routes match $uri, the normalised path.
+  const path = referenceUri(Buffer.from(request.path, 'latin1'))?.toString('latin1') ?? '';
   const ranked: { index: number; key: number[] }[] = [];
   routes.forEach((r, index) => {
     const groupRanks: number[] = [];
@@ -136,7 +139,7 @@ function referenceCandidates(routes: readonly RouteMatchSpec[], request: Request
     let best: number[] | undefined;
     for (const group of groupRanks) {
       for (const uri of r.uris) {
-        if (!uriRegExp(uri).test(request.path)) continue;
+        if (!uriRegExp(uri).test(path)) continue;
         const exact = !uri.endsWith('*') && staticLength(uri) === uri.length;
         const key = exact
           ? [group, 0, 0, -r.priority, 0, index]
@@ -212,9 +215,16 @@ for (const name of BACKENDS) {
       });
     });
 
-    it('matches the raw path bytes without decoding', () => {
-      withTable(backend, [route({ uris: ['/a b'] }), route({ uris: ['/a%20b'] })], (match) => {
-        assert.deepEqual(match({ path: '/a%20b', host: 'x' }), [1]);
+    it('matches $uri, the normalised path, not the raw bytes', () => {
+      const routes = [route({ uris: ['/a b'] }), route({ uris: ['/a%20b'] }), route({ uris: ['/admin'] })];
+      withTable(backend, routes, (match) => {
+        assert.deepEqual(match({ path: '/a%20b', host: 'x' }), [0]);
+        assert.deepEqual(match({ path: '/a%2520b', host: 'x' }), [1]);
+        for (const path of ['/%61dmin', '//admin', '/./admin', '/x/../admin', '/x/%2e%2E/admin', '/admin#x']) {
+          assert.deepEqual(match({ path, host: 'x' }), [2], path);
+        }
+        assert.deepEqual(match({ path: '/ADMIN', host: 'x' }), []);
+        assert.deepEqual(match({ path: '/admin/', host: 'x' }), []);
       });
     });
 

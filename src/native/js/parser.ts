@@ -7,7 +7,7 @@
 // Hot path: bytes are read as numbers straight from the Buffer and classified
 // with a lookup table; no strings, regexes or objects are created per call.
 
-import { Chunk, Flag, MAX_HEADERS, Method, Out, ParseError } from '../layout';
+import { Chunk, Flag, MAX_HEADERS, Method, Out, ParseError, URI_CAPACITY, uriArea } from '../layout';
 
 // ---- byte classes (same bits as char_class in parser.c) ----
 const CC_TCHAR = 1; // token character (field names, methods)
@@ -16,6 +16,7 @@ const CC_HOST = 4; // reg-name byte we accept in a host: ALPHA DIGIT - . _ ~
 const CC_HEX = 8; // HEXDIG
 const CC_DIGIT = 16; // DIGIT
 const CC_TARGET = 32; // request-target byte: anything but CTL, SP and DEL
+const CC_PATH_MARK = 64; // '#', '%', '/', '?': where a path may need normalising, or ends
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -26,6 +27,9 @@ const COLON = 0x3a;
 const SEMICOLON = 0x3b;
 const SLASH = 0x2f;
 const QUESTION = 0x3f;
+const HASH = 0x23;
+const PERCENT = 0x25;
+const DOT = 0x2e;
 const ASTERISK = 0x2a;
 const DIGIT_0 = 0x30;
 const DIGIT_1 = 0x31;
@@ -50,6 +54,7 @@ function buildCharClass(): Uint8Array {
     if (digit || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)) c |= CC_HEX;
     if (digit) c |= CC_DIGIT;
     if (b > SP && b !== 0x7f) c |= CC_TARGET;
+    if (b === HASH || b === PERCENT || b === SLASH || b === QUESTION) c |= CC_PATH_MARK;
     table[b] = c;
   }
   return table;
@@ -394,6 +399,8 @@ let targetPathStart = 0;
 let targetPathEnd = 0;
 let targetAuthStart = 0;
 let targetAuthEnd = 0;
+/** The path holds '%', '#', "//" or "/." and so may differ from its normal form. */
+let targetComplex = false;
 
 /** Check the request-target form against the method (RFC 9112 3.2) and find the path span. */
 function classifyTarget(buf: Buffer, ts: number, te: number, method: number): number {
@@ -430,8 +437,15 @@ function classifyTarget(buf: Buffer, ts: number, te: number, method: number): nu
     targetPathStart = slash;
   }
   let q = targetPathStart;
+  targetComplex = false;
   if (searchQuery) {
-    while (q < te && buf[q] !== QUESTION) q++;
+    // The '?' search was already a byte loop: one class lookup also spots what makes a path complex.
+    for (; q < te; q++) {
+      const b = buf[q];
+      if ((charClass[b] & CC_PATH_MARK) === 0) continue;
+      if (b === QUESTION) break;
+      if (b !== SLASH || (q + 1 < te && (buf[q + 1] === SLASH || buf[q + 1] === DOT))) targetComplex = true;
+    }
   } else {
     q = te;
   }
@@ -439,9 +453,94 @@ function classifyTarget(buf: Buffer, ts: number, te: number, method: number): nu
   return 0;
 }
 
+// $uri as nginx builds it: see normalise_path in parser.c for the rules and
+// what APISIX matches and forwards.
+const enum UriState {
+  Usual = 0,
+  Slash = 1,
+  Dot = 2,
+  DotDot = 3,
+}
+
+/** Back up over "/..": drop it and the segment before it, leaving u just after that segment's '/'. */
+function dropDotDot(dst: Uint8Array, u: number): number {
+  u -= 4;
+  for (;;) {
+    if (u < 0) return ParseError.BadTarget;
+    if (dst[u] === SLASH) return u + 1;
+    u--;
+  }
+}
+
+function hexDigit(b: number): number {
+  if (b >= 0x30 && b <= 0x39) return b - 0x30;
+  const c = b | 0x20;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+  return -1;
+}
+
+/** Writes the normal form of buf[s, e) to dst; returns its length or ParseError.BadTarget. */
+function normalisePath(buf: Buffer, s: number, e: number, dst: Uint8Array): number {
+  let state = UriState.Usual;
+  let u = 0;
+  let p = s;
+  while (p < e) {
+    let ch = buf[p++];
+    if (ch === HASH) break;
+    if (ch === PERCENT) {
+      if (e - p < 2) return ParseError.BadTarget;
+      const hi = hexDigit(buf[p]);
+      const lo = hexDigit(buf[p + 1]);
+      if (hi < 0 || lo < 0) return ParseError.BadTarget;
+      p += 2;
+      ch = (hi << 4) | lo;
+      if (ch === 0) return ParseError.BadTarget;
+      if (ch === PERCENT || ch === HASH || ch === QUESTION) {
+        dst[u++] = ch;
+        state = UriState.Usual;
+        continue;
+      }
+    }
+    switch (state) {
+      case UriState.Usual:
+        if (ch === SLASH) state = UriState.Slash;
+        dst[u++] = ch;
+        break;
+      case UriState.Slash:
+        if (ch === SLASH) break; // merge_slashes
+        state = ch === DOT ? UriState.Dot : UriState.Usual;
+        dst[u++] = ch;
+        break;
+      case UriState.Dot:
+        if (ch === SLASH) {
+          state = UriState.Slash;
+          u--; // "/./" -> "/"
+        } else {
+          state = ch === DOT ? UriState.DotDot : UriState.Usual;
+          dst[u++] = ch;
+        }
+        break;
+      case UriState.DotDot:
+        if (ch === SLASH) {
+          state = UriState.Slash;
+          u = dropDotDot(dst, u);
+          if (u < 0) return u;
+        } else {
+          state = UriState.Usual;
+          dst[u++] = ch;
+        }
+        break;
+    }
+  }
+  if (state === UriState.Dot) u--; // a final "/." leaves its '/'
+  if (state === UriState.DotDot) u = dropDotDot(dst, u);
+  return u;
+}
+
 function parseRequestLineAndFields(buf: Buffer, off: number, len: number, out: Int32Array): number {
   for (let i = Out.Method; i <= Out.HeaderCount; i++) out[i] = 0;
   out[Out.RouteCount] = -1;
+  out[Out.UriLength] = -1;
   const end = endOfInput(off, len);
   let p = off;
 
@@ -490,6 +589,13 @@ function parseRequestLineAndFields(buf: Buffer, off: number, len: number, out: I
   out[Out.TargetEnd] = targetEnd;
   out[Out.PathEnd] = targetPathEnd;
   out[Out.Version] = version;
+  if (targetComplex) {
+    // Rejected here, at the end of the request line, as nginx does before reading any header.
+    if (targetPathEnd - targetPathStart > URI_CAPACITY) return ParseError.UriTooLong;
+    const uriLength = normalisePath(buf, targetPathStart, targetPathEnd, uriArea(out));
+    if (uriLength < 0) return uriLength;
+    out[Out.UriLength] = uriLength;
+  }
   const authStart = targetAuthStart;
   const authEnd = targetAuthEnd;
 

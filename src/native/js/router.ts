@@ -2,7 +2,7 @@
 // validation and the same candidate order (see the comment at the top of
 // router.c). Paths and hosts are handled as latin1 strings, one char per byte,
 // so comparing strings is comparing the raw bytes the C code compares.
-import { MAX_CANDIDATES, Method, Out, ParseError } from '../layout';
+import { MAX_CANDIDATES, Method, Out, ParseError, normalisedPath } from '../layout';
 import { SPEC_MAGIC, TokenType, asciiLower } from '../router-spec';
 
 const MAX_ROUTES = 1 << 22;
@@ -326,7 +326,12 @@ function matchRequest(router: number, method: number, path: string, host: string
 
 /** Match a parsed request head (method, path and host spans already in out[]). */
 export function routerMatch(router: number, buf: Buffer, out: Int32Array, ip: Buffer): number {
-  const path = buf.toString('latin1', out[Out.TargetStart], Math.max(out[Out.TargetStart], out[Out.PathEnd]));
+  // Routes match $uri: the normalised path when the parser wrote one, else the path span itself.
+  const normalised = normalisedPath(out);
+  const path =
+    normalised !== null
+      ? normalised.toString('latin1')
+      : buf.toString('latin1', out[Out.TargetStart], Math.max(out[Out.TargetStart], out[Out.PathEnd]));
   const hostStart = out[Out.HostStart];
   const host = buf.toString('latin1', hostStart, Math.max(hostStart, out[Out.HostEnd]));
   return matchRequest(router, out[Out.Method], path, host, ip, out);
