@@ -220,7 +220,8 @@ function firstReferrer(ctx: ResourceContext, target: ResourceName, id: string): 
 async function remove(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
   const id = req.id;
   if (id === undefined) throw missingId(req.resource);
-  if (!ctx.store.get(req.resource, id)) return keyNotFound();
+  const existing = ctx.store.get(req.resource, id);
+  if (!existing) return keyNotFound();
   const refusal = deleteRefusal[req.resource];
   if (refusal && req.query.get('force') !== 'true') {
     const referrer = firstReferrer(ctx, req.resource, id);
@@ -228,18 +229,18 @@ async function remove(ctx: ResourceContext, req: ResourceRequest): Promise<Reply
   }
   const deleted = await ctx.store.delete(req.resource, id);
   if (!deleted) return keyNotFound();
-  return { status: 200, body: { deleted: '1', key: `/apisix/${req.resource}/${id}` } };
+  // The store's key: under etcd it carries the configured prefix, as APISIX reports it.
+  return { status: 200, body: { deleted: '1', key: existing.key } };
 }
 
-const READ_ONLY_MESSAGE =
-  'the configuration is read-only: Palisade runs with the standalone YAML store; edit the YAML file instead';
+const READ_ONLY_MESSAGE = 'the configuration is read-only';
 
 export async function handleResource(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
   const method = req.method === 'HEAD' ? 'GET' : req.method;
   if (!allowedMethods[req.resource].includes(method)) {
     throw PAL_ERR_ADMIN_METHOD(`not supported \`${method}\` method for ${singular(req.resource)}`);
   }
-  if (method !== 'GET' && ctx.store.readOnly) throw badRequest(READ_ONLY_MESSAGE);
+  if (method !== 'GET' && ctx.store.readOnly) throw badRequest(ctx.store.readOnlyReason ?? READ_ONLY_MESSAGE);
   if (req.subPath.length > 0 && method !== 'PATCH' && method !== 'GET') {
     throw badRequest(`sub path is only supported by PATCH: ${req.subPath.join('/')}`);
   }

@@ -19,10 +19,16 @@
 //
 // Writes go straight to etcd (compare-and-swap on mod_revision, leases for
 // TTLs) and resolve once the watch has delivered them, so a read after a write
-// sees it and the view changes only from the watch, once per event.
+// sees it and the view changes only from the watch, once per event. A write
+// etcd does not answer fails with 503 and the etcd client's error, as in APISIX.
 
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
-import { PAL_ERR_ADMIN_BAD_CONFIG, PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG } from '../core/errors';
+import {
+  PAL_ERR_ADMIN_BAD_CONFIG,
+  PAL_ERR_ADMIN_CONFLICT,
+  PAL_ERR_CONFIG,
+  PAL_ERR_SERVICE_UNAVAILABLE,
+} from '../core/errors';
 import { logger } from '../core/log';
 import { MemoryBackedStore } from './memory';
 import { RESOURCES, type ConfigStore, type PutOptions, type ResourceName, type StoredItem } from './types';
@@ -53,8 +59,6 @@ export interface EtcdStoreOptions {
 
 const RANGE_PAGE_SIZE = 1000;
 const FIRST_BACKOFF_MS = 100;
-const READ_ONLY_MESSAGE =
-  'the configuration is read-only: Palisade runs as a data_plane; write through the control plane instead';
 
 type ItemMaps = Record<ResourceName, Map<string, StoredItem>>;
 
@@ -95,6 +99,21 @@ function prefixRangeEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]); // every key
 }
 
+/** What a read-only etcd store tells a writer, or undefined when it takes writes. */
+function readOnlyReason(options: EtcdStoreOptions, prefix: string): string | undefined {
+  const where = `${prefix} in etcd at ${options.hosts.join(',')}`;
+  if (options.role === 'data_plane') {
+    return (
+      `the configuration is read-only: this node is a data plane (deployment.role data_plane) and only watches ` +
+      `${where}; write through the Admin API of a control_plane or traditional node on the same etcd`
+    );
+  }
+  if (options.readOnly === true) {
+    return `the configuration is read-only: this etcd store only watches ${where}; write through the Admin API`;
+  }
+  return undefined;
+}
+
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -120,6 +139,7 @@ interface RevisionWaiter {
 
 export class EtcdStore extends MemoryBackedStore implements ConfigStore {
   readonly readOnly: boolean;
+  readonly readOnlyReason: string | undefined;
   readonly prefix: string;
   readonly #hosts: string[];
   readonly #client: Etcd3;
@@ -146,6 +166,7 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
     this.#hosts = [...options.hosts];
     this.prefix = normalisePrefix(options.prefix ?? DEFAULT_ETCD_PREFIX);
     this.readOnly = options.readOnly === true || options.role === 'data_plane';
+    this.readOnlyReason = readOnlyReason(options, this.prefix);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.#maxBackoffMs = options.maxBackoffMs ?? 5000;
     const clientOptions: IOptions = {
@@ -287,16 +308,20 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
   #assertWritable(): void {
     if (!this.#opened) throw PAL_ERR_CONFIG('the etcd store is not open');
     if (this.#closed) throw PAL_ERR_CONFIG('the etcd store is closed');
-    if (this.readOnly) throw PAL_ERR_ADMIN_BAD_CONFIG(READ_ONLY_MESSAGE);
+    if (this.readOnlyReason !== undefined) throw PAL_ERR_ADMIN_BAD_CONFIG(this.readOnlyReason);
   }
 
-  /** Run one etcd request; a failure becomes a PalisadeError naming etcd. */
+  /**
+   * Run one etcd request. A failure is logged and becomes a 503 whose error_msg is
+   * the etcd client's error, as APISIX answers a failed etcd call (admin/resource.lua).
+   */
   async #request<T>(call: () => Promise<T>): Promise<T> {
     let result: T;
     try {
       result = await call();
     } catch (err) {
-      throw PAL_ERR_CONFIG(`etcd request failed: ${errorText(err)}`);
+      log.error('etcd request failed', { hosts: this.#hosts, error: errorText(err) });
+      throw PAL_ERR_SERVICE_UNAVAILABLE(errorText(err));
     }
     // etcd answers again: reconnect the watch now rather than at the end of the backoff.
     if (this.#reconnectTimer && !this.#reachable) this.#scheduleReconnect(this.#pendingResync, 0);

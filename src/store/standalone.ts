@@ -33,9 +33,6 @@ export interface StandaloneOptions {
   plugins?: PluginCatalog;
 }
 
-const READ_ONLY_MESSAGE =
-  'the configuration is read-only: Palisade runs with the standalone YAML store; edit the YAML file instead';
-
 type ItemMaps = Record<ResourceName, Map<string, StoredItem>>;
 
 function emptyMaps(): ItemMaps {
@@ -100,6 +97,7 @@ export function parseStandaloneConfig(
 
 export class StandaloneStore extends MemoryBackedStore implements ConfigStore {
   readonly readOnly = true;
+  readonly readOnlyReason: string;
   readonly #file: string;
   readonly #pollMs: number;
   readonly #onError: ((msg: string) => void) | undefined;
@@ -114,6 +112,7 @@ export class StandaloneStore extends MemoryBackedStore implements ConfigStore {
   constructor(yamlPath: string, options: StandaloneOptions = {}) {
     super();
     this.#file = path.resolve(yamlPath);
+    this.readOnlyReason = `the configuration is read-only: it is read from the standalone file ${this.#file}; edit that file instead`;
     this.#pollMs = options.pollMs ?? 1000;
     this.#onError = options.onError;
     this.#plugins = options.plugins;
@@ -215,15 +214,15 @@ export class StandaloneStore extends MemoryBackedStore implements ConfigStore {
   }
 
   put(): Promise<StoredItem> {
-    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(READ_ONLY_MESSAGE));
+    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(this.readOnlyReason));
   }
 
   delete(): Promise<boolean> {
-    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(READ_ONLY_MESSAGE));
+    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(this.readOnlyReason));
   }
 
   nextId(): Promise<string> {
-    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(READ_ONLY_MESSAGE));
+    return Promise.reject(PAL_ERR_ADMIN_BAD_CONFIG(this.readOnlyReason));
   }
 }
 

@@ -59,6 +59,8 @@ export interface ConfigStore {
   open(): Promise<void>;
   close(): Promise<void>;
   readonly readOnly: boolean;
+  /** When readOnly: what is read-only and why, for the Admin API's refusal (the store's own words). */
+  readonly readOnlyReason?: string;
   get(resource: ResourceName, id: string): StoredItem | undefined;
   list(resource: ResourceName): StoredItem[];
   put(resource: ResourceName, id: string, value: Record<string, unknown>, options?: PutOptions): Promise<StoredItem>;
