@@ -19,8 +19,6 @@ export const PUBLISHED_DEFAULT_KEYS: readonly string[] = [
   '4054f7cf07e344346cd3f287985e76a2', // viewer
 ];
 
-export const DEFAULT_ALLOW = ['127.0.0.0/24', '::1/128'];
-
 const loopback = parseCidrList(['127.0.0.0/8', '::1/128']);
 
 interface PreparedKey {

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
+import { DEFAULT_ADMIN_ALLOW, DEFAULT_ADMIN_MAX_BODY_BYTES } from '../config/defaults';
 import {
   PAL_ERR_ADMIN_BAD_CONFIG,
   PAL_ERR_ADMIN_METHOD,
@@ -17,7 +17,7 @@ import { logger } from '../core/log';
 import { emptyPluginCatalog, type PluginCatalog, type PluginKind } from '../schema/catalog';
 import { resourceSchemas, validateResource } from '../schema/index';
 import { RESOURCES, type ConfigStore, type ResourceName } from '../store/types';
-import { AdminAuth, DEFAULT_ALLOW, presentedKey, type AdminKey } from './auth';
+import { AdminAuth, presentedKey, type AdminKey } from './auth';
 import { handleResource, type Reply } from './resources';
 
 export type { AdminKey } from './auth';
@@ -32,7 +32,7 @@ export interface AdminOptions {
   port: number;
   store: ConfigStore;
   keys: AdminKey[];
-  /** CIDRs allowed to reach the Admin API; default ['127.0.0.0/24', '::1/128']. */
+  /** CIDRs allowed to reach the Admin API; default ['127.0.0.0/24', '::1/128'] (APISIX's allow_admin and IPv6 loopback). */
   allow?: string[];
   plugins?: PluginCatalog;
   /** PUT /plugins/reload: reload the plugins in this process and every worker; resolves when asked of all. */
@@ -141,7 +141,7 @@ export class AdminServer {
 
   constructor(options: AdminOptions) {
     this.#options = options;
-    this.#auth = new AdminAuth(options.keys, options.allow ?? DEFAULT_ALLOW);
+    this.#auth = new AdminAuth(options.keys, options.allow ?? DEFAULT_ADMIN_ALLOW);
     this.#plugins = options.plugins ?? emptyPluginCatalog;
     this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_ADMIN_MAX_BODY_BYTES;
   }

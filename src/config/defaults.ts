@@ -3,7 +3,8 @@
 
 export const DEFAULT_PROXY_LISTEN = '0.0.0.0:9080';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9180';
-export const DEFAULT_ADMIN_ALLOW = ['127.0.0.0/8', '::1/128'];
+/** APISIX's default `allow_admin` (127.0.0.0/24), and IPv6 loopback. */
+export const DEFAULT_ADMIN_ALLOW = ['127.0.0.0/24', '::1/128'];
 export const DEFAULT_ADMIN_MAX_BODY_BYTES = 1572864; // 1.5 MiB, APISIX's client_max_body_size for the Admin API
 export const DEFAULT_MAX_HEAD_BYTES = 32768;
 export const DEFAULT_MAX_BODY_BYTES = 0;

@@ -20,9 +20,11 @@ import {
   parseCidr,
   parseDurationMs,
   parseEnum,
+  parseIntegerAtLeast,
   parseListenAddress,
   parseNonEmptyString,
   parseNonNegativeInteger,
+  parsePositiveDurationMs,
   rejectUnknownKeys,
 } from './parse';
 import type {
@@ -225,7 +227,11 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
         headTimeoutMs:
           limits.head_timeout === undefined
             ? defaults.DEFAULT_HEAD_TIMEOUT_MS
-            : parseDurationMs(limits.head_timeout, 'proxy.limits.head_timeout'),
+            : parsePositiveDurationMs(
+                limits.head_timeout,
+                'proxy.limits.head_timeout',
+                '0 would time out every request head at once',
+              ),
         idleTimeoutMs:
           limits.idle_timeout === undefined
             ? defaults.DEFAULT_IDLE_TIMEOUT_MS
@@ -247,7 +253,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
       maxBodyBytes:
         admin.max_body_bytes === undefined
           ? defaults.DEFAULT_ADMIN_MAX_BODY_BYTES
-          : parseNonNegativeInteger(admin.max_body_bytes, 'admin.max_body_bytes'),
+          : parseIntegerAtLeast(admin.max_body_bytes, 1, 'admin.max_body_bytes', '0 would refuse every request body'),
     },
     store: {
       type: parseEnum(store.type ?? defaults.DEFAULT_STORE_TYPE, STORE_TYPES, 'store.type'),
@@ -278,7 +284,7 @@ function parseEtcd(value: unknown): EtcdConfig | undefined {
     timeoutMs:
       value.timeout === undefined
         ? defaults.DEFAULT_ETCD_TIMEOUT_MS
-        : parseDurationMs(value.timeout, 'deployment.etcd.timeout'),
+        : parsePositiveDurationMs(value.timeout, 'deployment.etcd.timeout', '0 would fail every etcd request'),
   };
   if (value.user !== undefined && value.user !== null) {
     etcd.user = parseNonEmptyString(value.user, 'deployment.etcd.user');

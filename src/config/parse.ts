@@ -75,6 +75,21 @@ export function parseNonNegativeInteger(value: unknown, field: string): number {
   return value;
 }
 
+/** An integer of at least `minimum`; `why` (optional) says what a smaller value would do. */
+export function parseIntegerAtLeast(value: unknown, minimum: number, field: string, why?: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < minimum) {
+    throw new ConfigFieldError(field, `must be an integer >= ${minimum}${why === undefined ? '' : ` (${why})`}`);
+  }
+  return value;
+}
+
+/** A duration (as parseDurationMs) of at least 1 ms; `why` says what 0 would do. */
+export function parsePositiveDurationMs(value: unknown, field: string, why: string): number {
+  const ms = parseDurationMs(value, field);
+  if (ms < 1) throw new ConfigFieldError(field, `must be at least 1ms (${why})`);
+  return ms;
+}
+
 export function parseEnum<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
     throw new ConfigFieldError(field, `must be one of ${allowed.join(', ')}`);

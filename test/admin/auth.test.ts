@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { AdminAuth, PUBLISHED_DEFAULT_KEYS } from '../../src/admin/auth';
 import { ADMIN_KEY, VIEWER_KEY, startAdmin, upstream, type Harness } from './harness';
@@ -62,7 +63,35 @@ describe('Admin API allow list', () => {
       await admin.close();
     }
   });
+
+  it("allows 127.0.0.0/24 by default, APISIX's allow_admin, and refuses the rest of 127.0.0.0/8", async () => {
+    const admin = await startAdmin({ allow: undefined });
+    try {
+      // Linux routes all of 127.0.0.0/8 to loopback, so a client can send from 127.0.0.9 or 127.0.1.1.
+      assert.equal(await statusFrom(admin.base, '127.0.0.9'), 200);
+      assert.equal(await statusFrom(admin.base, '127.0.1.1'), 403);
+    } finally {
+      await admin.close();
+    }
+  });
 });
+
+/** GET /routes with the admin key from the local address `from`. */
+function statusFrom(base: string, from: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${base}/routes`,
+      { headers: { 'X-API-KEY': ADMIN_KEY }, localAddress: from, agent: false, timeout: 5000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`timeout from ${from}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('APISIX published default keys', () => {
   const auth = new AdminAuth(

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -33,6 +34,8 @@ describe('loadConfig', () => {
     assert.equal(shipped.proxy.limits.maxBodyBytes, 0);
     assert.equal(shipped.proxy.limits.headTimeoutMs, 60_000);
     assert.equal(shipped.store.type, 'embedded');
+    assert.deepEqual(shipped.admin.allow, ['127.0.0.0/24', '::1/128'], "APISIX's allow_admin default");
+    assert.equal(shipped.admin.maxBodyBytes, 1572864);
     assert.equal(shipped.log.level, 'info');
     assert.ok(!fs.existsSync(missing));
   });
@@ -133,6 +136,28 @@ describe('loadConfig', () => {
     ['short-key', 'admin: { keys: [{ key: short }] }\n', /admin\.keys\[0\]\.key must be at least 16 characters/],
     ['role', 'admin: { keys: [{ key: 0123456789abcdef, role: root }] }\n', /admin\.keys\[0\]\.role must be one of/],
     ['store', 'store: { type: etcd3 }\n', /store\.type must be one of embedded, standalone/],
+    [
+      'admin-body-zero',
+      'admin: { max_body_bytes: 0 }\n',
+      /config\.yaml: admin\.max_body_bytes must be an integer >= 1 \(0 would refuse every request body\)/,
+    ],
+    ['admin-body-negative', 'admin: { max_body_bytes: -5 }\n', /admin\.max_body_bytes must be an integer >= 1/],
+    ['admin-body-fraction', 'admin: { max_body_bytes: 1.5 }\n', /admin\.max_body_bytes must be an integer >= 1/],
+    [
+      'head-timeout-zero',
+      'proxy: { limits: { head_timeout: 0 } }\n',
+      /proxy\.limits\.head_timeout must be at least 1ms \(0 would time out every request head at once\)/,
+    ],
+    [
+      'head-timeout-0ms',
+      'proxy: { limits: { head_timeout: 0ms } }\n',
+      /proxy\.limits\.head_timeout must be at least 1ms/,
+    ],
+    [
+      'etcd-timeout-zero',
+      'deployment: { etcd: { host: ["http://127.0.0.1:2379"], timeout: 0s } }\n',
+      /deployment\.etcd\.timeout must be at least 1ms \(0 would fail every etcd request\)/,
+    ],
     ['yaml', 'proxy: [\n', /invalid YAML/],
     ['top-level', '- a\n- b\n', /top level must be a mapping/],
   ];
@@ -149,6 +174,30 @@ describe('loadConfig', () => {
       );
     });
   }
+
+  test('admin.max_body_bytes: 1 is the smallest accepted', () => {
+    const file = writeConfig('admin-body-one', 'admin: { max_body_bytes: 1 }\n');
+    assert.equal(loadConfig({ configPath: file, env: {} }).admin.maxBodyBytes, 1);
+  });
+
+  test('palisade start refuses admin.max_body_bytes: 0 before listening, naming the field', async () => {
+    const file = writeConfig('start-body-zero', 'admin: { max_body_bytes: 0 }\nstore: { data_dir: ./data }\n');
+    const bin = path.join(__dirname, '..', '..', '..', 'bin', 'palisade');
+    const child = spawn(process.execPath, [bin, 'start', '-c', file], {
+      cwd: path.dirname(file),
+      env: Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PALISADE_'))),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
+    clearTimeout(timer);
+    assert.notEqual(code, 0, output);
+    assert.notEqual(code, null, `palisade start did not exit on a bad config:\n${output}`);
+    assert.match(output, /admin\.max_body_bytes must be an integer >= 1/);
+  });
 
   test('an error names the file as given relative to the current directory', () => {
     const file = writeConfig('shown', 'workers: many\n');
