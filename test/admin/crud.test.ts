@@ -46,6 +46,39 @@ describe('Admin API resources', () => {
     assert.equal((second.json.value as Record<string, unknown>).name, 'renamed');
   });
 
+  // APISIX v3 answers a write with the etcd node it built itself, {key, value} (core/etcd.lua set/atomic_set/push,
+  // v3_adapter.filter): the indexes are only in GET answers, the times are in the value.
+  it('PUT, POST and PATCH answer {key, value}; the value has create_time and update_time, GET the indexes', async () => {
+    const put = await admin.call('PUT', '/routes/shape', { uri: '/shape', upstream });
+    assert.deepEqual(Object.keys(put.json).sort(), ['key', 'value']);
+    const created = put.json.value as Record<string, number>;
+    assert.ok(Number.isInteger(created.create_time) && created.create_time > 1_600_000_000);
+    assert.equal(created.update_time, created.create_time);
+    const afterPut = await admin.call('GET', '/routes/shape');
+    assert.equal(afterPut.json.key, put.json.key);
+    assert.deepEqual(afterPut.json.value, put.json.value);
+
+    const patched = await admin.call('PATCH', '/routes/shape', { desc: 'patched' });
+    assert.equal(patched.status, 200);
+    assert.deepEqual(Object.keys(patched.json).sort(), ['key', 'value']);
+    const patchedValue = patched.json.value as Record<string, unknown>;
+    assert.equal(patchedValue.create_time, created.create_time, 'PATCH keeps create_time');
+    assert.equal(typeof patchedValue.update_time, 'number');
+    const afterPatch = await admin.call('GET', '/routes/shape');
+    assert.equal(afterPatch.json.createdIndex, afterPut.json.createdIndex);
+    assert.ok((afterPatch.json.modifiedIndex as number) > (afterPut.json.modifiedIndex as number));
+    assert.deepEqual(afterPatch.json.value, patched.json.value);
+
+    const posted = await admin.call('POST', '/routes', { uri: '/shape-post', upstream });
+    assert.equal(posted.status, 201);
+    assert.deepEqual(Object.keys(posted.json).sort(), ['key', 'value']);
+    const postedValue = posted.json.value as Record<string, unknown>;
+    assert.equal(typeof postedValue.create_time, 'number');
+    const afterPost = await admin.call('GET', `/routes/${String(postedValue.id)}`);
+    assert.ok((afterPost.json.createdIndex as number) > (afterPatch.json.modifiedIndex as number));
+    assert.equal(afterPost.json.createdIndex, afterPost.json.modifiedIndex);
+  });
+
   it('GET a missing key gives 404 {"message":"Key not found"}', async () => {
     const reply = await admin.call('GET', '/routes/nope');
     assert.equal(reply.status, 404);

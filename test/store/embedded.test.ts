@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { PalisadeError } from '../../src/core/errors';
 import { createEmbeddedStore } from '../../src/store/index';
 import type { ConfigSnapshot, ConfigStore } from '../../src/store/types';
+import { startAdmin } from '../admin/harness';
 
 const route = (uri: string) => ({ uri, upstream: { nodes: { '127.0.0.1:80': 1 } } });
 
@@ -59,6 +60,43 @@ describe('embedded store', () => {
     const next = await second.put('routes', '3', route('/c'));
     assert.ok(next.modifiedIndex > afterDelete);
     assert.equal(next.createdIndex, next.modifiedIndex);
+  });
+
+  it('Admin API: the indexes a GET reports survive a restart and later writes go above them', async () => {
+    const first = createEmbeddedStore(dir);
+    await first.open();
+    const before = await startAdmin({ store: first });
+    let highest: number;
+    let kept: Record<string, unknown>;
+    try {
+      await before.call('PUT', '/routes/kept', route('/kept'));
+      await before.call('PATCH', '/routes/kept', { desc: 'patched' });
+      kept = (await before.call('GET', '/routes/kept')).json;
+      await before.call('PUT', '/routes/gone', route('/gone'));
+      const gone = (await before.call('GET', '/routes/gone')).json;
+      assert.equal((await before.call('DELETE', '/routes/gone')).status, 200);
+      highest = gone.modifiedIndex as number;
+      assert.ok(highest > (kept.modifiedIndex as number));
+    } finally {
+      await before.close();
+    }
+
+    const second = createEmbeddedStore(dir);
+    await second.open();
+    const after = await startAdmin({ store: second });
+    try {
+      assert.deepEqual((await after.call('GET', '/routes/kept')).json, kept);
+      await after.call('PUT', '/routes/new', route('/new'));
+      const fresh = (await after.call('GET', '/routes/new')).json;
+      // Above the deleted route's index too: the delete's revision is kept though its item is gone.
+      assert.ok((fresh.createdIndex as number) > highest + 1, `${String(fresh.createdIndex)} > ${highest + 1}`);
+      await after.call('PUT', '/routes/kept', route('/kept-again'));
+      const rewritten = (await after.call('GET', '/routes/kept')).json;
+      assert.equal(rewritten.createdIndex, kept.createdIndex);
+      assert.ok((rewritten.modifiedIndex as number) > (fresh.modifiedIndex as number));
+    } finally {
+      await after.close();
+    }
   });
 
   it('allocates POST ids that never repeat across restarts', async () => {
