@@ -108,6 +108,8 @@ export interface GatewayHome {
   proxyPort: number;
   adminPort: number;
   controlPort: number;
+  /** The prometheus listener's port (plugin_attr.prometheus), unless `extra` configures plugin_attr itself. */
+  metricsPort: number;
   proxyUrl: string;
   adminUrl: string;
   controlUrl: string;
@@ -120,7 +122,10 @@ export interface HomeOptions {
   backend?: string;
   /** Root of the package whose bin/palisade runs (default: this checkout). */
   root?: string;
-  /** Lines added at the end of config.yaml (top-level sections such as deployment:). */
+  /**
+   * Lines added at the end of config.yaml (top-level sections such as deployment:). A `plugin_attr:`
+   * section here replaces the harness's own, which points the prometheus listener at `metricsPort`.
+   */
   extra?: string[];
 }
 
@@ -134,6 +139,8 @@ export async function makeHome(options: HomeOptions = {}): Promise<GatewayHome> 
   const proxyPort = await freePort();
   const adminPort = await freePort();
   const controlPort = await freePort();
+  // Every gateway gets its own metrics port: on the default 9091 only the first would listen, the rest log errors.
+  const metricsPort = await freePort();
   fs.mkdirSync(path.join(dir, 'conf'));
   const configFile = path.join(dir, 'conf', 'config.yaml');
   const home: GatewayHome = {
@@ -143,6 +150,7 @@ export async function makeHome(options: HomeOptions = {}): Promise<GatewayHome> 
     proxyPort,
     adminPort,
     controlPort,
+    metricsPort,
     proxyUrl: `http://127.0.0.1:${proxyPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}${ADMIN_PREFIX}`,
     controlUrl: `http://127.0.0.1:${controlPort}`,
@@ -152,6 +160,8 @@ export async function makeHome(options: HomeOptions = {}): Promise<GatewayHome> 
 }
 
 export function writeConfig(home: GatewayHome, options: HomeOptions = {}): void {
+  const extra = options.extra ?? [];
+  const ownPluginAttr = extra.some((line) => /^plugin_attr\s*:/.test(line));
   const lines = [
     'proxy:',
     `  listen: ["127.0.0.1:${home.proxyPort}"]`,
@@ -166,7 +176,8 @@ export function writeConfig(home: GatewayHome, options: HomeOptions = {}): void 
     'store:',
     '  type: embedded',
     '  data_dir: ./data',
-    ...(options.extra ?? []),
+    ...(ownPluginAttr ? [] : ['plugin_attr:', '  prometheus:', `    export_addr: 127.0.0.1:${home.metricsPort}`]),
+    ...extra,
     '',
   ];
   fs.writeFileSync(home.configFile, lines.join('\n'));
