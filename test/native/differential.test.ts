@@ -41,6 +41,9 @@ const requestSeeds = [
   'GET http://example.com:80/path?q HTTP/1.1\r\nHost: example.com\r\n\r\n',
   'DELETE /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\ncontent-length: 3\r\n\r\n',
   'GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n',
+  // paths that need normalising ($uri): escapes, dot segments, merged slashes, a fragment
+  'GET /a/%2e%2E/b%2Fc//d/./e%41?x=%zz HTTP/1.1\r\nHost: h\r\n\r\n',
+  'GET //x/../%61dmin/.#frag HTTP/1.1\r\nHost: h\r\n\r\n',
 ];
 
 const responseSeeds = [
@@ -61,7 +64,9 @@ const chunkedSeeds = [
 ];
 
 // Bytes that sit on the parser's decision points.
-const interestingBytes = [0x0d, 0x0a, 0x00, 0x20, 0x3a, 0x2c, 0x09, 0x3b, 0x7f, 0x80, 0x30, 0x2f, 0x3f, 0x5b];
+const interestingBytes = [
+  0x0d, 0x0a, 0x00, 0x20, 0x3a, 0x2c, 0x09, 0x3b, 0x7f, 0x80, 0x30, 0x2f, 0x3f, 0x5b, 0x25, 0x2e, 0x23,
+];
 const interestingLines = [
   'Transfer-Encoding: chunked\r\n',
   'Content-Length: 5\r\n',
