@@ -50,6 +50,11 @@ const cases: Array<{ name: string; request: string; status: number }> = [
   },
   { name: 'more than 100 headers', request: `GET / HTTP/1.1\r\nHost: a\r\n${manyHeaders}\r\n`, status: 431 },
   { name: 'HTTP/2.0 version', request: 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', status: 505 },
+  // The path is normalised as nginx does ($uri); what nginx refuses there is refused too.
+  { name: 'a path climbing above the root', request: 'GET /a/../../etc HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+  { name: 'an encoded one', request: 'GET /%2e%2e/etc HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+  { name: 'a bad percent escape', request: 'GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+  { name: 'an encoded NUL', request: 'GET /a%00.txt HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
 ];
 
 for (const backend of availableBackends()) {
