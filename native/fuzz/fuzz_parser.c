@@ -9,8 +9,11 @@
  *
  * Besides the sanitizers, each run checks properties the callers rely on:
  * out[OUT_STATUS] mirrors the return value, every span lies inside the head,
- * a prefix of the input parses to 0 or to the same result, and a chunked body
- * scanned in pieces gives the same result as in one call.
+ * a prefix of the input parses to 0 or to the same result, a chunked body
+ * scanned in pieces gives the same result as in one call, and $uri (the
+ * normalised path) is normal: no "//", no "." or ".." segment, no NUL, never
+ * longer than the path, the same again when normalised twice, and a path
+ * taken as it is had nothing to normalise.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,12 +43,67 @@ static int32_t parse(int is_request, const uint8_t *buf, uint32_t off, uint32_t 
   int32_t r = is_request ? pal_parse_request(buf, off, len, -1, loopback, 4, out)
                          : pal_parse_response(buf, off, len, method, out);
   CHECK(out[OUT_STATUS] == r);
-  CHECK(r >= PAL_E_CHUNK_TOO_BIG && r <= (int32_t)len);
+  CHECK(r >= PAL_E_URI_TOO_LONG && r != PAL_E_ROUTER && r <= (int32_t)len);
   return r;
 }
 
 static void check_span(int32_t start, int32_t end, uint32_t lo, uint32_t hi) {
   CHECK(start >= (int32_t)lo && start <= end && end <= (int32_t)hi);
+}
+
+/* Nothing in a path taken as it is would change if it were normalised. */
+static void check_plain_path(const uint8_t *buf, int32_t ps, int32_t pe) {
+  if (pe <= ps || buf[ps] != '/') return; /* CONNECT authority or OPTIONS * */
+  for (int32_t i = ps; i < pe; i++) {
+    CHECK(buf[i] != '%' && buf[i] != '#');
+    if (buf[i] == '/' && i + 1 < pe) CHECK(buf[i + 1] != '/' && buf[i + 1] != '.');
+  }
+}
+
+/* The normal form of a path, as normalise_path in parser.c promises it. */
+static void check_normal_path(const uint8_t *u, int32_t n) {
+  CHECK(u[0] == '/');
+  int reparseable = 1;
+  for (int32_t i = 0; i < n; i++) {
+    CHECK(u[i] != 0);
+    if (u[i] == '%' || u[i] == '#' || u[i] == '?' || u[i] <= ' ' || u[i] == 0x7f) reparseable = 0;
+    if (u[i] != '/') continue;
+    int32_t seg = i + 1, end = seg;
+    while (end < n && u[end] != '/') end++;
+    CHECK(end > seg || end == n); /* slashes merged: only the last segment may be empty */
+    CHECK(!(end - seg == 1 && u[seg] == '.'));
+    CHECK(!(end - seg == 2 && u[seg] == '.' && u[seg + 1] == '.'));
+  }
+  if (!reparseable) return; /* a decoded '%', '#', '?' or CTL would be read differently the second time */
+  /* Normalising the normal form again changes nothing. */
+  static uint8_t again[PAL_URI_CAPACITY + 32];
+  static int32_t again_out[OUT_SIZE];
+  uint32_t len = 0;
+  memcpy(again, "GET ", 4);
+  len += 4;
+  memcpy(again + len, u, (size_t)n);
+  len += (uint32_t)n;
+  memcpy(again + len, " HTTP/1.0\r\n\r\n", 13);
+  len += 13;
+  CHECK(pal_parse_request(again, 0, len, -1, loopback, 4, again_out) == (int32_t)len);
+  if (again_out[OUT_URI_LEN] < 0) {
+    CHECK(again_out[OUT_PATH_END] - again_out[OUT_TARGET_START] == n);
+  } else {
+    CHECK(again_out[OUT_URI_LEN] == n);
+    CHECK(memcmp(again_out + OUT_URI, u, (size_t)n) == 0);
+  }
+}
+
+static void check_uri(const uint8_t *buf, const int32_t *out) {
+  int32_t ps = out[OUT_TARGET_START], pe = out[OUT_PATH_END], n = out[OUT_URI_LEN];
+  if (n < 0) {
+    CHECK(n == -1);
+    check_plain_path(buf, ps, pe);
+    return;
+  }
+  CHECK(pe > ps && buf[ps] == '/');
+  CHECK(n >= 1 && n <= pe - ps && n <= PAL_URI_CAPACITY);
+  check_normal_path((const uint8_t *)(out + OUT_URI), n);
 }
 
 static void fuzz_head(int is_request, const uint8_t *buf, uint32_t off, uint32_t len, int32_t method) {
@@ -61,6 +119,7 @@ static void fuzz_head(int is_request, const uint8_t *buf, uint32_t off, uint32_t
       check_span(out[OUT_TARGET_START], out[OUT_PATH_END], off, (uint32_t)out[OUT_TARGET_END]);
       if (out[OUT_HOST_END] != 0) check_span(out[OUT_HOST_START], out[OUT_HOST_END], off, end);
       CHECK(out[OUT_ROUTE_COUNT] == -1);
+      check_uri(buf, out);
     } else {
       CHECK(out[OUT_METHOD] >= 100 && out[OUT_METHOD] <= 599);
     }
