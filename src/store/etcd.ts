@@ -20,7 +20,7 @@
 // Writes go straight to etcd (compare-and-swap on mod_revision, leases for
 // TTLs) and resolve once the watch has delivered them, so a read after a write
 // sees it and the view changes only from the watch, once per event. A write
-// etcd does not answer fails with 503 and the etcd client's error, as in APISIX.
+// etcd does not take fails with 503 {error_msg} naming etcd's error, as in APISIX.
 
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
 import {
@@ -313,7 +313,8 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
 
   /**
    * Run one etcd request. A failure is logged and becomes a 503 whose error_msg is
-   * the etcd client's error, as APISIX answers a failed etcd call (admin/resource.lua).
+   * the etcd client's error, as APISIX answers a failed etcd call (admin/resource.lua);
+   * the client's errors do not always say they are about etcd, so the message does.
    */
   async #request<T>(call: () => Promise<T>): Promise<T> {
     let result: T;
@@ -321,7 +322,7 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
       result = await call();
     } catch (err) {
       log.error('etcd request failed', { hosts: this.#hosts, error: errorText(err) });
-      throw PAL_ERR_SERVICE_UNAVAILABLE(errorText(err));
+      throw PAL_ERR_SERVICE_UNAVAILABLE(`etcd request failed: ${errorText(err)}`);
     }
     // etcd answers again: reconnect the watch now rather than at the end of the backoff.
     if (this.#reconnectTimer && !this.#reachable) this.#scheduleReconnect(this.#pendingResync, 0);
