@@ -2,8 +2,19 @@
 // runs the task a message names and posts the result back. Buffers in the
 // result move to the main thread instead of being copied when they own their
 // whole ArrayBuffer.
+//
+// Plugin reload: the loader re-requires a changed plugin file in the main
+// thread, but this thread has its own module cache. Before each task the file
+// is stat()ed (here, off the proxying thread); when its identity (inode, size,
+// mtime, ctime) differs from the copy loaded, this thread's require cache for
+// the plugin's directory is dropped and the file is loaded again, so a task
+// sent after a reload runs the new code. A file that is gone keeps serving
+// its last loaded copy (requests that started before the plugin was removed).
 
-import { parentPort } from 'node:worker_threads';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
 import type { PluginModule } from './types';
 
 /** A task request from the pool. */
@@ -14,25 +25,53 @@ export interface OffloadRequest {
   readonly payload: unknown;
 }
 
-/** The answer: `error` set when the task threw (or could not be found). */
+/** The answer: `error` set when the task threw (or could not be found); `warning` alone is a message to log. */
 export interface OffloadResponse {
   readonly id: number;
   readonly result?: unknown;
   readonly error?: string;
+  readonly warning?: string;
+}
+
+/** What the pool gives each thread at start. */
+export interface OffloadThreadData {
+  readonly nice: number;
 }
 
 type Task = (payload: unknown) => unknown;
 
-const tasksBySource = new Map<string, Readonly<Record<string, Task>>>();
+interface LoadedTasks {
+  readonly tasks: Readonly<Record<string, Task>>;
+  /** inode, size, mtime and ctime of the file it was loaded from. */
+  readonly identity: string;
+}
+
+const loadedBySource = new Map<string, LoadedTasks>();
+
+function fileIdentity(file: string): string | undefined {
+  try {
+    const stat = fs.statSync(file, { bigint: true });
+    return `${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Forget every module under the plugin's directory, so helpers it requires are read again too (as the loader does). */
+function forgetModulesUnder(dir: string): void {
+  const prefix = dir + path.sep;
+  for (const key of Object.keys(require.cache)) if (key.startsWith(prefix)) delete require.cache[key];
+}
 
 function tasksOf(source: string): Readonly<Record<string, Task>> {
-  let tasks = tasksBySource.get(source);
-  if (tasks === undefined) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const loaded = require(source) as { default?: PluginModule } & Partial<PluginModule>;
-    tasks = (loaded.default ?? loaded).tasks ?? {};
-    tasksBySource.set(source, tasks);
-  }
+  const identity = fileIdentity(source);
+  const loaded = loadedBySource.get(source);
+  if (loaded !== undefined && (identity === undefined || identity === loaded.identity)) return loaded.tasks;
+  if (loaded !== undefined) forgetModulesUnder(path.dirname(source));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const exported = require(source) as { default?: PluginModule } & Partial<PluginModule>;
+  const tasks = (exported.default ?? exported).tasks ?? {};
+  loadedBySource.set(source, { tasks, identity: identity ?? '' });
   return tasks;
 }
 
@@ -68,4 +107,24 @@ async function run(message: OffloadRequest): Promise<void> {
   parentPort!.postMessage(response, transfer);
 }
 
-parentPort?.on('message', (message: OffloadRequest) => void run(message));
+/**
+ * Lower this thread's CPU priority. On Linux setpriority(PRIO_PROCESS, 0)
+ * applies to the calling thread only (man 2 setpriority, NOTES), which is what
+ * os.setPriority(0, n) calls; elsewhere it would renice the whole process, so
+ * it is not done there.
+ */
+function lowerPriority(nice: number): void {
+  if (process.platform !== 'linux' || nice === 0) return;
+  try {
+    os.setPriority(0, nice);
+  } catch (err) {
+    // A negative niceness needs CAP_SYS_NICE; the thread runs at the default priority.
+    const warning = `offload thread priority not set to nice ${nice}: ${(err as Error).message}`;
+    parentPort?.postMessage({ id: 0, warning } satisfies OffloadResponse);
+  }
+}
+
+if (parentPort !== null) {
+  lowerPriority((workerData as OffloadThreadData | undefined)?.nice ?? 0);
+  parentPort.on('message', (message: OffloadRequest) => void run(message));
+}

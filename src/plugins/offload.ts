@@ -5,23 +5,46 @@
 // structured clone, with the ArrayBuffers listed in `transfer` moved instead
 // of copied. Threads start on the first task, so a gateway whose plugins
 // never offload runs none.
+//
+// What keeps the proxying thread's tail flat while the pool works:
+// - pool threads run at the lowest CPU priority (nice 19 by default; Linux
+//   only, where setpriority() inside a thread changes that thread alone), so
+//   on a busy machine the event loop gets the core first;
+// - one task per thread, and waiting tasks are bounded both in number and in
+//   bytes: past either bound a task is refused (OffloadRefusedError), never
+//   given a new thread.
+// Worker threads re-read a plugin file that changed on disk (plugin reload),
+// see offload-worker.ts.
 
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { logger } from '../core/log';
-import type { OffloadRequest, OffloadResponse } from './offload-worker';
+import type { OffloadRequest, OffloadResponse, OffloadThreadData } from './offload-worker';
 
 export interface OffloadPoolOptions {
   /** Worker threads; default min(2, cores). */
   size?: number;
   /** Tasks waiting for a thread past which new ones are refused; default 1024. */
   maxQueue?: number;
+  /** Bytes of transferred payloads waiting for a thread past which new tasks are refused; default 64 MiB. */
+  maxQueuedBytes?: number;
+  /** Niceness of the pool threads, -20..19 (Linux; ignored elsewhere); default 19, the lowest priority. */
+  nice?: number;
+}
+
+/** The pool refused a task (queue full or pool closed) before taking its payload: the caller still owns it. */
+export class OffloadRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OffloadRefusedError';
+  }
 }
 
 interface PendingTask {
   readonly message: OffloadRequest;
   readonly transfer: readonly ArrayBuffer[];
+  readonly bytes: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: Error) => void;
 }
@@ -34,6 +57,8 @@ interface PoolThread {
 
 const WORKER_FILE = path.join(__dirname, 'offload-worker.js');
 const DEFAULT_MAX_QUEUE = 1024;
+const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+const DEFAULT_NICE = 19;
 const log = logger('offload');
 
 /** Results arrive as Uint8Array after structured clone: hand back a Buffer view (no copy). */
@@ -44,17 +69,59 @@ function asBuffer(value: unknown): unknown {
   return value;
 }
 
+function byteLengthOf(transfer: readonly ArrayBuffer[]): number {
+  let bytes = 0;
+  for (const buffer of transfer) bytes += buffer.byteLength;
+  return bytes;
+}
+
+function integerIn(value: unknown, min: number, max: number, key: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`plugin_attr.offload.${key}: must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/**
+ * `plugin_attr.offload` of config.yaml: `threads`, `max_queue`,
+ * `max_queued_bytes`, `nice`; every key optional. Throws with the key's path
+ * when a value is out of range.
+ */
+export function parseOffloadAttr(raw: unknown): OffloadPoolOptions {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('plugin_attr.offload: must be a mapping');
+  const attr = raw as Record<string, unknown>;
+  const options: OffloadPoolOptions = {};
+  for (const key of Object.keys(attr)) {
+    if (!['threads', 'max_queue', 'max_queued_bytes', 'nice'].includes(key)) {
+      throw new Error(`plugin_attr.offload.${key}: unknown key (threads, max_queue, max_queued_bytes, nice)`);
+    }
+  }
+  if (attr.threads !== undefined) options.size = integerIn(attr.threads, 1, 64, 'threads');
+  if (attr.max_queue !== undefined) options.maxQueue = integerIn(attr.max_queue, 0, 1_000_000, 'max_queue');
+  if (attr.max_queued_bytes !== undefined) {
+    options.maxQueuedBytes = integerIn(attr.max_queued_bytes, 0, Number.MAX_SAFE_INTEGER, 'max_queued_bytes');
+  }
+  if (attr.nice !== undefined) options.nice = integerIn(attr.nice, -20, 19, 'nice');
+  return options;
+}
+
 export class OffloadPool {
   readonly size: number;
   readonly maxQueue: number;
+  readonly maxQueuedBytes: number;
+  readonly nice: number;
   private readonly threads: PoolThread[] = [];
   private readonly queue: PendingTask[] = [];
+  private queuedBytes = 0;
   private nextId = 1;
   private closed = false;
 
   constructor(options: OffloadPoolOptions = {}) {
     this.size = Math.max(1, options.size ?? Math.min(2, os.availableParallelism()));
     this.maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.nice = options.nice ?? DEFAULT_NICE;
   }
 
   /** Threads running a task now (for tests and the control API). */
@@ -68,18 +135,36 @@ export class OffloadPool {
     return this.queue.length;
   }
 
+  /** Threads started (they start on demand, up to `size`). */
+  get started(): number {
+    return this.threads.length;
+  }
+
   /**
    * Run `task` of the plugin module at `source` with `payload`. The ArrayBuffers
-   * in `transfer` are detached here and belong to the worker from now on.
+   * in `transfer` are detached once a thread takes the task and belong to it
+   * from then on; a refused task (OffloadRefusedError) leaves them untouched.
    */
   run<T>(source: string, task: string, payload: unknown, transfer: readonly ArrayBuffer[] = []): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('offload pool is closed'));
-    if (this.queue.length >= this.maxQueue) {
-      return Promise.reject(new Error(`offload queue is full (${this.maxQueue} tasks waiting)`));
+    if (this.closed) return Promise.reject(new OffloadRefusedError('offload pool is closed'));
+    const bytes = byteLengthOf(transfer);
+    const idle = this.threads.length < this.size || this.threads.some((thread) => thread.running === null);
+    if (!idle) {
+      if (this.queue.length >= this.maxQueue) {
+        return Promise.reject(new OffloadRefusedError(`offload queue is full (${this.maxQueue} tasks waiting)`));
+      }
+      if (this.queuedBytes + bytes > this.maxQueuedBytes) {
+        return Promise.reject(
+          new OffloadRefusedError(
+            `offload queue is full (${this.queuedBytes} bytes waiting, bound ${this.maxQueuedBytes})`,
+          ),
+        );
+      }
     }
     return new Promise<T>((resolve, reject) => {
       const message: OffloadRequest = { id: this.nextId++, source, task, payload };
-      this.queue.push({ message, transfer, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ message, transfer, bytes, resolve: resolve as (value: unknown) => void, reject });
+      this.queuedBytes += bytes;
       this.dispatch();
     });
   }
@@ -92,6 +177,7 @@ export class OffloadPool {
         thread = this.startThread();
       }
       const task = this.queue.shift()!;
+      this.queuedBytes -= task.bytes;
       thread.running = task;
       try {
         thread.worker.postMessage(task.message, task.transfer as ArrayBuffer[]);
@@ -104,10 +190,15 @@ export class OffloadPool {
   }
 
   private startThread(): PoolThread {
-    const worker = new Worker(WORKER_FILE);
+    const workerData: OffloadThreadData = { nice: this.nice };
+    const worker = new Worker(WORKER_FILE, { workerData });
     const thread: PoolThread = { worker, running: null };
     worker.unref(); // an idle pool never keeps the process alive
     worker.on('message', (response: OffloadResponse) => {
+      if (response.warning !== undefined) {
+        log.warn(response.warning);
+        return;
+      }
       const task = thread.running;
       thread.running = null;
       if (task !== null && task.message.id === response.id) {
@@ -144,6 +235,7 @@ export class OffloadPool {
     this.closed = true;
     const error = new Error('offload pool is closed');
     for (const task of this.queue.splice(0)) task.reject(error);
+    this.queuedBytes = 0;
     const threads = this.threads.splice(0);
     for (const thread of threads) {
       thread.running?.reject(error);

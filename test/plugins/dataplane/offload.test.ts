@@ -1,11 +1,15 @@
 // The offload pool on its own: tasks found by module path and name, payloads
 // transferred (the sender's ArrayBuffer is detached), errors as rejections,
-// a bounded queue, and close() rejecting what is left.
+// a queue bounded in tasks and in bytes, close() rejecting what is left,
+// threads at the lowest priority, a changed plugin file loaded again, and
+// plugin_attr.offload.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { OffloadPool } from '../../../src/plugins/offload';
+import { OffloadPool, OffloadRefusedError, parseOffloadAttr } from '../../../src/plugins/offload';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'offload-plugin.js');
 
@@ -51,5 +55,99 @@ describe('offload pool', () => {
     await first;
     await second;
     await assert.rejects(closing.run(FIXTURE, 'upper', 'c'), /closed/);
+  });
+
+  it('refuses a task past the byte bound and leaves its payload with the caller', async () => {
+    const small = new OffloadPool({ size: 1, maxQueuedBytes: 1024 });
+    try {
+      const first = small.run(FIXTURE, 'upper', 'runs at once'); // takes the thread: not counted as waiting
+      const waiting = Buffer.allocUnsafeSlow(1000);
+      const queued = small.run(FIXTURE, 'upper', 'queued', [waiting.buffer as ArrayBuffer]);
+      const refusedPayload = Buffer.allocUnsafeSlow(100);
+      const refused = small.run(FIXTURE, 'upper', 'refused', [refusedPayload.buffer as ArrayBuffer]);
+      await assert.rejects(
+        refused,
+        (err: unknown) => err instanceof OffloadRefusedError && /bytes waiting/.test(err.message),
+      );
+      assert.equal(refusedPayload.length, 100, 'a refused payload is not detached');
+      assert.equal(String(await first), 'RUNS AT ONCE');
+      assert.equal(String(await queued), 'QUEUED');
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('offload pool threads', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-offload-'));
+  const pools: OffloadPool[] = [];
+  const newPool = (options: ConstructorParameters<typeof OffloadPool>[0]): OffloadPool => {
+    const pool = new OffloadPool(options);
+    pools.push(pool);
+    return pool;
+  };
+  after(async () => {
+    await Promise.all(pools.map((pool) => pool.close()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const writePlugin = (file: string, tasks: string): string => {
+    const target = path.join(dir, file);
+    fs.writeFileSync(
+      target,
+      `module.exports = { name: 'probe', version: '0.1', priority: 1, schema: { type: 'object' }, tasks: { ${tasks} } };\n`,
+    );
+    return target;
+  };
+
+  it(
+    'run at nice 19 on Linux while the calling thread keeps its priority',
+    { skip: process.platform !== 'linux' },
+    async () => {
+      const source = writePlugin('priority.js', "priority: () => require('node:os').getPriority(0)");
+      const before = os.getPriority(0);
+      assert.equal(await newPool({ size: 1 }).run<number>(source, 'priority', null), 19);
+      assert.equal(await newPool({ size: 1, nice: 5 }).run<number>(source, 'priority', null), Math.max(5, before));
+      assert.equal(os.getPriority(0), before, 'setPriority in a pool thread leaves the main thread alone');
+    },
+  );
+
+  it('run the new code of a plugin file changed on disk (plugin reload), helpers included', async () => {
+    const helper = path.join(dir, 'reloaded-helper.js');
+    fs.writeFileSync(helper, "module.exports = 'helper v1';\n");
+    const source = writePlugin('reloaded.js', "stamp: () => 'v1 ' + require('./reloaded-helper')");
+    const pool = newPool({ size: 2 });
+    // Both threads load v1.
+    assert.deepEqual(
+      (await Promise.all([pool.run(source, 'stamp', null), pool.run(source, 'stamp', null)])).map(String),
+      ['v1 helper v1', 'v1 helper v1'],
+    );
+    assert.equal(pool.started, 2);
+    fs.writeFileSync(helper, "module.exports = 'helper v2';\n");
+    writePlugin('reloaded.js', "stamp: () => 'v2 ' + require('./reloaded-helper')");
+    // Two at once, so each thread gets one.
+    assert.deepEqual(
+      (await Promise.all([pool.run(source, 'stamp', null), pool.run(source, 'stamp', null)])).map(String),
+      ['v2 helper v2', 'v2 helper v2'],
+    );
+    // A file that is gone keeps its last loaded code (requests that started before the plugin was removed).
+    fs.rmSync(source);
+    assert.equal(String(await pool.run(source, 'stamp', null)), 'v2 helper v2');
+  });
+});
+
+describe('plugin_attr.offload', () => {
+  it('maps config keys to pool options and rejects bad values with their path', () => {
+    assert.deepEqual(parseOffloadAttr(undefined), {});
+    assert.deepEqual(parseOffloadAttr({ threads: 1, max_queue: 16, max_queued_bytes: 8388608, nice: 10 }), {
+      size: 1,
+      maxQueue: 16,
+      maxQueuedBytes: 8388608,
+      nice: 10,
+    });
+    assert.throws(() => parseOffloadAttr({ threads: 0 }), /plugin_attr\.offload\.threads: must be an integer from 1/);
+    assert.throws(() => parseOffloadAttr({ nice: 20 }), /plugin_attr\.offload\.nice/);
+    assert.throws(() => parseOffloadAttr({ size: 2 }), /plugin_attr\.offload\.size: unknown key/);
+    assert.throws(() => parseOffloadAttr([]), /must be a mapping/);
   });
 });
