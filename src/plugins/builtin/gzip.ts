@@ -2,10 +2,15 @@
 // `types`, at least `min_length` bytes (when the upstream says its length),
 // not already encoded, with status 200, 403 or 404 (nginx's gzip filter rules).
 // Compression runs on the offload pool (the `gzip` task, body transferred, not
-// copied) so a large body does not hold up the worker's other requests.
+// copied) so a large body does not hold up the worker's other requests. When
+// the pool refuses the task (its queue is full), the body goes out
+// uncompressed rather than being compressed on the proxying thread: the
+// response head is written after body_filter, so Content-Encoding is taken
+// back there.
 
 import { gzipSync } from 'node:zlib';
 
+import { OffloadRefusedError } from '../offload';
 import type { PluginContext, PluginModule } from '../types';
 
 const NAME = 'gzip';
@@ -45,6 +50,7 @@ export function gzipTask(payload: unknown): Uint8Array {
 export const INLINE_GZIP_LIMIT = 16 * 1024;
 
 const COMPRESS = 'compress';
+const ORIGINAL_ETAG = 'etag';
 
 /** Accept-Encoding lists gzip without q=0. */
 function acceptsGzip(ctx: PluginContext): boolean {
@@ -70,6 +76,14 @@ function httpVersion(ctx: PluginContext): number {
 function ownedBytes(body: Buffer): Uint8Array {
   if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
   return new Uint8Array(body);
+}
+
+/** Undo header_filter's edits: the body goes out as the upstream sent it. */
+function uncompressed(ctx: PluginContext): void {
+  const scratch = ctx.scratch(NAME);
+  ctx.setResponseHeader('content-encoding', null);
+  const etag = scratch[ORIGINAL_ETAG];
+  if (typeof etag === 'string') ctx.setResponseHeader('etag', etag);
 }
 
 const gzip: PluginModule<CompiledGzip> = {
@@ -133,7 +147,10 @@ const gzip: PluginModule<CompiledGzip> = {
     ctx.setResponseHeader('content-encoding', 'gzip');
     ctx.setResponseHeader('content-length', null);
     const etag = ctx.responseHeader('etag');
-    if (etag !== undefined && etag.startsWith('"')) ctx.setResponseHeader('etag', `W/${etag}`);
+    if (etag !== undefined && etag.startsWith('"')) {
+      ctx.scratch(NAME)[ORIGINAL_ETAG] = etag;
+      ctx.setResponseHeader('etag', `W/${etag}`);
+    }
     if (conf.vary) ctx.addResponseHeader('vary', 'Accept-Encoding');
     return undefined;
   },
@@ -143,9 +160,15 @@ const gzip: PluginModule<CompiledGzip> = {
     if (body.length < INLINE_GZIP_LIMIT) return gzipSync(body, { level: conf.level, chunkSize: conf.chunkSize });
     const bytes = ownedBytes(body);
     const task: GzipTask = { body: bytes, level: conf.level, chunkSize: conf.chunkSize };
-    return ctx
-      .offload<Uint8Array>('gzip', task, [bytes.buffer as ArrayBuffer])
-      .then((compressed) => Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
+    return ctx.offload<Uint8Array>('gzip', task, [bytes.buffer as ArrayBuffer]).then(
+      (compressed) => Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength),
+      (err: unknown) => {
+        if (!(err instanceof OffloadRefusedError)) throw err;
+        // The pool is saturated: send the body as it is (the refused task never took it).
+        uncompressed(ctx);
+        return body;
+      },
+    );
   },
 
   tasks: { gzip: gzipTask },

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 
 import gzip, { INLINE_GZIP_LIMIT } from '../../../src/plugins/builtin/gzip';
+import { OffloadRefusedError } from '../../../src/plugins/offload';
 import { checkPluginConf, compilePluginConf, testContext, type TestRequest } from '../support/test-context';
 
 const compressible = (): TestRequest => ({
@@ -40,6 +41,27 @@ describe('gzip', () => {
     assert.equal(payload.level, 1);
     assert.equal(payload.body.byteLength, payload.body.buffer.byteLength);
     assert.deepEqual(gunzipSync(compressed!), Buffer.from(body));
+  });
+
+  it('sends the body uncompressed, headers as the upstream sent them, when the offload pool refuses the task', async () => {
+    const conf = compilePluginConf(gzip, { types: '*', vary: true });
+    const refused = (): never => {
+      throw new OffloadRefusedError('offload queue is full (1024 tasks waiting)');
+    };
+    const ctx = testContext({ ...compressible(), tasks: { gzip: refused } });
+    gzip.header_filter!(conf, ctx);
+    assert.equal(ctx.responseHeader('content-encoding'), 'gzip');
+    const body = Buffer.alloc(INLINE_GZIP_LIMIT * 2, 'abc');
+    const sent = await gzip.body_filter!(conf, ctx, body);
+    assert.equal(sent, body);
+    assert.equal(ctx.responseHeader('content-encoding'), undefined);
+    assert.equal(ctx.responseHeader('etag'), '"v1"');
+    assert.equal(ctx.responseHeader('vary'), 'Accept-Encoding');
+
+    // Any other failure of the task is the request's failure.
+    const broken = testContext({ ...compressible(), tasks: { gzip: () => Promise.reject(new Error('zlib broke')) } });
+    gzip.header_filter!(conf, broken);
+    await assert.rejects(Promise.resolve(gzip.body_filter!(conf, broken, body)), /zlib broke/);
   });
 
   it('skips clients without gzip, q=0, other types, short bodies, encoded bodies, HEAD and other statuses', () => {
