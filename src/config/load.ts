@@ -235,7 +235,11 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
         idleTimeoutMs:
           limits.idle_timeout === undefined
             ? defaults.DEFAULT_IDLE_TIMEOUT_MS
-            : parseDurationMs(limits.idle_timeout, 'proxy.limits.idle_timeout'),
+            : parsePositiveDurationMs(
+                limits.idle_timeout,
+                'proxy.limits.idle_timeout',
+                '0 would drop every client that pauses, between requests or while reading a response',
+              ),
       },
       drainTimeoutMs:
         proxy.drain_timeout === undefined

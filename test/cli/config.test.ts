@@ -154,6 +154,11 @@ describe('loadConfig', () => {
       /proxy\.limits\.head_timeout must be at least 1ms/,
     ],
     [
+      'idle-timeout-zero',
+      'proxy: { limits: { idle_timeout: 0 } }\n',
+      /proxy\.limits\.idle_timeout must be at least 1ms \(0 would drop every client that pauses/,
+    ],
+    [
       'etcd-timeout-zero',
       'deployment: { etcd: { host: ["http://127.0.0.1:2379"], timeout: 0s } }\n',
       /deployment\.etcd\.timeout must be at least 1ms \(0 would fail every etcd request\)/,
