@@ -17,11 +17,12 @@
 // and id allocations, which leave no item behind, record it in meta.json first.
 //
 // Writes are serialised through one promise chain; reads are served from memory.
+// A write the disk refuses fails with 503 and the reason; the served view stays as it was.
 
 import { mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG } from '../core/errors';
+import { PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG, PAL_ERR_SERVICE_UNAVAILABLE, PalisadeError } from '../core/errors';
 import { logger } from '../core/log';
 import { MemoryBackedStore, itemKey } from './memory';
 import { RESOURCES, type ConfigStore, type PutOptions, type ResourceName, type StoredItem } from './types';
@@ -225,7 +226,13 @@ export class EmbeddedStore extends MemoryBackedStore implements ConfigStore {
   #serialise<T>(write: () => Promise<T>): Promise<T> {
     if (!this.#opened) return Promise.reject(PAL_ERR_CONFIG('the embedded store is not open'));
     if (this.#closed) return Promise.reject(PAL_ERR_CONFIG('the embedded store is closed'));
-    const result = this.#queue.then(write);
+    const result = this.#queue.then(write).catch((err: unknown) => {
+      if (err instanceof PalisadeError) throw err;
+      // The disk refused the write (full, read-only, ...): 503 with the reason, as APISIX answers a failed etcd write.
+      const reason = err instanceof Error ? err.message : String(err);
+      log.error('write to the data dir failed', { dataDir: this.#dataDir, error: reason });
+      throw PAL_ERR_SERVICE_UNAVAILABLE(`embedded store write failed: ${reason}`);
+    });
     this.#queue = result.catch(() => undefined);
     return result;
   }

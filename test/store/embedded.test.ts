@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -96,6 +96,40 @@ describe('embedded store', () => {
       assert.ok((rewritten.modifiedIndex as number) > (fresh.modifiedIndex as number));
     } finally {
       await after.close();
+    }
+  });
+
+  it('Admin API: a write the disk refuses answers 503 with the reason and the last view keeps serving', async () => {
+    const store = createEmbeddedStore(dir);
+    await store.open();
+    const admin = await startAdmin({ store });
+    const routesDir = path.join(dir, 'routes');
+    try {
+      assert.equal((await admin.call('PUT', '/routes/kept', route('/kept'))).status, 201);
+      // A file where the routes directory was: every route write fails, even for root.
+      renameSync(routesDir, routesDir + '.away');
+      writeFileSync(routesDir, '');
+      for (const [method, url, body] of [
+        ['PUT', '/routes/new', route('/new')],
+        ['PATCH', '/routes/kept', { desc: 'patched' }],
+        ['DELETE', '/routes/kept', undefined],
+      ] as const) {
+        const reply = await admin.call(method, url, body);
+        assert.equal(reply.status, 503, `${method}: ${reply.text}`);
+        assert.deepEqual(Object.keys(reply.json), ['error_msg']);
+        assert.match(String(reply.json.error_msg), /^embedded store write failed: ENOTDIR/);
+      }
+      const kept = await admin.call('GET', '/routes/kept');
+      assert.equal(kept.status, 200);
+      assert.equal((kept.json.value as Record<string, unknown>).desc, undefined);
+      assert.equal((await admin.call('GET', '/routes/new')).status, 404);
+
+      rmSync(routesDir);
+      renameSync(routesDir + '.away', routesDir);
+      assert.equal((await admin.call('PUT', '/routes/new', route('/new'))).status, 201);
+      assert.equal((await admin.call('DELETE', '/routes/kept')).status, 200);
+    } finally {
+      await admin.close();
     }
   });
 
