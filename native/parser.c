@@ -28,13 +28,13 @@
 #define CC_HEX 8    /* HEXDIG */
 #define CC_DIGIT 16 /* DIGIT */
 #define CC_TARGET 32 /* request-target byte: anything but CTL, SP and DEL */
-#define CC_PATH_MARK 64 /* '#', '%', '/', '?': where a path may need normalising, or ends */
+#define CC_PATH_MARK 64 /* '#', '%', '/', '?' and SP: where a path may need normalising, or ends */
 
 /* One lookup per byte instead of range compares in every loop. */
 static const uint8_t char_class[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  2,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
-    2,  35, 34, 99, 35, 99, 35, 35, 34, 34, 35, 35, 34, 39, 39, 98, /* 0x20 */
+    66, 35, 34, 99, 35, 99, 35, 35, 34, 34, 35, 35, 34, 39, 39, 98, /* 0x20 */
     63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 34, 34, 34, 34, 34, 98, /* 0x30 */
     34, 47, 47, 47, 47, 47, 47, 39, 39, 39, 39, 39, 39, 39, 39, 39, /* 0x40 */
     39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 34, 34, 34, 35, 39, /* 0x50 */
@@ -409,19 +409,31 @@ static int32_t classify_target(const uint8_t *buf, size_t ts, size_t te, int32_t
     *path_start = slash;
   }
   size_t q = *path_start;
-  *complex = 0;
+  int found = 0;
   if (search_query) {
-    /* The '?' search was already a byte loop: one class lookup also spots what makes a path complex. */
-    for (; q < te; q++) {
+    /*
+     * One class lookup per byte finds the '?' and what makes a path complex.
+     * buf[te] is the SP that ended the target, and SP is marked too, so the
+     * inner loop needs no bound check: it costs what the plain '?' search did.
+     */
+    for (;;) {
+      while (!(char_class[buf[q]] & CC_PATH_MARK)) q++;
       uint8_t b = buf[q];
-      if (!(char_class[b] & CC_PATH_MARK)) continue;
-      if (b == '?') break;
-      if (b != '/' || (q + 1 < te && (buf[q + 1] == '/' || buf[q + 1] == '.'))) *complex = 1;
+      if (b == '/') {
+        uint8_t next = buf[q + 1]; /* q < te, so at most the SP */
+        if (next == '/' || next == '.') found = 1;
+      } else if (b == '%' || b == '#') {
+        found = 1;
+      } else {
+        break; /* '?' or the SP at te */
+      }
+      q++;
     }
   } else {
     q = te;
   }
   *path_end = q;
+  *complex = found;
   return 0;
 }
 

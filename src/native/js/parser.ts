@@ -16,7 +16,7 @@ const CC_HOST = 4; // reg-name byte we accept in a host: ALPHA DIGIT - . _ ~
 const CC_HEX = 8; // HEXDIG
 const CC_DIGIT = 16; // DIGIT
 const CC_TARGET = 32; // request-target byte: anything but CTL, SP and DEL
-const CC_PATH_MARK = 64; // '#', '%', '/', '?': where a path may need normalising, or ends
+const CC_PATH_MARK = 64; // '#', '%', '/', '?' and SP: where a path may need normalising, or ends
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -54,7 +54,7 @@ function buildCharClass(): Uint8Array {
     if (digit || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)) c |= CC_HEX;
     if (digit) c |= CC_DIGIT;
     if (b > SP && b !== 0x7f) c |= CC_TARGET;
-    if (b === HASH || b === PERCENT || b === SLASH || b === QUESTION) c |= CC_PATH_MARK;
+    if (b === HASH || b === PERCENT || b === SLASH || b === QUESTION || b === SP) c |= CC_PATH_MARK;
     table[b] = c;
   }
   return table;
@@ -439,12 +439,20 @@ function classifyTarget(buf: Buffer, ts: number, te: number, method: number): nu
   let q = targetPathStart;
   targetComplex = false;
   if (searchQuery) {
-    // The '?' search was already a byte loop: one class lookup also spots what makes a path complex.
-    for (; q < te; q++) {
+    // One class lookup per byte finds the '?' and what makes a path complex. buf[te] is the SP that
+    // ended the target, and SP is marked too, so the inner loop needs no bound check.
+    for (;;) {
+      while ((charClass[buf[q]] & CC_PATH_MARK) === 0) q++;
       const b = buf[q];
-      if ((charClass[b] & CC_PATH_MARK) === 0) continue;
-      if (b === QUESTION) break;
-      if (b !== SLASH || (q + 1 < te && (buf[q + 1] === SLASH || buf[q + 1] === DOT))) targetComplex = true;
+      if (b === SLASH) {
+        const next = buf[q + 1]; // q < te, so at most the SP
+        if (next === SLASH || next === DOT) targetComplex = true;
+      } else if (b === PERCENT || b === HASH) {
+        targetComplex = true;
+      } else {
+        break; // '?' or the SP at te
+      }
+      q++;
     }
   } else {
     q = te;
