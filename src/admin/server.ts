@@ -32,7 +32,7 @@ export interface AdminOptions {
   port: number;
   store: ConfigStore;
   keys: AdminKey[];
-  /** CIDRs allowed to reach the Admin API; default ['127.0.0.0/24', '::1/128'] (APISIX's allow_admin and IPv6 loopback). */
+  /** CIDRs allowed to reach the Admin API; default APISIX's allow_admin 127.0.0.0/24, and ::1/128. */
   allow?: string[];
   plugins?: PluginCatalog;
   /** PUT /plugins/reload: reload the plugins in this process and every worker; resolves when asked of all. */
