@@ -213,8 +213,9 @@ PAL_EXPORT int32_t pal_shdict_store(int32_t dict, int32_t mode, const uint8_t *k
                                     const uint8_t *value, uint32_t value_len, double ttl_ms, uint32_t flags);
 PAL_EXPORT int32_t pal_shdict_store_number(int32_t dict, int32_t mode, const uint8_t *key, uint32_t key_len,
                                            double number, double ttl_ms, uint32_t flags);
-/* Atomically add delta; out[NUMBER] = the new value. A missing key is created as init + delta
- * (TTL init_ttl_ms) when has_init, else NOT_FOUND. The TTL of an existing key is kept. */
+/* Atomically add delta; out[NUMBER] = the new value, out[TTL] = the key's remaining ms (0 = never).
+ * A missing key is created as init + delta (TTL init_ttl_ms) when has_init, else NOT_FOUND. The TTL
+ * of an existing key is kept. */
 PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t key_len, double delta, double init,
                                    double init_ttl_ms, int32_t has_init, double *out);
 PAL_EXPORT int32_t pal_shdict_delete(int32_t dict, const uint8_t *key, uint32_t key_len);

@@ -709,6 +709,7 @@ PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t ke
       lru_touch(d, off);
       end_change(d->header);
       out[PAL_SHDICT_OUT_NUMBER] = number;
+      out[PAL_SHDICT_OUT_TTL] = e->expires_ms == 0 ? 0 : (double)(e->expires_ms - now);
     }
   } else if (!has_init) {
     rc = PAL_SHDICT_E_NOT_FOUND;
@@ -726,6 +727,7 @@ PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t ke
     } else {
       rc = forcible ? PAL_SHDICT_STORED_FORCIBLY : 0;
       out[PAL_SHDICT_OUT_NUMBER] = number;
+      out[PAL_SHDICT_OUT_TTL] = expires == 0 ? 0 : (double)(expires - now);
     }
     end_change(d->header);
   }

@@ -142,6 +142,11 @@ export class SharedDict {
   #handle: number;
   // Reused for every call so a key or a read allocates nothing at the boundary.
   #key = Buffer.alloc(1024);
+  /** The bytes #encode put the last key in: #key, or the caller's Buffer key. */
+  #bytes: Buffer = this.#key;
+  /** The string key #key holds (null after a Buffer key). */
+  #lastKey: string | null = null;
+  #lastKeyLength = 0;
   #value = Buffer.alloc(4096);
   readonly #out = new Float64Array(SHDICT_OUT_SIZE);
 
@@ -151,16 +156,28 @@ export class SharedDict {
     this.#handle = handle;
   }
 
-  /** The key's bytes in a Buffer and their length (the reused scratch buffer for strings). */
-  #encode(key: SharedDictKey): [Buffer, number] {
-    if (typeof key !== 'string') return [key, key.length];
+  /**
+   * Puts the key's bytes in #bytes (the reused scratch buffer for strings) and
+   * returns their length. A string key equal to the previous one is not encoded
+   * again: a rate limiter asks for the same key request after request.
+   */
+  #encode(key: SharedDictKey): number {
+    if (typeof key !== 'string') {
+      this.#bytes = key;
+      this.#lastKey = null;
+      return key.length;
+    }
+    this.#bytes = this.#key;
+    if (key === this.#lastKey) return this.#lastKeyLength;
     // A UTF-16 code unit takes at most 3 UTF-8 bytes, so short keys always fit without measuring.
     if (key.length * 3 > this.#key.length) {
       const bytes = Buffer.byteLength(key);
       if (bytes > SHDICT_MAX_KEY) throw failure(this.name, ShdictStatus.Key, `key of ${bytes} bytes`);
-      if (bytes > this.#key.length) this.#key = Buffer.alloc(bytes);
+      if (bytes > this.#key.length) this.#bytes = this.#key = Buffer.alloc(bytes);
     }
-    return [this.#key, this.#key.write(key, 0, 'utf8')];
+    this.#lastKey = key;
+    this.#lastKeyLength = this.#key.write(key, 0, 'utf8');
+    return this.#lastKeyLength;
   }
 
   #check(status: number, doing: string): number {
@@ -172,7 +189,8 @@ export class SharedDict {
 
   /** Reads into #value (grown when too small); returns Ok or NotFound. */
   #read(key: SharedDictKey): number {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     for (;;) {
       const status = this.backend.shdictGet(this.#handle, bytes, length, this.#value, this.#out);
       if (status !== ShdictStatus.Buffer) return this.#check(status, 'get');
@@ -204,7 +222,8 @@ export class SharedDict {
   }
 
   #store(mode: ShdictMode, key: SharedDictKey, value: SharedDictValue, ttlMs: number, flags: number): number {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     const doing = mode === ShdictMode.Set ? 'set' : mode === ShdictMode.Add ? 'add' : 'replace';
     if (typeof value === 'number') {
       const status = this.backend.shdictStoreNumber(this.#handle, mode, bytes, length, value, ttlMs, flags);
@@ -238,7 +257,8 @@ export class SharedDict {
    * An existing key keeps its TTL. Throws when the value is not a number.
    */
   incr(key: SharedDictKey, delta = 1, init?: number, initTtlMs = 0): number | undefined {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     const hasInit = init === undefined ? 0 : 1;
     const status = this.backend.shdictIncr(
       this.#handle,
@@ -253,21 +273,29 @@ export class SharedDict {
     return this.#check(status, 'incr') >= 0 ? this.#out[ShdictOut.Number] : undefined;
   }
 
+  /** After an incr that returned a number: the key's remaining TTL in ms (0 = never), read in the same locked step. */
+  get incrTtlMs(): number {
+    return this.#out[ShdictOut.Ttl];
+  }
+
   /** Remove the key; false when it was absent. */
   delete(key: SharedDictKey): boolean {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     return this.#check(this.backend.shdictDelete(this.#handle, bytes, length), 'delete') >= 0;
   }
 
   /** Set the key's TTL (0 = never expires); false when it is absent. */
   expire(key: SharedDictKey, ttlMs: number): boolean {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     return this.#check(this.backend.shdictExpire(this.#handle, bytes, length, ttlMs), 'expire') >= 0;
   }
 
   /** Remaining ms (0 = never expires), or undefined when absent. */
   ttl(key: SharedDictKey): number | undefined {
-    const [bytes, length] = this.#encode(key);
+    const length = this.#encode(key);
+    const bytes = this.#bytes;
     const status = this.#check(this.backend.shdictTtl(this.#handle, bytes, length, this.#out), 'ttl');
     return status >= 0 ? this.#out[ShdictOut.Ttl] : undefined;
   }

@@ -268,6 +268,7 @@ export function shdictIncr(
     existing.number += delta;
     touch(target, name, existing);
     out[ShdictOut.Number] = existing.number;
+    out[ShdictOut.Ttl] = existing.expiresMs === 0 ? 0 : existing.expiresMs - now;
     return ShdictStatus.Ok;
   }
   if (hasInit === 0) return ShdictStatus.NotFound;
@@ -277,6 +278,7 @@ export function shdictIncr(
   const entry: Entry = { type: ShdictValueType.Number, bytes: undefined, number, flags: 0, expiresMs, cost };
   const status = insert(target, name, entry, now);
   out[ShdictOut.Number] = number;
+  out[ShdictOut.Ttl] = expiresMs === 0 ? 0 : expiresMs - now;
   return status;
 }
 

@@ -67,8 +67,9 @@ export function takeFromLocalWindow(
   cost = 1,
 ): WindowResult {
   const windowMs = windowSeconds * 1000;
-  const remaining = dict.incr(key, -cost, limit, windowMs) ?? limit - cost;
-  const ttlMs = dict.ttl(key) ?? windowMs;
+  const counted = dict.incr(key, -cost, limit, windowMs);
+  const remaining = counted ?? limit - cost;
+  const ttlMs = counted === undefined ? windowMs : dict.incrTtlMs;
   const result = localResult;
   result.reset = Math.max(0, Math.ceil(ttlMs / 1000));
   result.allowed = remaining >= 0;
