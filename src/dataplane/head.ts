@@ -224,7 +224,8 @@ export function buildUpstreamHead(
   const lineStart = req.headStart;
   const targetEnd = out[Out.TargetEnd];
   const requestLine = edits === null ? null : editedRequestLine(req, edits);
-  const addedBytes = edits === null ? 0 : Buffer.byteLength(edits.lines, 'latin1');
+  // Written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
+  const addedBytes = edits === null ? 0 : edits.lines.length;
   const size =
     (requestLine === null ? targetEnd - lineStart : requestLine.length) +
     version.length +
@@ -303,20 +304,27 @@ export function rewriteResponseHead(
 ): Buffer {
   const count = out[Out.HeaderCount];
   const hopTokens = (out[Out.Flags] & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
-  const statusLineEnd = count > 0 ? out[Out.Headers] : headEnd - terminatorLength(buf, headEnd);
+  const linesEnd = headEnd - terminatorLength(buf, headEnd);
   const connection = keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
-  const added = edits === null ? 0 : Buffer.byteLength(edits.lines, 'latin1');
+  // Written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
+  const added = edits === null ? 0 : edits.lines.length;
   const head = Buffer.allocUnsafe(headEnd - start + connection.length + added);
-  let pos = buf.copy(head, 0, start, statusLineEnd);
+  // Kept lines are copied in runs: one copy per gap left by a removed header, not one per line.
+  let pos = 0;
+  let runStart = start;
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
     const nameStart = out[slot];
     const nameEnd = out[slot + 1];
-    if (isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
-    if (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) continue;
-    if (edits !== null && namedIn(buf, nameStart, nameEnd, edits.dropped)) continue;
-    pos += buf.copy(head, pos, nameStart, lineEnd(buf, out, i, count, headEnd));
+    const removed =
+      isResponseHopHeader(buf, nameStart, nameEnd, false) ||
+      (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) ||
+      (edits !== null && edits.dropped.length > 0 && namedIn(buf, nameStart, nameEnd, edits.dropped));
+    if (!removed) continue;
+    if (nameStart > runStart) pos += buf.copy(head, pos, runStart, nameStart);
+    runStart = lineEnd(buf, out, i, count, headEnd);
   }
+  if (linesEnd > runStart) pos += buf.copy(head, pos, runStart, linesEnd);
   if (added > 0) pos += head.write(edits!.lines, pos, 'latin1');
   pos += head.write(connection, pos, 'latin1');
   return head.subarray(0, pos);
