@@ -39,8 +39,15 @@ const enum Edit {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 
+// Names that passed HEADER_NAME: plugins set the same few names on every request. Bounded.
+const checkedNames = new Set<string>();
+const CHECKED_NAMES_LIMIT = 1024;
+
 function checkHeader(name: string, value: string | null): void {
-  if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+  if (!checkedNames.has(name)) {
+    if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+    if (checkedNames.size < CHECKED_NAMES_LIMIT) checkedNames.add(name);
+  }
   if (value !== null && BAD_VALUE.test(value)) throw new TypeError(`invalid value for header ${name}`);
 }
 
@@ -59,6 +66,26 @@ const NO_HEADER_EDITS: HeaderEdits = { dropped: [], lines: '' };
 
 /** Recorded edits as head building takes them: per name, a Set drops the original lines; the values left are added. */
 function resolveHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
+  return onlyDistinctSets(edits) ?? groupHeaderEdits(edits);
+}
+
+/** The common case (X-RateLimit-*, X-Request-Id): each edit sets a different name, so nothing needs grouping. */
+function onlyDistinctSets(edits: ReadonlyArray<string | number | null>): HeaderEdits | null {
+  const dropped: string[] = [];
+  let lines = '';
+  for (let i = 0; i < edits.length; i += 3) {
+    if (edits[i] !== Edit.Set) return null;
+    const name = edits[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (dropped.includes(lower)) return null;
+    dropped.push(lower);
+    const value = edits[i + 2] as string | null;
+    if (value !== null) lines += `${name}: ${value}\r\n`;
+  }
+  return { dropped, lines };
+}
+
+function groupHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
   const dropped: string[] = [];
   const names: string[] = [];
   const values: string[][] = [];

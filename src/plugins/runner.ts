@@ -172,11 +172,22 @@ function runLogPhase(ctx: RequestContext): void {
   ctx.current = null;
 }
 
+// Requests whose log phase is due: one setImmediate runs every log phase queued
+// in an event-loop turn, instead of one Immediate per request.
+let pendingLogs: RequestContext[] = [];
+
+function runPendingLogPhases(): void {
+  const due = pendingLogs;
+  pendingLogs = [];
+  for (let i = 0; i < due.length; i++) runLogPhase(due[i]);
+}
+
 /** The log phase, once per request, after the response is complete and off its path. */
 export function scheduleLogPhase(ctx: RequestContext): void {
   if (ctx.logged) return;
   ctx.logged = true;
-  if (ctx.chain.log.length > 0) setImmediate(runLogPhase, ctx);
+  if (ctx.chain.log.length === 0) return;
+  if (pendingLogs.push(ctx) === 1) setImmediate(runPendingLogPhases);
 }
 
 /** An exit's body as bytes: objects as JSON plus "\n" (APISIX's core.response.exit). */

@@ -107,6 +107,8 @@ interface CompiledRule {
   readonly headers: HeaderNames;
   /** Appended to the counter key so rules sharing a key count apart. */
   readonly suffix: string;
+  /** `count` as header text when it is a number (formatted once, not per request). */
+  readonly countText: string | undefined;
 }
 
 export interface CompiledLimitCount {
@@ -182,24 +184,15 @@ function verdict(
     return ctx.exit(compiled.rejectedCode, compiled.rejectedBody, headers);
   }
   if (compiled.showHeaders) {
-    ctx.setResponseHeader(rule.headers.limit, String(limit));
+    ctx.setResponseHeader(rule.headers.limit, rule.countText ?? String(limit));
     ctx.setResponseHeader(rule.headers.remaining, String(result.remaining));
     ctx.setResponseHeader(rule.headers.reset, String(result.reset));
   }
   return undefined;
 }
 
-interface ResolvedRule {
-  readonly rule: CompiledRule;
-  readonly limit: number;
-  readonly window: number;
-  readonly key: string;
-}
-
-function resolveRule(compiled: CompiledLimitCount, ctx: PluginContext, rule: CompiledRule): ResolvedRule | undefined {
-  const limit = resolveNumber(rule.count, ctx);
-  const window = resolveNumber(rule.timeWindow, ctx);
-  if (limit === undefined || window === undefined) return undefined;
+/** The rule's counter key for this request; undefined when its `rules` key resolves to nothing. */
+function ruleKey(compiled: CompiledLimitCount, ctx: PluginContext, rule: CompiledRule): string | undefined {
   let key: string;
   if (compiled.fromRules) {
     const { value, resolved } = resolveTemplate(rule.key, ctx);
@@ -208,7 +201,7 @@ function resolveRule(compiled: CompiledLimitCount, ctx: PluginContext, rule: Com
   } else {
     key = resolveLimitKey(ctx, rule.key, rule.keyType);
   }
-  return { rule, limit, window, key: counterKey(compiled, ctx, key, rule) };
+  return counterKey(compiled, ctx, key, rule);
 }
 
 function localAccess(compiled: CompiledLimitCount, ctx: PluginContext): PhaseResult {
@@ -223,16 +216,20 @@ function localAccess(compiled: CompiledLimitCount, ctx: PluginContext): PhaseRes
   }
   let applied = 0;
   for (let i = 0; i < compiled.rules.length; i++) {
-    const resolved = resolveRule(compiled, ctx, compiled.rules[i]);
-    if (resolved === undefined) continue;
+    const rule = compiled.rules[i];
+    const limit = resolveNumber(rule.count, ctx);
+    const window = resolveNumber(rule.timeWindow, ctx);
+    if (limit === undefined || window === undefined) continue;
+    const key = ruleKey(compiled, ctx, rule);
+    if (key === undefined) continue;
     applied++;
     let result: WindowResult;
     try {
-      result = takeFromLocalWindow(dict, resolved.key, resolved.limit, resolved.window);
+      result = takeFromLocalWindow(dict, key, limit, window);
     } catch (error) {
       return failure(compiled, ctx, error);
     }
-    const exit = verdict(compiled, ctx, resolved.rule, resolved.limit, result);
+    const exit = verdict(compiled, ctx, rule, limit, result);
     if (exit !== undefined) return exit;
   }
   if (applied === 0) return failure(compiled, ctx, 'failed to get rate limit rules');
@@ -243,16 +240,19 @@ async function redisAccess(compiled: CompiledLimitCount, ctx: PluginContext): Pr
   const client = compiled.redis?.client;
   let applied = 0;
   for (const rule of compiled.rules) {
-    const resolved = resolveRule(compiled, ctx, rule);
-    if (resolved === undefined || client === undefined) continue;
+    const limit = resolveNumber(rule.count, ctx);
+    const window = resolveNumber(rule.timeWindow, ctx);
+    if (limit === undefined || window === undefined || client === undefined) continue;
+    const key = ruleKey(compiled, ctx, rule);
+    if (key === undefined) continue;
     applied++;
     let result: WindowResult;
     try {
-      result = await takeFromRedisWindow(client, `plugin-limit-count${resolved.key}`, resolved.limit, resolved.window);
+      result = await takeFromRedisWindow(client, `plugin-limit-count${key}`, limit, window);
     } catch (error) {
       return failure(compiled, ctx, error);
     }
-    const exit = verdict(compiled, ctx, resolved.rule, resolved.limit, result);
+    const exit = verdict(compiled, ctx, rule, limit, result);
     if (exit !== undefined) return exit;
   }
   if (applied === 0) return failure(compiled, ctx, 'failed to get rate limit rules');
@@ -273,6 +273,7 @@ function compile(raw: unknown, env: PluginEnv): CompiledLimitCount {
           keyType: 'constant',
           headers: rule.header_prefix !== undefined ? headerNames(undefined, rule.header_prefix) : defaultHeaders,
           suffix: rule.header_prefix ?? '',
+          countText: typeof rule.count === 'number' ? String(rule.count) : undefined,
         }))
       : [
           {
@@ -282,6 +283,7 @@ function compile(raw: unknown, env: PluginEnv): CompiledLimitCount {
             keyType,
             headers: defaultHeaders,
             suffix: '',
+            countText: typeof conf.count === 'number' ? String(conf.count) : undefined,
           },
         ];
   let dict: SharedDict | undefined;
