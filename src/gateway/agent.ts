@@ -10,9 +10,10 @@
 //   - its own plugin registry, reloaded with the workers', for plugin work
 //     done off the request path;
 //   - the prometheus metrics listener: every worker ships what its prometheus
-//     plugin counted (relayed by the primary), the agent merges it with its own
-//     gauges (etcd reachable, upstream health, shared dicts) and renders it, so
-//     a scrape never reaches a worker.
+//     plugin counted (relayed by the primary); the agent's metrics thread (nice
+//     19, see src/plugins/lib/metrics-thread.ts) merges it with the gauges the
+//     agent reads (etcd reachable, upstream health, shared dicts) and renders
+//     it, so a scrape never reaches a worker nor competes with one for a core.
 // With the embedded or standalone store the primary is the source and sends
 // the agent the configuration as it sends it to the workers.
 //
@@ -24,7 +25,8 @@ import { logger, setLogLevel } from '../core/log';
 import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
-import { MetricsAggregator, startMetricsServer, type MetricsServer } from '../plugins/lib/metrics';
+import type { UpstreamNodeStatus } from '../plugins/lib/metrics';
+import { startMetricsThread, type MetricsThread } from '../plugins/lib/metrics-thread';
 import { PluginLoader } from '../plugins/loader';
 import { createEtcdStore, type EtcdStore } from '../store';
 import type { ConfigSnapshot } from '../store/types';
@@ -69,50 +71,48 @@ export function runAgent(): void {
   let store: EtcdStore | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let plugins: PluginLoader | undefined;
-  let metrics: MetricsAggregator | undefined;
-  let metricsServer: MetricsServer | undefined;
+  let metrics: MetricsThread | undefined;
   let gaugeTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
   // Gauges read from what the agent holds anyway; cheap, so a timer rather than a hook per change.
   const refreshGauges = (): void => {
     if (metrics === undefined) return;
-    if (store !== undefined) metrics.setEtcdReachable(store.reachable);
+    const sharedDicts: Array<{ name: string; capacity: number; free: number }> = [];
     for (const dict of dicts.values()) {
       try {
         const stats = dict.stats();
-        metrics.setSharedDict(dict.name, stats.capacity, stats.capacity - stats.used);
+        sharedDicts.push({ name: dict.name, capacity: stats.capacity, free: stats.capacity - stats.used });
       } catch (err) {
         log.warn('reading shared dict stats failed', { dict: dict.name, error: errorText(err) });
       }
     }
-    if (health === undefined) return;
+    // Every checked node as of now, so the nodes of a deleted upstream leave apisix_upstream_status.
+    let upstreams: UpstreamNodeStatus[] | undefined = [];
     try {
-      for (const upstream of health.status().upstreams) {
+      for (const upstream of health?.status().upstreams ?? []) {
         for (const node of upstream.nodes) {
           const colon = node.node.lastIndexOf(':');
           const ip = node.node.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-          metrics.setUpstreamStatus(
-            upstreamMetricName(upstream.id),
+          upstreams.push({
+            name: upstreamMetricName(upstream.id),
             ip,
-            Number(node.node.slice(colon + 1)),
-            node.healthy,
-          );
+            port: Number(node.node.slice(colon + 1)),
+            healthy: node.healthy,
+          });
         }
       }
     } catch (err) {
+      upstreams = undefined;
       log.warn('reading upstream health for metrics failed', { error: errorText(err) });
     }
+    metrics.setGauges({ etcdReachable: store?.reachable, upstreams, sharedDicts });
   };
 
-  const startMetrics = async (settings: AgentMetricsSettings, aggregator: MetricsAggregator): Promise<void> => {
+  const startMetrics = async (settings: AgentMetricsSettings, thread: MetricsThread): Promise<void> => {
     try {
-      metricsServer = await startMetricsServer(aggregator, {
-        host: settings.host,
-        port: settings.port,
-        path: settings.path,
-      });
-      log.info('prometheus metrics listening', { address: `${settings.host}:${metricsServer.port}${settings.path}` });
+      const port = await thread.listening;
+      log.info('prometheus metrics listening', { address: `${settings.host}:${port}${settings.path}` });
     } catch (err) {
       // The gateway runs on without the listener; the deltas are still merged (cheap) in case of a later restart.
       log.error('prometheus metrics listener failed to start', {
@@ -173,7 +173,7 @@ export function runAgent(): void {
     dicts = openSharedDicts(backend, settings.sharedDicts);
     plugins = new PluginLoader(settings.plugins);
     // Created before the first await, so worker shipments that arrive while starting are merged.
-    if (settings.metrics !== undefined) metrics = new MetricsAggregator({ prefix: settings.metrics.prefix });
+    if (settings.metrics !== undefined) metrics = startMetricsThread(settings.metrics);
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 
@@ -197,7 +197,7 @@ export function runAgent(): void {
     clearInterval(sweepTimer);
     clearInterval(gaugeTimer);
     try {
-      await metricsServer?.close();
+      await metrics?.close();
       await health?.stop();
       await store?.close();
     } catch (err) {

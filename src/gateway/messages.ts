@@ -67,6 +67,8 @@ export type PrimaryMessage =
   | { type: 'plugins-reload'; id: number; plugins: PluginSettings }
   /** To the agent: what one worker's prometheus plugin counted since its last shipment. */
   | { type: 'metrics'; delta: MetricsDelta }
+  /** To a worker: name every metrics series again in its next shipments (a new agent, or a shipment was lost). */
+  | { type: 'metrics-rename' }
   | { type: 'drain'; timeoutMs: number };
 
 /** A child's answer to plugins-reload: its registry version afterwards, and files that failed to load. */
@@ -109,6 +111,7 @@ const PRIMARY_TYPES: ReadonlySet<string> = new Set([
   'health-query',
   'plugins-reload',
   'metrics',
+  'metrics-rename',
   'drain',
 ]);
 const WORKER_TYPES: ReadonlySet<string> = new Set([

@@ -492,6 +492,9 @@ export class Primary {
         reject(new Error(`data-plane worker failed to start: ${reason}`));
       };
       const timer = setTimeout(() => fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`), CHILD_START_TIMEOUT_MS);
+      // The agent this worker's metrics went to, and whether one of its shipments found no agent.
+      let metricsAgent: unknown;
+      let metricsShipmentLost = false;
 
       worker.on('message', (raw: unknown) => {
         if (!isWorkerMessage(raw)) return;
@@ -530,7 +533,15 @@ export class Primary {
           case 'metrics':
             // The agent merges every worker's counts; without an agent (restarting) this shipment is lost.
             if (this.#agent !== undefined && this.#agent.state !== 'draining') {
+              // Series ids are named once: an agent that missed the naming gets every name again.
+              if (metricsAgent !== this.#agent.worker || metricsShipmentLost) {
+                if (metricsAgent !== undefined || metricsShipmentLost) this.#send(worker, { type: 'metrics-rename' });
+                metricsAgent = this.#agent.worker;
+                metricsShipmentLost = false;
+              }
               this.#send(this.#agent.worker, message);
+            } else {
+              metricsShipmentLost = true;
             }
             break;
           case 'plugins-reloaded':

@@ -11,7 +11,7 @@ import { DataPlane, type DataPlaneOptions } from '../dataplane/server';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
 import type { ChainEnvironment, PluginRuntime } from '../plugins/chain';
-import { startMetricsShipping } from '../plugins/lib/metrics';
+import { startMetricsShipping, workerMetrics } from '../plugins/lib/metrics';
 import { PluginLoader } from '../plugins/loader';
 import type { ConfigSnapshot } from '../store/types';
 import { ConfigMirror } from './config-mirror';
@@ -72,6 +72,8 @@ export function runWorker(): void {
     try {
       const started = performance.now();
       dataPlane.applyConfig(snapshot);
+      // The prometheus plugin labels series with the matched route's uri and host from this version.
+      workerMetrics().useConfig(snapshot);
       send({ type: 'applied', version: snapshot.version, applyMs: performance.now() - started });
     } catch (err) {
       log.error('config rejected; keeping the previous route table', {
@@ -187,6 +189,9 @@ export function runWorker(): void {
         break;
       case 'plugins-reload':
         reloadPlugins(message.id, message.plugins);
+        break;
+      case 'metrics-rename':
+        workerMetrics().renameAll();
         break;
       case 'drain':
         void drain(message.timeoutMs);

@@ -1,8 +1,10 @@
 // prometheus: counts every request of the route in the log phase — status,
 // latency (request, upstream, apisix) and bandwidth, with APISIX's metric
-// names and labels. Recording is a few map updates in this worker; the agent
-// merges and serves the text (see ../lib/metrics.ts), so a scrape costs the
-// workers nothing. `prefer_name` labels by route and service name instead of id.
+// names and labels. Recording is a few array increments on the route's
+// RouteMeter in this worker (labels resolved once per route and config
+// version); the agent merges and serves the text (see ../lib/metrics.ts), so
+// a scrape costs the workers nothing. `prefer_name` labels by route and
+// service name instead of id.
 
 import { workerMetrics } from '../lib/metrics';
 import type { PluginContext, PluginModule } from '../types';
@@ -16,11 +18,12 @@ function text(ctx: PluginContext, name: string): string {
   return value === undefined || value === null ? '' : String(value);
 }
 
-function number(ctx: PluginContext, name: string): number | undefined {
+function number(ctx: PluginContext, name: string): number {
   const value = ctx.var(name);
-  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'number') return value;
+  if (value === undefined || value === null || value === '') return 0;
   const parsed = Number(value);
-  return Number.isFinite(parsed) ? parsed : undefined;
+  return Number.isFinite(parsed) ? parsed : 0;
 }
 
 // Most requests of a worker go to the same few nodes: the last address and its host are kept.
@@ -29,7 +32,8 @@ let lastNode = '';
 
 /** The upstream node's address without its port ($upstream_addr is "ip:port"; IPv6 in brackets). */
 function nodeOf(ctx: PluginContext): string {
-  const address = text(ctx, 'upstream_addr');
+  const address = ctx.var('upstream_addr');
+  if (typeof address !== 'string') return '';
   if (address === lastAddress) return lastNode;
   const colon = address.lastIndexOf(':');
   let node = address;
@@ -53,23 +57,25 @@ const prometheus: PluginModule<PrometheusConf> = {
 
   log(conf, ctx) {
     const requestMs = Date.now() - ctx.startTime;
-    // nginx reports $upstream_response_time in seconds.
-    const upstreamSeconds = number(ctx, 'upstream_response_time');
-    const route = conf.prefer_name ? text(ctx, 'route_name') || ctx.routeId : ctx.routeId;
-    const service = conf.prefer_name ? text(ctx, 'service_name') || ctx.serviceId : ctx.serviceId;
-    workerMetrics().record({
-      status: ctx.status,
-      route,
-      matchedUri: text(ctx, 'matched_uri'),
-      matchedHost: text(ctx, 'matched_host'),
-      service,
-      consumer: ctx.consumer?.username ?? '',
-      node: nodeOf(ctx),
+    const recorder = workerMetrics();
+    const routeId = ctx.routeId;
+    const serviceId = ctx.serviceId;
+    const meter =
+      recorder.meter(routeId, serviceId, conf.prefer_name) ??
+      recorder.openMeter(routeId, serviceId, conf.prefer_name, (name) => text(ctx, name));
+    // $upstream_response_time is in seconds, as nginx reports it; without it there is no `upstream` latency.
+    const upstreamSeconds = ctx.var('upstream_response_time');
+    meter.record(
+      ctx.status,
+      meter.needsPath ? ctx.uri : '',
+      meter.needsHost ? text(ctx, 'host') : '',
+      ctx.consumer?.username ?? '',
+      nodeOf(ctx),
       requestMs,
-      upstreamMs: upstreamSeconds === undefined ? undefined : upstreamSeconds * 1000,
-      ingressBytes: number(ctx, 'request_length') ?? 0,
-      egressBytes: number(ctx, 'bytes_sent') ?? 0,
-    });
+      upstreamSeconds === undefined || upstreamSeconds === null ? undefined : Number(upstreamSeconds) * 1000,
+      number(ctx, 'request_length'),
+      number(ctx, 'bytes_sent'),
+    );
     return undefined;
   },
 };

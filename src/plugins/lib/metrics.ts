@@ -1,29 +1,29 @@
 // Prometheus metrics with APISIX's names, kept off the request path.
 //
-// A scrape never touches a worker. Each worker records into plain maps in
-// its own process (MetricsRecorder: a counter bump and a bucket index per
-// request, no label objects, no text) and ships only what changed since the
-// last shipment, as a small JSON-able delta, about once a second. The agent
-// merges the deltas of every worker (MetricsAggregator) and renders the
-// exposition text off the request path, cached per route until it changes,
-// for the metrics listener (startMetricsServer) — the model of APISIX PR
-// #12383. The gauges are prom-client's; the per-route families are written
-// directly (see MetricsAggregator for why).
-//
-// Wiring (the gateway):
-//   worker: startMetricsShipping((delta) => process.send({ type: 'metrics', delta }), 1000)
-//   agent:  const metrics = new MetricsAggregator();
-//           on a worker's delta (relayed by the primary): metrics.apply(delta)
-//           await startMetricsServer(metrics, { host: '127.0.0.1', port: 9091 })
-//           metrics.setEtcdReachable(...), metrics.setUpstreamStatus(...) from what the agent knows
+// A scrape never touches a worker. Each worker records into counters of its
+// own process (MetricsRecorder): the prometheus plugin finds its route's
+// RouteMeter (label text resolved once per route and config version) and
+// bumps a few numbers of one series cell. About once a second the worker
+// ships what changed as a MetricsDelta: series ids with their label sets only
+// the first time, and the counts as one base64 Float64Array (cheap to build,
+// to serialise over IPC and to relay). The agent merges every worker's deltas
+// (MetricsAggregator) and renders the exposition text for the metrics
+// listener (startMetricsServer), both on a low-priority thread of its own
+// (./metrics-thread.ts) so neither competes with the workers for a core. The
+// gauges are prom-client's; the per-route families are written directly
+// (see MetricsAggregator for why).
 //
 // Without shipping (one process, as in tests) the aggregator can read the
-// recorder directly: metrics.apply(workerMetrics().takeDelta()).
+// recorder directly: aggregator.apply(workerMetrics().takeDelta()).
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
+import { gzipSync } from 'node:zlib';
 
 import { Gauge, Registry } from 'prom-client';
+
+import type { Route, Service } from '../../schema/types';
+import type { ConfigSnapshot } from '../../store/types';
 
 /** APISIX's default latency buckets, in milliseconds. */
 export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
@@ -51,30 +51,57 @@ export interface RequestSample {
   readonly egressBytes: number;
 }
 
-/** What one label set (route, matched uri and host, service, consumer, node) counted since the last shipment. */
+/**
+ * What one worker recorded since its last shipment (plain JSON, for IPC).
+ *
+ * `counts` is one flat array of numbers holding, per changed series:
+ *   id, n, [status code, count] × n, m, [latency index, value] × m, ingress bytes, egress bytes
+ * where the latency index runs over, per latency type (request, upstream,
+ * apisix), `buckets.length + 2` slots: the count per bucket, the count above
+ * the last bucket, the sum of ms.
+ */
+export interface MetricsDelta {
+  /** Series ids are per source (the worker's pid). */
+  readonly source: number;
+  readonly buckets: readonly number[];
+  /** Label sets of series this source names for the first time: [id, [route, matched_uri, matched_host, service, consumer, node]]. */
+  readonly named: ReadonlyArray<readonly [number, readonly string[]]>;
+  readonly counts: readonly number[];
+}
+
+/** One series of a delta, decoded (readDelta). */
 export interface SeriesDelta {
-  /** [route, matched_uri, matched_host, service, consumer, node]. */
-  readonly labels: readonly string[];
+  readonly id: number;
   /** [status code, count, status code, count, ...]. */
-  readonly status: readonly number[];
-  /**
-   * Sparse [index, value] pairs over the latency numbers: per latency type
-   * (request, upstream, apisix) `buckets.length + 2` slots — the count per
-   * bucket, the count above the last bucket, the sum of ms.
-   */
-  readonly latency: readonly number[];
+  readonly status: number[];
+  /** Sparse [index, value] pairs over the latency slots (see MetricsDelta). */
+  readonly latency: number[];
   readonly ingress: number;
   readonly egress: number;
 }
 
-/** What one worker recorded since its last shipment (plain JSON, for IPC). */
-export interface MetricsDelta {
-  readonly buckets: readonly number[];
-  readonly series: readonly SeriesDelta[];
+/** Decode the counts of a delta, series by series. */
+export function readDelta(delta: MetricsDelta): SeriesDelta[] {
+  const numbers = delta.counts;
+  const series: SeriesDelta[] = [];
+  let at = 0;
+  while (at < numbers.length) {
+    const id = numbers[at++];
+    const statusLength = 2 * numbers[at++];
+    const status = numbers.slice(at, at + statusLength);
+    at += statusLength;
+    const latencyLength = 2 * numbers[at++];
+    const latency = numbers.slice(at, at + latencyLength);
+    at += latencyLength;
+    series.push({ id, status, latency, ingress: numbers[at], egress: numbers[at + 1] });
+    at += 2;
+  }
+  return series;
 }
 
 /** The counts of one label set in a worker; kept and zeroed after shipping so steady traffic allocates nothing. */
 class SeriesCell {
+  readonly id: number;
   readonly labels: readonly string[];
   readonly latency: Float64Array;
   readonly statusCodes: number[] = [];
@@ -82,85 +109,282 @@ class SeriesCell {
   ingress = 0;
   egress = 0;
   changed = false;
+  /** The agent knows this id (its labels went out in an earlier shipment). */
+  named = false;
 
-  constructor(labels: readonly string[], bucketCount: number) {
+  constructor(id: number, labels: readonly string[], bucketCount: number) {
+    this.id = id;
     this.labels = labels;
     this.latency = new Float64Array(LATENCY_TYPES.length * (bucketCount + 2));
   }
 }
 
-type CellTree = Map<string, CellTree | SeriesCell>;
+/** A route's uri or host patterns: APISIX reports the one that matched (`/p/*`, `*.example.com`). */
+type Patterns = readonly string[];
 
-/** The subtree under `key`, created when absent. */
-function descend(level: CellTree, key: string): CellTree {
-  let next = level.get(key) as CellTree | undefined;
-  if (next === undefined) {
-    next = new Map();
-    level.set(key, next);
+function matchUri(patterns: Patterns, path: string): string {
+  for (const pattern of patterns) {
+    if (pattern.endsWith('*') ? path.startsWith(pattern.slice(0, -1)) : path === pattern) return pattern;
   }
-  return next;
+  return patterns[0] ?? '';
+}
+
+function matchHost(patterns: Patterns, host: string): string {
+  const bare = host.toLowerCase().replace(/:\d+$/, '');
+  for (const pattern of patterns) {
+    if (pattern.startsWith('*') ? bare.endsWith(pattern.slice(1).toLowerCase()) : bare === pattern.toLowerCase()) {
+      return pattern;
+    }
+  }
+  return patterns[0] ?? '';
+}
+
+/** What a route contributes to its series' labels, from the configuration (or the request's vars without one). */
+export interface RouteFacts {
+  /** The `route` label: the id, or the name with prefer_name. */
+  readonly route: string;
+  /** The `service` label: the id, or the name with prefer_name. */
+  readonly service: string;
+  /** The route's uri patterns (uri, or uris); one pattern is the label as is. */
+  readonly uris: Patterns;
+  readonly hosts: Patterns;
+}
+
+/**
+ * One route's recording state for one config version: its label text resolved
+ * once, and its series cells by (matched uri, matched host, consumer, node).
+ */
+export class RouteMeter {
+  readonly routeId: string;
+  readonly serviceId: string;
+  readonly preferName: boolean;
+  readonly version: number;
+  readonly #facts: RouteFacts;
+  readonly #recorder: MetricsRecorder;
+  readonly #cells = new Map<string, SeriesCell>();
+  // Consecutive requests of a route mostly share every label: the last cell is checked before any map.
+  #lastUri = '';
+  #lastHost = '';
+  #lastConsumer = '';
+  #lastNode = '';
+  #lastCell: SeriesCell | undefined;
+
+  constructor(
+    recorder: MetricsRecorder,
+    routeId: string,
+    serviceId: string,
+    preferName: boolean,
+    version: number,
+    facts: RouteFacts,
+  ) {
+    this.#recorder = recorder;
+    this.routeId = routeId;
+    this.serviceId = serviceId;
+    this.preferName = preferName;
+    this.version = version;
+    this.#facts = facts;
+  }
+
+  /** True when the matched uri depends on the request path (a route with several uris). */
+  get needsPath(): boolean {
+    return this.#facts.uris.length > 1;
+  }
+
+  /** True when the matched host depends on the request's Host (a route with several hosts). */
+  get needsHost(): boolean {
+    return this.#facts.hosts.length > 1;
+  }
+
+  /**
+   * Count one request. `path` and `host` are read only when needsPath/needsHost
+   * (pass '' otherwise); `upstreamMs` is undefined when no upstream answered.
+   */
+  record(
+    status: number,
+    path: string,
+    host: string,
+    consumer: string,
+    node: string,
+    requestMs: number,
+    upstreamMs: number | undefined,
+    ingressBytes: number,
+    egressBytes: number,
+  ): void {
+    const facts = this.#facts;
+    const uri = facts.uris.length > 1 ? matchUri(facts.uris, path) : (facts.uris[0] ?? '');
+    const matchedHost = facts.hosts.length > 1 ? matchHost(facts.hosts, host) : (facts.hosts[0] ?? '');
+    let cell = this.#lastCell;
+    if (
+      cell === undefined ||
+      node !== this.#lastNode ||
+      consumer !== this.#lastConsumer ||
+      uri !== this.#lastUri ||
+      matchedHost !== this.#lastHost
+    ) {
+      const key = `${uri}\u0001${matchedHost}\u0001${consumer}\u0001${node}`;
+      cell = this.#cells.get(key);
+      if (cell === undefined) {
+        cell = this.#recorder.cellFor([facts.route, uri, matchedHost, facts.service, consumer, node]);
+        this.#cells.set(key, cell);
+      }
+      this.#lastCell = cell;
+      this.#lastUri = uri;
+      this.#lastHost = matchedHost;
+      this.#lastConsumer = consumer;
+      this.#lastNode = node;
+    }
+    this.#recorder.count(cell, status, requestMs, upstreamMs, ingressBytes, egressBytes);
+  }
+}
+
+/** Index of a config version's routes and services by id, built on the first lookup after a change. */
+interface ConfigIndex {
+  readonly routes: Map<string, Route>;
+  readonly services: Map<string, Service>;
 }
 
 /** Per-process recording: what the prometheus plugin's log phase calls. */
 export class MetricsRecorder {
   readonly buckets: readonly number[];
-  // Label values are looked up level by level in nested maps: no key string is built per request.
-  readonly #cells: CellTree = new Map();
+  readonly #cells = new Map<string, SeriesCell>();
+  readonly #meters = new Map<string, RouteMeter>();
   #changed: SeriesCell[] = [];
+  #nextId = 1;
+  #config: ConfigSnapshot | undefined;
+  #index: ConfigIndex | undefined;
+  #version = 0;
 
   constructor(buckets: readonly number[] = DEFAULT_LATENCY_BUCKETS) {
     this.buckets = buckets;
   }
 
-  #cell(sample: RequestSample): SeriesCell {
-    const byNode = descend(
-      descend(
-        descend(descend(descend(this.#cells, sample.route), sample.matchedUri), sample.matchedHost),
-        sample.service,
-      ),
-      sample.consumer,
+  /** The configuration route labels come from (the worker calls this with every version it applies). */
+  useConfig(snapshot: ConfigSnapshot): void {
+    this.#config = snapshot;
+    this.#index = undefined;
+    this.#version++;
+    this.#meters.clear();
+  }
+
+  /** The meter of a route for the current config version, or undefined (then openMeter). */
+  meter(routeId: string, serviceId: string, preferName: boolean): RouteMeter | undefined {
+    const meter = this.#meters.get(routeId);
+    if (meter === undefined || meter.serviceId !== serviceId || meter.preferName !== preferName) return undefined;
+    return meter;
+  }
+
+  /**
+   * Resolve a route's labels and keep its meter until the configuration changes.
+   * `readVar` answers the request's vars (route_name, service_name, matched_uri, matched_host)
+   * for what the configuration does not hold.
+   */
+  openMeter(routeId: string, serviceId: string, preferName: boolean, readVar: (name: string) => string): RouteMeter {
+    const meter = new RouteMeter(
+      this,
+      routeId,
+      serviceId,
+      preferName,
+      this.#version,
+      this.#routeFacts(routeId, serviceId, preferName, readVar),
     );
-    let cell = byNode.get(sample.node) as SeriesCell | undefined;
+    this.#meters.set(routeId, meter);
+    return meter;
+  }
+
+  #routeFacts(routeId: string, serviceId: string, preferName: boolean, readVar: (name: string) => string): RouteFacts {
+    const index = this.#configIndex();
+    const route = index?.routes.get(routeId);
+    const service = serviceId === '' ? undefined : index?.services.get(serviceId);
+    if (route === undefined) {
+      // No configuration here (one process, tests) or a route the index does not know: what the vars say.
+      const uri = readVar('matched_uri');
+      const host = readVar('matched_host');
+      return {
+        route: preferName ? readVar('route_name') || routeId : routeId,
+        service: preferName ? readVar('service_name') || serviceId : serviceId,
+        uris: uri === '' ? [] : [uri],
+        hosts: host === '' ? [] : [host],
+      };
+    }
+    const uris = route.uris ?? (route.uri !== undefined ? [route.uri] : []);
+    const hosts = route.hosts ?? (route.host !== undefined ? [route.host] : (service?.hosts ?? []));
+    return {
+      route: preferName ? route.name || routeId : routeId,
+      service: preferName ? service?.name || serviceId : serviceId,
+      uris,
+      hosts,
+    };
+  }
+
+  #configIndex(): ConfigIndex | undefined {
+    const config = this.#config;
+    if (config === undefined) return undefined;
+    if (this.#index === undefined) {
+      const routes = new Map<string, Route>();
+      for (const route of config.routes) if (route.id !== undefined) routes.set(String(route.id), route);
+      const services = new Map<string, Service>();
+      for (const service of config.services) if (service.id !== undefined) services.set(String(service.id), service);
+      this.#index = { routes, services };
+    }
+    return this.#index;
+  }
+
+  /** The cell of one label set [route, matched_uri, matched_host, service, consumer, node], created when new. */
+  cellFor(labels: readonly string[]): SeriesCell {
+    const key = labels.join('\u0001');
+    let cell = this.#cells.get(key);
     if (cell === undefined) {
-      const labels = [
-        sample.route,
-        sample.matchedUri,
-        sample.matchedHost,
-        sample.service,
-        sample.consumer,
-        sample.node,
-      ];
-      cell = new SeriesCell(labels, this.buckets.length);
-      byNode.set(sample.node, cell);
+      cell = new SeriesCell(this.#nextId++, labels, this.buckets.length);
+      this.#cells.set(key, cell);
     }
     return cell;
   }
 
-  record(sample: RequestSample): void {
-    const cell = this.#cell(sample);
+  /** Count one request into a cell (RouteMeter.record and record() end here). */
+  count(
+    cell: SeriesCell,
+    status: number,
+    requestMs: number,
+    upstreamMs: number | undefined,
+    ingressBytes: number,
+    egressBytes: number,
+  ): void {
     if (!cell.changed) {
       cell.changed = true;
       this.#changed.push(cell);
     }
     const codes = cell.statusCodes;
-    let index = codes.indexOf(sample.status);
+    let index = codes.indexOf(status);
     if (index < 0) {
       index = codes.length;
-      codes.push(sample.status);
+      codes.push(status);
       cell.statusCounts.push(0);
     }
     cell.statusCounts[index]++;
 
     const stride = this.buckets.length + 2;
-    this.#observe(cell.latency, 0, sample.requestMs);
-    if (sample.upstreamMs !== undefined) {
-      this.#observe(cell.latency, stride, sample.upstreamMs);
-      this.#observe(cell.latency, 2 * stride, Math.max(0, sample.requestMs - sample.upstreamMs));
+    this.#observe(cell.latency, 0, requestMs);
+    if (upstreamMs !== undefined) {
+      this.#observe(cell.latency, stride, upstreamMs);
+      this.#observe(cell.latency, 2 * stride, Math.max(0, requestMs - upstreamMs));
     } else {
-      this.#observe(cell.latency, 2 * stride, sample.requestMs);
+      this.#observe(cell.latency, 2 * stride, requestMs);
     }
-    cell.ingress += sample.ingressBytes;
-    cell.egress += sample.egressBytes;
+    cell.ingress += ingressBytes;
+    cell.egress += egressBytes;
+  }
+
+  /** Count one request given all its labels (slower than a RouteMeter: the label set is looked up each time). */
+  record(sample: RequestSample): void {
+    const cell = this.cellFor([
+      sample.route,
+      sample.matchedUri,
+      sample.matchedHost,
+      sample.service,
+      sample.consumer,
+      sample.node,
+    ]);
+    this.count(cell, sample.status, sample.requestMs, sample.upstreamMs, sample.ingressBytes, sample.egressBytes);
   }
 
   #observe(latency: Float64Array, offset: number, ms: number): void {
@@ -176,30 +400,60 @@ export class MetricsRecorder {
     return this.#changed.length > 0;
   }
 
+  /** Name every series again in its next shipment (the agent that knew the ids is gone, or missed a shipment). */
+  renameAll(): void {
+    for (const cell of this.#cells.values()) cell.named = false;
+  }
+
   /** What was recorded since the last call, and start again from zero; undefined when nothing was. */
   takeDelta(): MetricsDelta | undefined {
     if (this.#changed.length === 0) return undefined;
-    const series: SeriesDelta[] = [];
-    for (const cell of this.#changed) {
-      const status: number[] = [];
+    const changed = this.#changed;
+    this.#changed = [];
+    let size = 0;
+    for (const cell of changed) {
+      size += 5 + 2 * cell.statusCodes.length;
+      for (let i = 0; i < cell.latency.length; i++) if (cell.latency[i] !== 0) size += 2;
+    }
+    // Small integers mostly: as JSON about 3 characters each, a third of what base64 doubles would take.
+    const numbers = new Array<number>(size);
+    const named: Array<readonly [number, readonly string[]]> = [];
+    let at = 0;
+    for (const cell of changed) {
+      if (!cell.named) {
+        cell.named = true;
+        named.push([cell.id, cell.labels]);
+      }
+      numbers[at++] = cell.id;
+      const statusCountAt = at++;
+      let statusPairs = 0;
       for (let i = 0; i < cell.statusCodes.length; i++) {
-        if (cell.statusCounts[i] > 0) status.push(cell.statusCodes[i], cell.statusCounts[i]);
+        if (cell.statusCounts[i] === 0) continue;
+        numbers[at++] = cell.statusCodes[i];
+        numbers[at++] = cell.statusCounts[i];
         cell.statusCounts[i] = 0;
+        statusPairs++;
       }
-      const latency: number[] = [];
-      const counts = cell.latency;
-      for (let i = 0; i < counts.length; i++) {
-        if (counts[i] === 0) continue;
-        latency.push(i, counts[i]);
-        counts[i] = 0;
+      numbers[statusCountAt] = statusPairs;
+      const latencyCountAt = at++;
+      let latencyPairs = 0;
+      const latency = cell.latency;
+      for (let i = 0; i < latency.length; i++) {
+        if (latency[i] === 0) continue;
+        numbers[at++] = i;
+        numbers[at++] = latency[i];
+        latency[i] = 0;
+        latencyPairs++;
       }
-      series.push({ labels: cell.labels, status, latency, ingress: cell.ingress, egress: cell.egress });
+      numbers[latencyCountAt] = latencyPairs;
+      numbers[at++] = cell.ingress;
+      numbers[at++] = cell.egress;
       cell.ingress = 0;
       cell.egress = 0;
       cell.changed = false;
     }
-    this.#changed = [];
-    return { buckets: this.buckets, series };
+    numbers.length = at;
+    return { source: process.pid, buckets: this.buckets, named, counts: numbers };
   }
 }
 
@@ -240,7 +494,7 @@ class MergedSeries {
   readonly latency: Float64Array;
   ingress = 0;
   egress = 0;
-  /** The lines of each family as last rendered (bytes: joining 60 MB of Buffers is a copy, of strings a flatten); undefined after a change. */
+  /** The lines of each family as last rendered (bytes: joining 40 MB of Buffers is a copy, of strings a flatten); undefined after a change. */
   statusText: Buffer | undefined;
   latencyText: Buffer | undefined;
   bandwidthText: Buffer | undefined;
@@ -257,15 +511,22 @@ class MergedSeries {
   }
 }
 
-// Rendering yields to the event loop between chunks of series so the agent keeps serving its other duties.
-const SERIES_PER_CHUNK = 1000;
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** A health-checked upstream node in apisix_upstream_status. */
+export interface UpstreamNodeStatus {
+  readonly name: string;
+  readonly ip: string;
+  readonly port: number;
+  readonly healthy: boolean;
+}
 
 export interface MetricsAggregatorOptions {
   /** APISIX's `metric_prefix`; default `apisix_`. */
   prefix?: string;
   buckets?: readonly number[];
 }
+
+/** Rendered text is handed out in pieces of about this size (one write each). */
+const CHUNK_BYTES = 256 * 1024;
 
 /**
  * The agent's view: every worker's deltas merged. The per-route families
@@ -279,12 +540,15 @@ export class MetricsAggregator {
   readonly prefix: string;
   readonly buckets: readonly number[];
   readonly #series = new Map<string, MergedSeries>();
+  /** Per source (worker pid): its series ids. */
+  readonly #sources = new Map<number, Map<number, MergedSeries>>();
   readonly #requests: Gauge<string>;
-  readonly #etcdReachable: Gauge<string>;
+  #etcdReachable: Gauge<string> | undefined;
   readonly #upstreamStatus: Gauge<string>;
   readonly #sharedDictCapacity: Gauge<string>;
   readonly #sharedDictFree: Gauge<string>;
   #requestsTotal = 0;
+  #unnamed = 0;
   #version = 0;
 
   constructor(options: MetricsAggregatorOptions = {}) {
@@ -295,11 +559,6 @@ export class MetricsAggregator {
     this.#requests = new Gauge({
       name: `${prefix}http_requests_total`,
       help: 'The total number of client requests',
-      registers,
-    });
-    this.#etcdReachable = new Gauge({
-      name: `${prefix}etcd_reachable`,
-      help: 'Config server etcd reachable from APISIX, 0 is unreachable',
       registers,
     });
     this.#upstreamStatus = new Gauge({
@@ -333,28 +592,61 @@ export class MetricsAggregator {
     if (delta === undefined) return;
     const stride = this.buckets.length + 2;
     if (delta.buckets.length !== this.buckets.length) return;
-    for (const { labels, status, latency, ingress, egress } of delta.series) {
+    let ids = this.#sources.get(delta.source);
+    if (ids === undefined) {
+      ids = new Map();
+      this.#sources.set(delta.source, ids);
+    }
+    for (const [id, labels] of delta.named) {
       const key = labels.join('\u0001');
       let series = this.#series.get(key);
       if (series === undefined) {
         series = new MergedSeries(labels, stride);
         this.#series.set(key, series);
       }
-      for (let i = 0; i < status.length; i += 2) {
-        series.status.set(status[i], (series.status.get(status[i]) ?? 0) + status[i + 1]);
-        this.#requestsTotal += status[i + 1];
+      ids.set(id, series);
+    }
+    // The layout of MetricsDelta.counts, walked in place.
+    const numbers = delta.counts;
+    let at = 0;
+    while (at < numbers.length) {
+      const series = ids.get(numbers[at]);
+      const statusEnd = at + 2 + 2 * numbers[at + 1];
+      const latencyEnd = statusEnd + 1 + 2 * numbers[statusEnd];
+      const next = latencyEnd + 2;
+      // An id named in a shipment this aggregator never saw (the agent restarted): the worker names it again.
+      if (series === undefined) {
+        this.#unnamed++;
+        at = next;
+        continue;
+      }
+      for (let i = at + 2; i < statusEnd; i += 2) {
+        series.status.set(numbers[i], (series.status.get(numbers[i]) ?? 0) + numbers[i + 1]);
+        this.#requestsTotal += numbers[i + 1];
       }
       // Sparse [index, value] pairs over the flat latency array.
-      for (let i = 0; i < latency.length; i += 2) series.latency[latency[i]] += latency[i + 1];
-      series.ingress += ingress;
-      series.egress += egress;
+      for (let i = statusEnd + 1; i < latencyEnd; i += 2) series.latency[numbers[i]] += numbers[i + 1];
+      series.ingress += numbers[latencyEnd];
+      series.egress += numbers[latencyEnd + 1];
       series.statusText = series.latencyText = series.bandwidthText = undefined;
+      at = next;
     }
     this.#requests.set(this.#requestsTotal);
     this.#version++;
   }
 
+  /** Series shipments dropped because their id was never named to this aggregator. */
+  get unnamedShipments(): number {
+    return this.#unnamed;
+  }
+
+  /** Only a gateway with etcd shows apisix_etcd_reachable (APISIX has no other config server). */
   setEtcdReachable(reachable: boolean): void {
+    this.#etcdReachable ??= new Gauge({
+      name: `${this.prefix}etcd_reachable`,
+      help: 'Config server etcd reachable from APISIX, 0 is unreachable',
+      registers: [this.registry],
+    });
     this.#etcdReachable.set(reachable ? 1 : 0);
     this.#version++;
   }
@@ -362,6 +654,14 @@ export class MetricsAggregator {
   /** A health-checked upstream node: 1 healthy, 0 unhealthy. */
   setUpstreamStatus(name: string, ip: string, port: number, healthy: boolean): void {
     this.#upstreamStatus.set({ name, ip, port: String(port) }, healthy ? 1 : 0);
+    this.#version++;
+  }
+
+  /** Every health-checked node as of now: nodes of deleted upstreams disappear. */
+  replaceUpstreamStatus(nodes: readonly UpstreamNodeStatus[]): void {
+    this.#upstreamStatus.reset();
+    for (const node of nodes)
+      this.#upstreamStatus.set({ name: node.name, ip: node.ip, port: String(node.port) }, node.healthy ? 1 : 0);
     this.#version++;
   }
 
@@ -386,29 +686,21 @@ export class MetricsAggregator {
    * bandwidth. Each label set's lines are kept until it changes, so a scrape
    * re-renders only the routes that saw traffic since the last one.
    */
-  async renderRouteFamilies(): Promise<Buffer[]> {
+  renderRouteFamilies(): Buffer[] {
     const prefix = this.prefix;
-    const all = [...this.#series.values()];
     const parts: Buffer[] = [];
-    let rendered = 0;
-    // Yields between chunks of freshly rendered series: the agent keeps serving its other duties.
-    const pace = async () => {
-      if (++rendered % SERIES_PER_CHUNK === 0) await nextTurn();
-    };
-
     parts.push(
       Buffer.from(
         `# HELP ${prefix}http_status HTTP status codes per service in APISIX\n# TYPE ${prefix}http_status counter\n`,
       ),
     );
-    for (const series of all) {
+    for (const series of this.#series.values()) {
       if (series.statusText === undefined) {
         let text = '';
         for (const [code, count] of series.status) {
           text += `${prefix}http_status{code="${code}",${series.statusLabels}} ${count}\n`;
         }
         series.statusText = Buffer.from(text);
-        await pace();
       }
       parts.push(series.statusText);
     }
@@ -419,11 +711,8 @@ export class MetricsAggregator {
         `# HELP ${name} HTTP request latency in milliseconds per service in APISIX\n# TYPE ${name} histogram\n`,
       ),
     );
-    for (const series of all) {
-      if (series.latencyText === undefined) {
-        series.latencyText = Buffer.from(this.#latencyLines(name, series));
-        await pace();
-      }
+    for (const series of this.#series.values()) {
+      series.latencyText ??= Buffer.from(this.#latencyLines(name, series));
       parts.push(series.latencyText);
     }
 
@@ -433,7 +722,7 @@ export class MetricsAggregator {
           `# TYPE ${prefix}bandwidth counter\n`,
       ),
     );
-    for (const series of all) {
+    for (const series of this.#series.values()) {
       series.bandwidthText ??= Buffer.from(
         `${prefix}bandwidth{type="egress",${series.commonLabels}} ${series.egress}\n` +
           `${prefix}bandwidth{type="ingress",${series.commonLabels}} ${series.ingress}\n`,
@@ -466,13 +755,31 @@ export class MetricsAggregator {
     }
     return text;
   }
+
+  /** The whole exposition in pieces of about CHUNK_BYTES, ready to write one by one. */
+  async renderChunks(): Promise<Buffer[]> {
+    const parts = this.renderRouteFamilies();
+    parts.push(Buffer.from('\n' + (await this.registry.metrics())));
+    const chunks: Buffer[] = [];
+    let group: Buffer[] = [];
+    let groupBytes = 0;
+    for (const part of parts) {
+      group.push(part);
+      groupBytes += part.length;
+      if (groupBytes >= CHUNK_BYTES) {
+        chunks.push(Buffer.concat(group, groupBytes));
+        group = [];
+        groupBytes = 0;
+      }
+    }
+    if (groupBytes > 0) chunks.push(Buffer.concat(group, groupBytes));
+    return chunks;
+  }
 }
 
 /** The exposition text of everything merged so far (runs in the agent). */
 export async function renderMetricsBuffer(aggregator: MetricsAggregator): Promise<Buffer> {
-  const parts = await aggregator.renderRouteFamilies();
-  parts.push(Buffer.from('\n' + (await aggregator.registry.metrics())));
-  return Buffer.concat(parts);
+  return Buffer.concat(await aggregator.renderChunks());
 }
 
 /** renderMetricsBuffer() as text. */
@@ -496,10 +803,44 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** One rendering, kept for the scrapes that follow within maxAgeMs; gzipped once, when a scraper first asks. */
+interface Rendering {
+  readonly chunks: Buffer[];
+  readonly bytes: number;
+  readonly at: number;
+  readonly version: number;
+  gzipped: Buffer | undefined;
+}
+
+function acceptsGzip(request: IncomingMessage): boolean {
+  const accept = request.headers['accept-encoding'];
+  return typeof accept === 'string' && /\bgzip\b/i.test(accept);
+}
+
+/** Write the chunks one by one, waiting for the socket to drain between them (no 40 MB copy in the send queue). */
+async function writeChunks(response: ServerResponse, chunks: readonly Buffer[]): Promise<void> {
+  for (const chunk of chunks) {
+    if (response.destroyed) return;
+    if (!response.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          response.off('drain', done);
+          response.off('close', done);
+          resolve();
+        };
+        response.on('drain', done);
+        response.on('close', done);
+      });
+    }
+  }
+  response.end();
+}
+
 /**
  * The metrics listener (127.0.0.1:9091/apisix/prometheus/metrics by default),
- * run by the agent. The text is rendered at most once per `maxAgeMs` and only
- * when something changed; concurrent scrapes share one rendering.
+ * run by the agent's metrics thread. The text is rendered at most once per
+ * `maxAgeMs` and only when something changed; concurrent scrapes share one
+ * rendering. The body is streamed in chunks; gzip only when the scraper asks.
  */
 export async function startMetricsServer(
   aggregator: MetricsAggregator,
@@ -507,22 +848,23 @@ export async function startMetricsServer(
 ): Promise<MetricsServer> {
   const path = options.path ?? DEFAULT_METRICS_PATH;
   const maxAgeMs = options.maxAgeMs ?? 1000;
-  let cached: { text: Buffer; at: number; version: number } | undefined;
-  let rendering: Promise<Buffer> | undefined;
+  let cached: Rendering | undefined;
+  let rendering: Promise<Rendering> | undefined;
   let renders = 0;
 
-  const current = (): Promise<Buffer> => {
+  const current = (): Promise<Rendering> => {
     const now = Date.now();
     if (cached !== undefined && (cached.version === aggregator.version || now - cached.at < maxAgeMs)) {
-      return Promise.resolve(cached.text);
+      return Promise.resolve(cached);
     }
     rendering ??= (async () => {
       try {
         const version = aggregator.version;
-        const text = await renderMetricsBuffer(aggregator);
+        const chunks = await aggregator.renderChunks();
         renders++;
-        cached = { text, at: Date.now(), version };
-        return text;
+        const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+        cached = { chunks, bytes, at: Date.now(), version, gzipped: undefined };
+        return cached;
       } finally {
         rendering = undefined;
       }
@@ -540,8 +882,20 @@ export async function startMetricsServer(
     }
     current().then(
       (text) => {
-        response.writeHead(200, { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE });
-        response.end(request.method === 'HEAD' ? undefined : text);
+        const headers: Record<string, string | number> = { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE };
+        let chunks = text.chunks;
+        if (acceptsGzip(request)) {
+          // Level 1: a 40 MB exposition shrinks about 20x either way, and this thread has no other work.
+          text.gzipped ??= gzipSync(Buffer.concat(text.chunks, text.bytes), { level: 1 });
+          chunks = [text.gzipped];
+          headers['content-encoding'] = 'gzip';
+          headers['content-length'] = text.gzipped.length;
+        } else {
+          headers['content-length'] = text.bytes;
+        }
+        response.writeHead(200, headers);
+        if (request.method === 'HEAD') return void response.end();
+        void writeChunks(response, chunks);
       },
       (error: unknown) => {
         response.writeHead(500, { 'content-type': 'text/plain' });

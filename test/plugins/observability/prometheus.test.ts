@@ -6,6 +6,7 @@ import {
   DEFAULT_METRICS_PATH,
   MetricsAggregator,
   MetricsRecorder,
+  readDelta,
   renderMetrics,
   startMetricsServer,
   startMetricsShipping,
@@ -42,9 +43,10 @@ describe('prometheus metrics', () => {
     prometheus.log!(conf, ctx);
     const delta = workerMetrics().takeDelta();
     assert.ok(delta !== undefined);
-    assert.equal(delta.series.length, 1);
-    const [series] = delta.series;
-    assert.deepEqual(series.labels, ['r1', '', '', 's1', 'jack', '10.0.0.5']);
+    const decoded = readDelta(delta);
+    assert.equal(decoded.length, 1);
+    const [series] = decoded;
+    assert.deepEqual(delta.named, [[series.id, ['r1', '', '', 's1', 'jack', '10.0.0.5']]]);
     assert.deepEqual(series.status, [503, 1]);
     assert.equal(series.ingress, 80);
     assert.equal(series.egress, 200);
@@ -134,7 +136,7 @@ describe('prometheus metrics', () => {
   it('ships only what changed, periodically and once more when stopped', async () => {
     workerMetrics().takeDelta();
     const shipped: number[] = [];
-    const stop = startMetricsShipping((delta) => shipped.push(delta.series.length), 20);
+    const stop = startMetricsShipping((delta) => shipped.push(readDelta(delta).length), 20);
     workerMetrics().record(sample);
     await new Promise((resolve) => setTimeout(resolve, 80));
     assert.deepEqual(shipped, [1], 'one shipment; idle intervals send nothing');
@@ -152,7 +154,7 @@ describe('prometheus metrics', () => {
     prometheus.log!(conf, testContext({ routeId: 'r10', vars: { upstream_addr: '10.1.1.1:80' } }));
     const delta = workerMetrics().takeDelta()!;
     assert.deepEqual(
-      delta.series.map((series) => [series.labels[0], series.labels[5]]),
+      delta.named.map(([, labels]) => [labels[0], labels[5]]),
       [
         ['orders', '::1'],
         ['r10', '10.1.1.1'],
