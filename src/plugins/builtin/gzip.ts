@@ -48,6 +48,11 @@ export function gzipTask(payload: unknown): Uint8Array {
 
 // Under this size the hop to a worker thread costs more than compressing here.
 export const INLINE_GZIP_LIMIT = 16 * 1024;
+/**
+ * The data plane holds at most this much response body for body_filter (MAX_FILTERED_BODY in
+ * dataplane/connection.ts) and streams a longer one unfiltered: such a response must keep its encoding.
+ */
+export const MAX_HELD_BODY = 8 * 1024 * 1024;
 
 const COMPRESS = 'compress';
 const ORIGINAL_ETAG = 'etag';
@@ -142,6 +147,7 @@ const gzip: PluginModule<CompiledGzip> = {
     }
     const length = ctx.responseHeader('content-length');
     if (length !== undefined && Number(length) < conf.minLength) return undefined;
+    if (length !== undefined && Number(length) > MAX_HELD_BODY) return undefined;
 
     ctx.scratch(NAME)[COMPRESS] = true;
     ctx.setResponseHeader('content-encoding', 'gzip');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 
-import gzip, { INLINE_GZIP_LIMIT } from '../../../src/plugins/builtin/gzip';
+import gzip, { INLINE_GZIP_LIMIT, MAX_HELD_BODY } from '../../../src/plugins/builtin/gzip';
 import { OffloadRefusedError } from '../../../src/plugins/offload';
 import { checkPluginConf, compilePluginConf, testContext, type TestRequest } from '../support/test-context';
 
@@ -64,13 +64,18 @@ describe('gzip', () => {
     await assert.rejects(Promise.resolve(gzip.body_filter!(conf, broken, body)), /zlib broke/);
   });
 
-  it('skips clients without gzip, q=0, other types, short bodies, encoded bodies, HEAD and other statuses', () => {
+  it('skips clients without gzip, q=0, other types, short and over-long bodies, encoded bodies, HEAD and other statuses', () => {
     const conf = compilePluginConf(gzip, { types: ['application/json'], min_length: 100 });
     const cases: TestRequest[] = [
       { ...compressible(), headers: {} },
       { ...compressible(), headers: { 'accept-encoding': 'gzip;q=0' } },
       { ...compressible(), responseHeaders: { 'content-type': 'image/png' } },
       { ...compressible(), responseHeaders: { 'content-type': 'application/json', 'content-length': '99' } },
+      // Longer than the data plane holds for body_filter: it would stream through uncompressed.
+      {
+        ...compressible(),
+        responseHeaders: { 'content-type': 'application/json', 'content-length': String(MAX_HELD_BODY + 1) },
+      },
       { ...compressible(), responseHeaders: { 'content-type': 'application/json', 'content-encoding': 'br' } },
       { ...compressible(), method: 'HEAD' },
       { ...compressible(), status: 500 },
