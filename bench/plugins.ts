@@ -293,6 +293,10 @@ async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: numbe
   return (performance.now() - started) / 1000;
 }
 
+/** Prometheus asks for gzip (BENCH_SCRAPE_GZIP=0: plain text, and the scraper here reads all 40 MB itself). */
+const SCRAPE_HEADERS: Record<string, string> =
+  process.env.BENCH_SCRAPE_GZIP === '0' ? {} : { 'Accept-Encoding': 'gzip' };
+
 /** Fetch the metrics endpoint once a second (never two at once) until stopped; each scrape's time (ms) and size. */
 function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: number }> } {
   const times: number[] = [];
@@ -301,7 +305,7 @@ function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: num
   const loop = async (): Promise<void> => {
     while (!stopped) {
       const begin = performance.now();
-      const answer = await fetchHead(url, {}).catch(() => undefined);
+      const answer = await fetchHead(url, SCRAPE_HEADERS).catch(() => undefined);
       if (answer?.status === 200) {
         times.push(performance.now() - begin);
         bytes = answer.bytes;
@@ -342,9 +346,17 @@ async function benchScrape(
   await runOpenLoop({ ...load, seconds: Math.ceil(ROUTES / rate) + 1, warmupSeconds: 0 });
   await new Promise((resolve) => setTimeout(resolve, 2000));
   const first = await fetchHead(metricsUrl, {});
-  console.log(`  metrics endpoint: ${first.status}, ${fmt(first.bytes / 1024)} KiB`);
+  const firstScraped = await fetchHead(metricsUrl, SCRAPE_HEADERS);
+  console.log(
+    `  metrics endpoint: ${first.status}, ${fmt(first.bytes / 1024)} KiB of text` +
+      (firstScraped.encoding === 'gzip'
+        ? `, ${fmt(firstScraped.bytes / 1024)} KiB gzipped (what the scraper fetches)`
+        : ''),
+  );
   if (first.status !== 200) throw new Error(`metrics endpoint ${metricsUrl} answered ${first.status}`);
 
+  // The reference in the same rounds: the bare route alone at the same rate.
+  const bare: LatencyCondition = { name: 'bare route alone (same rounds)', rounds: [], side: [] };
   const quiet: LatencyCondition = { name: `${fmt(ROUTES)} prometheus routes, no scrape`, rounds: [], side: [] };
   const scraped: LatencyCondition = {
     name: `${fmt(ROUTES)} prometheus routes, scrape every 1 s`,
@@ -352,9 +364,12 @@ async function benchScrape(
     side: [],
   };
   const scrapeMs: number[] = [];
-  let scrapeBytes = first.bytes;
+  let scrapeBytes = firstScraped.bytes;
   console.log(`\nc. scrape impact: open loop ${fmt(rate)} req/s over ${fmt(ROUTES)} routes, ${LATENCY_ROUNDS} rounds`);
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const reference = await runOpenLoop({ ...load, path: '/hello', paths: undefined });
+    bare.rounds.push(reference);
+    logRound(`round ${round} bare route`, reference, '');
     const alone = await runOpenLoop(load);
     quiet.rounds.push(alone);
     logRound(`round ${round} no scrape`, alone, '');
@@ -371,9 +386,10 @@ async function benchScrape(
       `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms)`,
     );
   }
+  mergeCondition(bare);
   mergeCondition(quiet);
   mergeCondition(scraped);
-  return { conditions: [quiet, scraped], scrapeBytes, scrapeMs };
+  return { conditions: [bare, quiet, scraped], scrapeBytes, scrapeMs };
 }
 
 function percentChange(before: number, after: number): number {
@@ -524,13 +540,23 @@ async function main(): Promise<void> {
       console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
       console.log(LATENCY_HEADER);
       for (const condition of scrape.conditions) printLatency(condition);
-      const [quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
+      const [bareRoute, quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
       const change = { p50: percentChange(quiet.p50Us, scraped.p50Us), p99: percentChange(quiet.p99Us, scraped.p99Us) };
       report.scrapeChangePercent = change;
+      // Per-round ratios, medians: on a shared 2-core machine one disturbed round dominates merged histograms.
+      const [bareRounds, quietRounds, scrapedRounds] = scrape.conditions.map((c) => c.rounds);
+      const scrapeRatio = median(scrapedRounds.map((r, i) => r.corrected.p99Us / quietRounds[i].corrected.p99Us));
+      const routesRatio = median(quietRounds.map((r, i) => r.corrected.p99Us / bareRounds[i].corrected.p99Us));
+      report.scrapeRoundRatios = { scrapedOverQuietP99: scrapeRatio, quietOverBareP99: routesRatio };
       console.log(
         `\nscrape every 1 s: p99 ${change.p99 >= 0 ? '+' : ''}${fmt(change.p99, 1)}%, p50 ` +
-          `${change.p50 >= 0 ? '+' : ''}${fmt(change.p50, 1)}%; scrape ${fmt(scrape.scrapeBytes / 1024)} KiB, ` +
+          `${change.p50 >= 0 ? '+' : ''}${fmt(change.p50, 1)}%; scrape ${fmt(scrape.scrapeBytes / 1024)} KiB ` +
+          `(${SCRAPE_HEADERS['Accept-Encoding'] ? 'gzip' : 'text'}), ` +
           `median ${fmt(median(scrape.scrapeMs), 1)} ms, max ${fmt(Math.max(...scrape.scrapeMs), 1)} ms`,
+      );
+      console.log(
+        `median of per-round p99 ratios: scrape / no scrape ${fmt(scrapeRatio, 2)}x (target <= 1.10), ` +
+          `${fmt(ROUTES)} prometheus routes / bare route ${fmt(routesRatio, 2)}x; bare route p99 ${ms(bareRoute.p99Us)}`,
       );
     } else {
       console.log(`\nc. scrape impact: not measured (${scrapeSkipped})`);
