@@ -437,28 +437,6 @@ static int32_t classify_target(const uint8_t *buf, size_t ts, size_t te, int32_t
   return 0;
 }
 
-/*
- * $uri, as nginx builds it (ngx_http_parse_complex_uri with the default
- * merge_slashes on), from a path that starts with '/':
- *  - %XX is decoded; a '%' not followed by two hex digits, and %00, are 400.
- *    The decoded byte is then read as if it had been sent raw, so %2F is a
- *    '/' (it separates, merges and takes part in dot segments) and %2E a '.';
- *    only a decoded '%', '#' or '?' is kept as a plain byte.
- *  - runs of '/' become one;
- *  - "/." segments are dropped and "/.." removes the segment before it; a
- *    ".." that would climb above the root is 400;
- *  - a raw '#' ends the path (nginx takes it for a fragment);
- *  - case is kept, and nothing else ('+', ';', bytes >= 0x80) is changed.
- * APISIX matches routes on this $uri (ctx.var.uri) and gives it to plugins.
- * What goes upstream is the client's raw target: APISIX leaves
- * $upstream_uri empty unless a plugin (proxy-rewrite) sets it, and nginx's
- * proxy_pass then sends the unparsed request URI as it came.
- * nginx only runs this when its request-line scan saw "/.", "//", '%' or
- * '#'; classify_target flags the same, so other paths cost nothing here.
- *
- * Writes the normal form of buf[s, e) to dst (its length is at most e - s).
- * Returns its length, or PAL_E_BAD_TARGET.
- */
 enum uri_state { URI_USUAL, URI_SLASH, URI_DOT, URI_DOT_DOT };
 
 /* Back up over "/..": drop it and the segment before it, leaving u just after that segment's '/'. */
@@ -478,6 +456,30 @@ static int hex_digit(uint8_t b) {
   return -1;
 }
 
+/*
+ * $uri, as nginx builds it (ngx_http_parse_complex_uri with the default
+ * merge_slashes on), from a path that starts with '/':
+ *  - %XX is decoded; a '%' not followed by two hex digits, and %00, are 400.
+ *    The decoded byte is then read as if it had been sent raw, so %2F is a
+ *    '/' (it separates, merges and takes part in dot segments) and %2E a '.';
+ *    only a decoded '%', '#' or '?' is kept as a plain byte.
+ *  - runs of '/' become one;
+ *  - "/." segments are dropped and "/.." removes the segment before it; a
+ *    ".." that would climb above the root is 400;
+ *  - a raw '#' ends the path (nginx takes it for a fragment);
+ *  - case is kept, and nothing else ('+', ';', bytes >= 0x80) is changed.
+ * APISIX matches routes on this $uri (ctx.var.uri) and gives it to plugins.
+ * (APISIX 3.x also sets ctx.var.request_uri to $uri plus the query, keeping
+ * the raw one as real_request_uri; here request_uri stays the raw target.)
+ * What goes upstream is the client's raw target: APISIX leaves
+ * $upstream_uri empty unless a plugin (proxy-rewrite) sets it, and nginx's
+ * proxy_pass then sends the unparsed request URI as it came.
+ * nginx only runs this when its request-line scan saw "/.", "//", '%' or
+ * '#'; classify_target flags the same, so other paths cost nothing here.
+ *
+ * Writes the normal form of buf[s, e) to dst (its length is at most e - s).
+ * Returns its length, or PAL_E_BAD_TARGET.
+ */
 static int32_t normalise_path(const uint8_t *buf, size_t s, size_t e, uint8_t *dst) {
   enum uri_state state = URI_USUAL;
   int32_t u = 0;

@@ -43,7 +43,10 @@ export class RequestState {
   readonly head: Buffer;
   readonly headStart: number;
   readonly headEnd: number;
-  /** The connection's parse results for this head (valid until the next head is parsed). */
+  /**
+   * The connection's parse results for this head (valid until the next head is parsed), with the
+   * normalised path ($uri) in its URI area when the raw path was not already normal (see vars.ts).
+   */
   readonly out: Int32Array;
   readonly client: ClientEndpoint;
   readonly method: number;
