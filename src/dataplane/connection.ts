@@ -105,6 +105,7 @@ const MAX_FILTERED_BODY = 8 * 1024 * 1024;
 /** A plugin that threw: the body of the 500 (no detail leaks to the client; the log has it). */
 const PLUGIN_FAILURE = Buffer.from(JSON.stringify({ error_msg: 'internal server error' }) + '\n');
 const EXIT_CONTENT_TYPE = 'text/plain; charset=utf-8';
+const JSON_CONTENT = { 'Content-Type': 'application/json' };
 
 const log = logger('dataplane');
 
@@ -441,6 +442,12 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
     const route = req.route;
     if (route === null) {
+      const unmatched = table.unmatched;
+      if (unmatched !== null && unmatched.chain !== null) {
+        req.route = unmatched; // global rules run, then afterRequestPhases answers the 404
+        this.runPlugins(req, unmatched.chain);
+        return;
+      }
       this.respondError(req, PAL_ERR_ROUTE_NOT_FOUND('404 Route Not Found'));
       return;
     }
@@ -1076,6 +1083,12 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       return;
     }
     const route = req.route!;
+    if (route.unmatched === true) {
+      // The 404 as an exit, so the global rules' response phases see it as they would in APISIX.
+      const notFound = PAL_ERR_ROUTE_NOT_FOUND('404 Route Not Found');
+      this.respondExit(req, plugins, { status: notFound.status, body: notFound.body(), headers: JSON_CONTENT });
+      return;
+    }
     let upstream = route.upstream;
     const override = plugins.upstreamOverride;
     if (override !== null) {

@@ -65,6 +65,8 @@ export interface CompiledRoute {
   readonly connectTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly readTimeoutMs: number;
+  /** Set on RouteTable.unmatched, the stand-in that runs global rules for a request no route matched. */
+  readonly unmatched?: true;
 }
 
 /** A compiled route and what it was compiled from; reused while those are still the current objects. */
@@ -101,6 +103,11 @@ export class RouteTable {
   readonly cache: CompileCache;
   /** The chain inputs of this version; the next compile reuses what did not change. */
   readonly chainContext: ChainContext | undefined;
+  /**
+   * For requests no route matched, when global rules exist: they run first, as
+   * APISIX runs them before its 404, and may answer instead (or log the 404).
+   */
+  readonly unmatched: CompiledRoute | null;
 
   constructor(
     version: number,
@@ -116,11 +123,32 @@ export class RouteTable {
     this.upstreams = upstreams;
     this.cache = cache;
     this.chainContext = chainContext;
+    this.unmatched = chainContext === undefined ? null : unmatchedRoute(chainContext);
   }
 
   static empty(): RouteTable {
     return new RouteTable(0, -1, [], new Map());
   }
+}
+
+const NO_ROUTE: Route = { uri: '' };
+
+function unmatchedRoute(chainContext: ChainContext): CompiledRoute | null {
+  if (chainContext.shared.globalEntries.length === 0) return null;
+  return {
+    id: '',
+    serviceId: '',
+    route: NO_ROUTE,
+    plugins: {},
+    chain: compileChain(NO_ROUTE, chainContext),
+    vars: null,
+    upstream: null,
+    enableWebsocket: false,
+    connectTimeoutMs: timeoutMs(undefined, undefined, 'connect'),
+    sendTimeoutMs: timeoutMs(undefined, undefined, 'send'),
+    readTimeoutMs: timeoutMs(undefined, undefined, 'read'),
+    unmatched: true,
+  };
 }
 
 /** An upstream's identity across config versions: its JSON without timestamps. */
