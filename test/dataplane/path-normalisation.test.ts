@@ -51,6 +51,15 @@ for (const backend of availableBackends(['js', 'ffi', 'napi'])) {
           vars: [['uri', '==', '/vars/a b/c']],
           upstream: localUpstream([varsUpstream.port]),
         },
+        {
+          id: 'by-utf8-uri',
+          uri: '/vars/*',
+          vars: [
+            ['uri', '==', '/vars/caf\u00e9'],
+            ['real_request_uri', '==', '/vars/caf%C3%A9?x=1'],
+          ],
+          upstream: localUpstream([varsUpstream.port]),
+        },
         { id: 'all', uri: '/*', upstream: up },
       ] as Route[];
       dataPlane = new DataPlane(backend, {
@@ -108,6 +117,9 @@ for (const backend of availableBackends(['js', 'ffi', 'napi'])) {
       assert.deepEqual([body.upstream, body.url], ['vars', '/vars/a%20b//c']);
       const other = await get(port, '/vars/a%20b/d');
       assert.equal((json(other) as { upstream: string }).upstream, 'main');
+      // uri is read as UTF-8, as config strings are; real_request_uri is the raw target, as in APISIX.
+      const utf8 = await get(port, '/vars/caf%C3%A9?x=1');
+      assert.equal((json(utf8) as { upstream: string }).upstream, 'vars');
     });
 
     it('refuses with 400 what nginx refuses: above the root, bad escapes, %00', async () => {
