@@ -44,6 +44,8 @@ export const PAL_ERR_ADMIN_NOT_FOUND = factory('PAL_ERR_ADMIN_NOT_FOUND', 404);
 export const PAL_ERR_ADMIN_METHOD = factory('PAL_ERR_ADMIN_METHOD', 405);
 export const PAL_ERR_ADMIN_CONFLICT = factory('PAL_ERR_ADMIN_CONFLICT', 503);
 export const PAL_ERR_ADMIN_TOO_LARGE = factory('PAL_ERR_ADMIN_TOO_LARGE', 413);
+/** The config store refused or could not take a write (etcd unreachable, disk full); reads still answer. */
+export const PAL_ERR_ADMIN_STORE_UNAVAILABLE = factory('PAL_ERR_ADMIN_STORE_UNAVAILABLE', 503);
 
 // Configuration files and start-up
 export const PAL_ERR_CONFIG = factory('PAL_ERR_CONFIG', 500);

@@ -22,7 +22,7 @@
 import { mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PAL_ERR_ADMIN_CONFLICT, PAL_ERR_CONFIG, PAL_ERR_SERVICE_UNAVAILABLE, PalisadeError } from '../core/errors';
+import { PAL_ERR_ADMIN_CONFLICT, PAL_ERR_ADMIN_STORE_UNAVAILABLE, PAL_ERR_CONFIG, PalisadeError } from '../core/errors';
 import { logger } from '../core/log';
 import { MemoryBackedStore, itemKey } from './memory';
 import { RESOURCES, type ConfigStore, type PutOptions, type ResourceName, type StoredItem } from './types';
@@ -231,7 +231,7 @@ export class EmbeddedStore extends MemoryBackedStore implements ConfigStore {
       // The disk refused the write (full, read-only, ...): 503 with the reason, as APISIX answers a failed etcd write.
       const reason = err instanceof Error ? err.message : String(err);
       log.error('write to the data dir failed', { dataDir: this.#dataDir, error: reason });
-      throw PAL_ERR_SERVICE_UNAVAILABLE(`embedded store write failed: ${reason}`);
+      throw PAL_ERR_ADMIN_STORE_UNAVAILABLE(`embedded store write failed: ${reason}`);
     });
     this.#queue = result.catch(() => undefined);
     return result;

@@ -26,8 +26,8 @@ import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Watcher
 import {
   PAL_ERR_ADMIN_BAD_CONFIG,
   PAL_ERR_ADMIN_CONFLICT,
+  PAL_ERR_ADMIN_STORE_UNAVAILABLE,
   PAL_ERR_CONFIG,
-  PAL_ERR_SERVICE_UNAVAILABLE,
 } from '../core/errors';
 import { logger } from '../core/log';
 import { MemoryBackedStore } from './memory';
@@ -322,7 +322,7 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
       result = await call();
     } catch (err) {
       log.error('etcd request failed', { hosts: this.#hosts, error: errorText(err) });
-      throw PAL_ERR_SERVICE_UNAVAILABLE(`etcd request failed: ${errorText(err)}`);
+      throw PAL_ERR_ADMIN_STORE_UNAVAILABLE(`etcd request failed: ${errorText(err)}`);
     }
     // etcd answers again: reconnect the watch now rather than at the end of the backoff.
     if (this.#reconnectTimer && !this.#reachable) this.#scheduleReconnect(this.#pendingResync, 0);
