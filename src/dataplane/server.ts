@@ -30,7 +30,17 @@ export interface DataPlaneOptions {
   dicts?: ReadonlyMap<string, SharedDict>;
   /** The worker-thread pool for ctx.offload(); its threads start on the first task. */
   offload?: OffloadPoolOptions;
+  /**
+   * How long a compiled plugin configuration outlives the last route table
+   * using it before its plugin's release() runs, so requests that started on an
+   * older table finish with it. Default: the retired table's longest read
+   * timeout, at least RELEASE_GRACE_MS.
+   */
+  releaseGraceMs?: number;
 }
+
+/** The least time a compiled plugin configuration outlives its last route table (APISIX's default read timeout). */
+export const RELEASE_GRACE_MS = 60_000;
 
 export const DEFAULT_LIMITS: Readonly<DataPlaneLimits> = {
   maxHeadBytes: 32768,
@@ -113,6 +123,13 @@ class Context implements ProxyContext {
   }
 }
 
+/** The longest upstream read timeout of `table`'s routes (0 for none). */
+function longestReadTimeoutMs(table: RouteTable): number {
+  let longest = 0;
+  for (const route of table.routes) longest = Math.max(longest, route.readTimeoutMs);
+  return longest;
+}
+
 export class DataPlane {
   private readonly ctx: Context;
   private readonly options: DataPlaneOptions;
@@ -121,6 +138,9 @@ export class DataPlane {
   private readonly tickMs: number;
   /** Copies node health from the shared dictionary; its own timer so the connection ticker keeps its pace. */
   private healthTimer: NodeJS.Timeout | null = null;
+  /** Runs the next due release of compiled plugin configurations. */
+  private releaseTimer: NodeJS.Timeout | null = null;
+  private releaseGraceMs = RELEASE_GRACE_MS;
 
   constructor(backend: NativeBackend, options: DataPlaneOptions) {
     this.options = options;
@@ -142,13 +162,48 @@ export class DataPlane {
   applyConfig(snapshot: ConfigSnapshot): void {
     const ctx = this.ctx;
     const old = ctx.table;
-    const table = compileRouteTable(ctx.backend, snapshot, old, this.options.sharedDict, this.options.plugins);
+    let table: RouteTable;
+    try {
+      table = compileRouteTable(ctx.backend, snapshot, old, this.options.sharedDict, this.options.plugins);
+    } catch (err) {
+      // Plugin configurations the failed compile opened are held by no table.
+      this.releaseUnusedConfs();
+      throw err;
+    }
     ctx.table = table;
     // A new index only when the consumers changed (stores hand unchanged lists over as the same array).
     if (ctx.consumers.consumers !== snapshot.consumers) ctx.consumers = new ConsumerIndex(snapshot.consumers);
     ctx.splitUpstreams.update(table, snapshot.upstreams);
     // Matching is synchronous, so no request still holds the old router handle.
     retireRouteTable(this.ctx.backend, old, table);
+    this.releaseUnusedConfs(old);
+  }
+
+  /**
+   * Release the compiled plugin configurations no chain of the current table
+   * holds, once they have been unused for the grace period (requests that
+   * started on an older table may still run them), and time the next release.
+   * `retired`: the table just swapped out, whose routes set the grace period.
+   */
+  private releaseUnusedConfs(retired?: RouteTable): void {
+    const table = this.ctx.table;
+    const confs = table.chainContext?.shared.compiled;
+    if (confs === undefined || confs.unreleased === 0) return;
+    if (retired !== undefined) {
+      this.releaseGraceMs = this.options.releaseGraceMs ?? Math.max(RELEASE_GRACE_MS, longestReadTimeoutMs(retired));
+    }
+    const chains = table.routes.map((route) => route.chain);
+    if (table.unmatched !== null) chains.push(table.unmatched.chain);
+    const now = Date.now();
+    const due = confs.releaseUnused(chains, new Set(this.ctx.consumers.consumers), now, this.releaseGraceMs);
+    if (this.releaseTimer !== null) clearTimeout(this.releaseTimer);
+    this.releaseTimer = null;
+    if (due === undefined || this.ctx.closing) return;
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = null;
+      this.releaseUnusedConfs();
+    }, due - now);
+    this.releaseTimer.unref();
   }
 
   async listen(): Promise<Array<{ address: string; port: number }>> {
@@ -242,6 +297,11 @@ export class DataPlane {
     }
     for (const upstream of ctx.table.upstreams.values()) upstream.pool.closeIdle();
     ctx.splitUpstreams.closeIdle();
+    if (this.releaseTimer !== null) {
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = null;
+    }
+    ctx.table.chainContext?.shared.compiled.releaseAll();
     await ctx.offload.close();
   }
 }

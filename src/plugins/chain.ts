@@ -17,6 +17,14 @@
 // whose stored configuration no longer passes its schema or compile(), becomes
 // an entry that answers 503 in rewrite: the route fails closed and clearly
 // instead of running without, say, its auth plugin.
+//
+// Compiled configurations are cached per raw configuration object and module
+// (CompiledConfs) and carried across config versions. Those whose plugin has
+// release() are also tracked: the data plane calls releaseUnused() with the
+// chains of its current route table after each swap, and a configuration that
+// none of them holds (route, global rule or consumer-merged entries) is
+// released once a grace period has passed, for requests that started on an
+// older table and still run it.
 
 import { compileExpr, type CompiledExpr } from '../core/expr';
 import { logger, type Logger } from '../core/log';
@@ -65,8 +73,115 @@ const noDictionaries: ChainEnvironment = {
 type RawConf = Record<string, unknown>;
 
 interface CompiledConf {
+  readonly plugin: PluginModule;
+  /** The configuration object it was compiled from (its cache key). */
+  readonly raw: RawConf;
   readonly metadata: Readonly<Record<string, unknown>> | undefined;
   readonly conf: unknown;
+}
+
+/** What a chain holds that needs releasing: its own configurations and those of its consumer-merged chains. */
+interface ChainHold {
+  readonly confs: CompiledConf[];
+  readonly merged: Map<Consumer, readonly CompiledConf[]>;
+  /** The chain's memo of merged chains, to forget a consumer that is gone. */
+  readonly memo: WeakMap<Consumer, PluginChain>;
+}
+
+// Only chains that hold a configuration with release() have an entry.
+const chainHolds = new WeakMap<PluginChain, ChainHold>();
+
+/**
+ * Compiled configurations by configuration object and plugin module, kept
+ * from one config version to the next, and the ledger of those whose plugin
+ * has release(): each is released exactly once, after no current chain holds
+ * it and a grace period has passed (releaseUnused), or at shutdown
+ * (releaseAll).
+ */
+export class CompiledConfs {
+  readonly #cache = new WeakMap<object, Map<PluginModule, CompiledConf>>();
+  /** Not yet released: when an unused one may be released (ms since the epoch), or Infinity while in use. */
+  readonly #releasable = new Map<CompiledConf, number>();
+
+  /** How many compiled configurations wait for release (in use or not). */
+  get unreleased(): number {
+    return this.#releasable.size;
+  }
+
+  get(raw: RawConf, plugin: PluginModule): CompiledConf | undefined {
+    return this.#cache.get(raw)?.get(plugin);
+  }
+
+  add(compiled: CompiledConf): void {
+    let perPlugin = this.#cache.get(compiled.raw);
+    if (perPlugin === undefined) {
+      perPlugin = new Map();
+      this.#cache.set(compiled.raw, perPlugin);
+    }
+    perPlugin.set(compiled.plugin, compiled);
+    // A fresh configuration counts as in use until a sweep sees otherwise.
+    if (compiled.plugin.release !== undefined) this.#releasable.set(compiled, Infinity);
+  }
+
+  /**
+   * Release what `chains` (every chain of the current route table) no longer
+   * hold, `graceMs` after a sweep first found it unused. Consumer-merged
+   * entries count only for consumers in `consumers`. Returns when the next
+   * release is due, or undefined when nothing waits.
+   */
+  releaseUnused(
+    chains: Iterable<PluginChain | null>,
+    consumers: ReadonlySet<Consumer>,
+    now: number,
+    graceMs: number,
+  ): number | undefined {
+    if (this.#releasable.size === 0) return undefined;
+    const inUse = new Set<CompiledConf>();
+    for (const chain of chains) {
+      const hold = chain === null ? undefined : chainHolds.get(chain);
+      if (hold === undefined) continue;
+      for (const compiled of hold.confs) inUse.add(compiled);
+      for (const [consumer, confs] of hold.merged) {
+        if (consumers.has(consumer)) {
+          for (const compiled of confs) inUse.add(compiled);
+        } else {
+          hold.merged.delete(consumer);
+          hold.memo.delete(consumer);
+        }
+      }
+    }
+    let nextDue: number | undefined;
+    for (const [compiled, due] of this.#releasable) {
+      if (inUse.has(compiled)) {
+        this.#releasable.set(compiled, Infinity);
+      } else if (due === Infinity) {
+        this.#releasable.set(compiled, now + graceMs);
+        nextDue = Math.min(nextDue ?? Infinity, now + graceMs);
+      } else if (due <= now) {
+        this.#release(compiled);
+      } else {
+        nextDue = Math.min(nextDue ?? Infinity, due);
+      }
+    }
+    return nextDue;
+  }
+
+  /** Release every tracked configuration now (shutdown). */
+  releaseAll(): void {
+    for (const compiled of [...this.#releasable.keys()]) this.#release(compiled);
+  }
+
+  #release(compiled: CompiledConf): void {
+    this.#releasable.delete(compiled);
+    const perPlugin = this.#cache.get(compiled.raw);
+    // Never hand a released configuration out again: a later compile makes a new one.
+    if (perPlugin?.get(compiled.plugin) === compiled) perPlugin.delete(compiled.plugin);
+    try {
+      compiled.plugin.release?.(compiled.conf);
+    } catch (err) {
+      log.error('plugin release() failed', { plugin: compiled.plugin.name, error: (err as Error).message });
+    }
+  }
 }
 
 /**
@@ -81,10 +196,12 @@ export interface SharedChainInputs {
   /** The global rules' plugins merged (duplicates dropped). */
   readonly globalPlugins: PluginMap;
   readonly globalEntries: readonly ChainEntry[];
+  /** The global entries' compiled configurations that need releasing. */
+  readonly globalReleasable: readonly CompiledConf[];
   readonly consumerGroups: ReadonlyMap<string, ConsumerGroup>;
   readonly metadata: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
   /** Compiled configurations by configuration object and plugin module; carried across config versions. */
-  readonly compiled: WeakMap<object, Map<PluginModule, CompiledConf>>;
+  readonly compiled: CompiledConfs;
   /** What these were built from, to tell whether the next snapshot changed them. */
   readonly sources: {
     readonly globalRules: readonly object[];
@@ -187,12 +304,13 @@ export function createChainContext(
       env,
       globalPlugins: mergeGlobalRules(snapshot),
       globalEntries: [] as ChainEntry[],
+      globalReleasable: [] as CompiledConf[],
       consumerGroups: byId(snapshot.consumer_groups),
       metadata: buildMetadata(snapshot, registry),
-      compiled: old?.compiled ?? new WeakMap<object, Map<PluginModule, CompiledConf>>(),
+      compiled: old?.compiled ?? new CompiledConfs(),
       sources,
     };
-    partial.globalEntries = entriesOf(partial.globalPlugins, partial, 'global rule');
+    partial.globalEntries = entriesOf(partial.globalPlugins, partial, 'global rule', partial.globalReleasable);
     shared = partial;
   }
   return { shared, services: byId(snapshot.services), pluginConfigs: byId(snapshot.plugin_configs) };
@@ -239,11 +357,10 @@ function compiledConf(
   plugin: PluginModule,
   raw: RawConf,
   shared: SharedChainInputs,
-): { conf: unknown } | { error: string } {
+): { compiled: CompiledConf } | { error: string } {
   const metadata = shared.metadata.get(plugin.name);
-  let perPlugin = shared.compiled.get(raw);
-  const cached = perPlugin?.get(plugin);
-  if (cached !== undefined && cached.metadata === metadata) return { conf: cached.conf };
+  const cached = shared.compiled.get(raw, plugin);
+  if (cached !== undefined && cached.metadata === metadata) return { compiled: cached };
   const conf = structuredClone(raw);
   const err = checkPluginConf(plugin, conf, 'route'); // fills schema defaults
   if (err !== undefined) return { error: err };
@@ -256,18 +373,17 @@ function compiledConf(
       return { error: `compile failed: ${(compileErr as Error).message}` };
     }
   }
-  if (perPlugin === undefined) {
-    perPlugin = new Map();
-    shared.compiled.set(raw, perPlugin);
-  }
-  perPlugin.set(plugin, { metadata, conf: compiled });
-  return { conf: compiled };
+  const entry: CompiledConf = { plugin, raw, metadata, conf: compiled };
+  shared.compiled.add(entry);
+  return { compiled: entry };
 }
 
 interface SortableEntry {
   readonly entry: ChainEntry;
   readonly priority: number;
   readonly name: string;
+  /** Set when the plugin has release(). */
+  readonly releasable?: CompiledConf;
 }
 
 /** One entry for `name`, or null when `_meta.disable` leaves it out. */
@@ -309,9 +425,10 @@ function compileEntry(
     return { entry, priority: entry.plugin.priority, name };
   }
   const errorResponse = meta?.error_response as PluginExit['body'] | undefined;
-  const entry: ChainEntry = { plugin, conf: 'conf' in result ? result.conf : undefined, filter, errorResponse };
+  const compiled = 'compiled' in result ? result.compiled : undefined;
+  const entry: ChainEntry = { plugin, conf: compiled?.conf, filter, errorResponse };
   const priority = typeof meta?.priority === 'number' ? meta.priority : plugin.priority;
-  return { entry, priority, name };
+  return { entry, priority, name, releasable: plugin.release !== undefined ? compiled : undefined };
 }
 
 function sortEntries(entries: SortableEntry[]): ChainEntry[] {
@@ -319,15 +436,19 @@ function sortEntries(entries: SortableEntry[]): ChainEntry[] {
   return entries.map((sortable) => sortable.entry);
 }
 
+/** The entries of `plugins`; compiled configurations that need releasing are pushed onto `releasable`. */
 function entriesOf(
   plugins: Readonly<Record<string, unknown>>,
   shared: Pick<SharedChainInputs, 'registry' | 'env' | 'metadata' | 'compiled'>,
   where: string,
+  releasable: CompiledConf[],
 ): ChainEntry[] {
   const entries: SortableEntry[] = [];
   for (const name of Object.keys(plugins)) {
     const sortable = compileEntry(name, plugins[name], shared, where);
-    if (sortable !== null) entries.push(sortable);
+    if (sortable === null) continue;
+    entries.push(sortable);
+    if (sortable.releasable !== undefined) releasable.push(sortable.releasable);
   }
   return sortEntries(entries);
 }
@@ -397,20 +518,33 @@ export function compileChain(route: Route, context: ChainContext): PluginChain |
   const shared = context.shared;
   const where = `route ${route.id ?? '?'}`;
   const plugins = routePlugins(route, context);
-  const local = entriesOf(plugins, shared, where);
+  const releasable: CompiledConf[] = [...shared.globalReleasable];
+  const local = entriesOf(plugins, shared, where, releasable);
   if (local.length === 0 && shared.globalEntries.length === 0) return null;
   const merged = new WeakMap<Consumer, PluginChain>();
   const merge = (attached: AttachedConsumer): PluginChain => {
     const consumer = attached.consumer;
     let chain = merged.get(consumer);
     if (chain === undefined) {
-      chain = mergeConsumerChain(plugins, attached, shared, where, self);
+      const mergedReleasable: CompiledConf[] = [];
+      chain = mergeConsumerChain(plugins, attached, shared, where, self, mergedReleasable);
       merged.set(consumer, chain);
+      if (mergedReleasable.length > 0) holdOf(self, merged).merged.set(consumer, mergedReleasable);
     }
     return chain;
   };
   const self = buildChain({ global: shared.globalEntries, local, pendingRewrite: undefined }, merge);
+  if (releasable.length > 0) holdOf(self, merged).confs.push(...releasable);
   return self;
+}
+
+function holdOf(chain: PluginChain, memo: WeakMap<Consumer, PluginChain>): ChainHold {
+  let hold = chainHolds.get(chain);
+  if (hold === undefined) {
+    hold = { confs: [], merged: new Map(), memo };
+    chainHolds.set(chain, hold);
+  }
+  return hold;
 }
 
 function mergeConsumerChain(
@@ -419,6 +553,7 @@ function mergeConsumerChain(
   shared: SharedChainInputs,
   where: string,
   routeChain: PluginChain,
+  releasable: CompiledConf[],
 ): PluginChain {
   const consumer = attached.consumer;
   const group = consumer.group_id !== undefined ? shared.consumerGroups.get(String(consumer.group_id)) : undefined;
@@ -446,6 +581,7 @@ function mergeConsumerChain(
     if (sortable === null) continue;
     local.push(sortable);
     if (fromConsumerSide) pending.push(sortable);
+    if (sortable.releasable !== undefined) releasable.push(sortable.releasable);
   }
   const self: PluginChain = buildChain(
     { global: shared.globalEntries, local: sortEntries(local), pendingRewrite: sortEntries(pending) },
