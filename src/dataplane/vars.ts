@@ -75,7 +75,12 @@ function compute(req: RequestState, name: string): VarValue {
   switch (name) {
     case 'uri':
       return uri(req);
-    case 'request_uri':
+    case 'request_uri': {
+      // APISIX replaces request_uri with the normalised uri plus the query before any plugin
+      // runs, so rules on it (uri-blocker) cannot be dodged with escapes or dot segments.
+      const query = queryString(req);
+      return query === undefined ? uri(req) : `${uri(req)}?${query}`;
+    }
     case 'real_request_uri':
       // The raw target as the client sent it (and as it goes upstream).
       return req.head.toString('latin1', out[Out.TargetStart], out[Out.TargetEnd]);

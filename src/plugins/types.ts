@@ -46,7 +46,10 @@ export interface PluginContext {
   readonly method: string;
   /** Path without the query string ($uri). */
   readonly uri: string;
-  /** Path and query as received ($request_uri). */
+  /**
+   * $request_uri as APISIX sets it: the normalised path ($uri) and the query.
+   * The target exactly as received is the var `real_request_uri`.
+   */
   readonly requestUri: string;
   readonly remoteAddr: string;
   /**

@@ -51,7 +51,8 @@ for (const backend of availableBackends()) {
       );
       assert.equal(req.varCache, null, 'nothing decoded before the first lookup');
       assert.equal(requestVar(req, 'uri'), '/a b/c');
-      assert.equal(requestVar(req, 'request_uri'), '/a%20b/c?x=1&flag&y=%41');
+      assert.equal(requestVar(req, 'request_uri'), '/a b/c?x=1&flag&y=%41'); // APISIX: uri + args
+      assert.equal(requestVar(req, 'real_request_uri'), '/a%20b/c?x=1&flag&y=%41');
       assert.equal(requestVar(req, 'args'), 'x=1&flag&y=%41');
       assert.equal(requestVar(req, 'arg_x'), '1');
       assert.equal(requestVar(req, 'arg_flag'), '');

@@ -17,6 +17,7 @@ import {
   digestsEqual,
   queryArgument,
   rejectOrAnonymous,
+  rawTarget,
   withoutQueryArgument,
 } from '../lib/auth';
 
@@ -218,7 +219,7 @@ function fetchToken(conf: JwtAuthConf, ctx: PluginContext): string | undefined {
   }
   const fromQuery = queryArgument(ctx.requestUri, conf.query);
   if (fromQuery !== undefined) {
-    if (conf.hideCredentials) ctx.setUri(withoutQueryArgument(ctx.requestUri, conf.query));
+    if (conf.hideCredentials) ctx.setUri(withoutQueryArgument(rawTarget(ctx), conf.query));
     return fromQuery;
   }
   const cookies = ctx.header('cookie');

@@ -7,6 +7,7 @@ import {
   attachConsumer,
   queryArgument,
   rejectOrAnonymous,
+  rawTarget,
   withoutQueryArgument,
 } from '../lib/auth';
 
@@ -54,7 +55,7 @@ function rewrite(conf: KeyAuthConf, ctx: PluginContext): PhaseResult {
 
   if (conf.hideCredentials) {
     if (fromHeader) ctx.setHeader(conf.header, null);
-    else ctx.setUri(withoutQueryArgument(ctx.requestUri, conf.query));
+    else ctx.setUri(withoutQueryArgument(rawTarget(ctx), conf.query));
   }
   attachConsumer(ctx, consumer);
   return undefined;

@@ -8,6 +8,7 @@
 // same `$var` and `regex_uri` rules.
 
 import type { PluginContext, PluginModule } from '../types';
+import { rawTarget } from '../lib/auth';
 
 const NAME = 'proxy-rewrite';
 
@@ -242,7 +243,7 @@ const proxyRewrite: PluginModule<CompiledProxyRewrite> = {
 
     let captures: RegExpExecArray | null = null;
     // use_real_request_uri_unsafe: start from the path as received and send it without re-encoding.
-    const source = conf.realRequestUri ? ctx.requestUri : ctx.uri;
+    const source = conf.realRequestUri ? rawTarget(ctx) : ctx.uri;
     let path: string | undefined = conf.realRequestUri ? source : undefined;
     if (conf.uri !== undefined) {
       path = conf.uri.render(ctx);

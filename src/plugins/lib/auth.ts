@@ -82,6 +82,12 @@ function decodeQueryComponent(text: string): string {
   }
 }
 
+/** The request target exactly as the client sent it (APISIX's real_request_uri), to edit and send upstream. */
+export function rawTarget(ctx: PluginContext): string {
+  const raw = ctx.var('real_request_uri');
+  return typeof raw === 'string' ? raw : ctx.requestUri;
+}
+
 /** The first value of query argument `name` (decoded), from a path-and-query; undefined when absent. */
 export function queryArgument(requestUri: string, name: string): string | undefined {
   const start = requestUri.indexOf('?');

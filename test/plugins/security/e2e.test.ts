@@ -81,6 +81,9 @@ describe('ua-restriction, referer-restriction and uri-blocker end to end', () =>
     assert.equal((await call(gateway.port, '/blocker/fine')).status, 200);
     const blocked = await call(gateway.port, '/blocker/x?f=/etc/passwd');
     assert.deepEqual([blocked.status, blocked.json], [403, { error_msg: 'access is not allowed' }]);
+    // Rules see APISIX's request_uri (the normalised path plus the query), so escapes do not dodge them.
+    const escaped = await call(gateway.port, '/blocker/pa%73swd');
+    assert.deepEqual([escaped.status, escaped.json], [403, { error_msg: 'access is not allowed' }]);
   });
 });
 
