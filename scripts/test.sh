@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # node-gyp needs make, a C/C++ compiler and python3 to build the native library;
-# the etcd store and system tests run a real etcd (etcd-server).
-packages=(make g++ python3 etcd-server redis-server)
+# the etcd store and system tests run a real etcd (etcd-server), limit-count a real Redis,
+# and the path-normalisation test compares the parser's $uri with a real nginx.
+packages=(make g++ python3 etcd-server redis-server nginx-light)
 if [ -f scripts/fuzz.sh ]; then
   packages+=(clang)
 fi

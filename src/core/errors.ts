@@ -29,6 +29,7 @@ function factory(code: string, status: number) {
 // Data plane
 export const PAL_ERR_BAD_REQUEST = factory('PAL_ERR_BAD_REQUEST', 400);
 export const PAL_ERR_HEAD_TOO_LARGE = factory('PAL_ERR_HEAD_TOO_LARGE', 431);
+export const PAL_ERR_URI_TOO_LONG = factory('PAL_ERR_URI_TOO_LONG', 414);
 export const PAL_ERR_BODY_TOO_LARGE = factory('PAL_ERR_BODY_TOO_LARGE', 413);
 export const PAL_ERR_HEAD_TIMEOUT = factory('PAL_ERR_HEAD_TIMEOUT', 408);
 export const PAL_ERR_VERSION = factory('PAL_ERR_VERSION', 505);

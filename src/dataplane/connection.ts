@@ -12,6 +12,7 @@ import {
   PAL_ERR_GATEWAY_TIMEOUT,
   PAL_ERR_HEAD_TIMEOUT,
   PAL_ERR_HEAD_TOO_LARGE,
+  PAL_ERR_URI_TOO_LONG,
   PAL_ERR_ROUTE_NOT_FOUND,
   PAL_ERR_SERVICE_UNAVAILABLE,
   PAL_ERR_VERSION,
@@ -118,6 +119,7 @@ const REASONS: Readonly<Record<number, string>> = {
   404: 'Not Found',
   408: 'Request Timeout',
   413: 'Request Entity Too Large',
+  414: 'Request-URI Too Large',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -146,6 +148,8 @@ function parseError(code: number): PalisadeError {
   if (code === ParseError.BadVersion) return PAL_ERR_VERSION('505 HTTP Version Not Supported');
   if (code === ParseError.TooManyHeaders)
     return PAL_ERR_HEAD_TOO_LARGE('431 Request Header Fields Too Large: too many headers');
+  // A path that needs normalising and does not fit the parser's URI area (nginx answers 414 too).
+  if (code === ParseError.UriTooLong) return PAL_ERR_URI_TOO_LONG('414 Request-URI Too Large');
   return PAL_ERR_BAD_REQUEST(`400 Bad Request: ${PARSE_ERROR_TEXT[code] ?? 'malformed request'}`);
 }
 

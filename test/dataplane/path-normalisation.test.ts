@@ -131,5 +131,11 @@ for (const backend of availableBackends(['js', 'ffi', 'napi'])) {
       }
       assert.equal(upstream.requests.length, sent);
     });
+
+    it('answers 414 for a path that needs normalising and is longer than the parser keeps', async () => {
+      const res = await get(port, `/x//${'a'.repeat(9000)}`);
+      assert.equal(res.status, 414);
+      assert.equal((json(res) as { error_msg: string }).error_msg, '414 Request-URI Too Large');
+    });
   });
 }
