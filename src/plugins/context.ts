@@ -39,22 +39,33 @@ const enum Edit {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 
-// Names that passed HEADER_NAME: plugins set the same few names on every request. Bounded.
+// Plugins read and set the same few header names on every request: each is checked
+// against HEADER_NAME and lower-cased once (a lower-cased copy is a new string each time).
+const NAME_CACHE_LIMIT = 1024;
 const checkedNames = new Set<string>();
-const CHECKED_NAMES_LIMIT = 1024;
+const lowerNames = new Map<string, string>();
 
 function checkHeader(name: string, value: string | null): void {
   if (!checkedNames.has(name)) {
     if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
-    if (checkedNames.size < CHECKED_NAMES_LIMIT) checkedNames.add(name);
+    if (checkedNames.size < NAME_CACHE_LIMIT) checkedNames.add(name);
   }
   if (value !== null && BAD_VALUE.test(value)) throw new TypeError(`invalid value for header ${name}`);
+}
+
+function lowerName(name: string): string {
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerNames.size < NAME_CACHE_LIMIT) lowerNames.set(name, lower);
+  }
+  return lower;
 }
 
 /** Replay recorded edits of `lower` over `value`. `edits` is flat: kind, name, value (null = removed). */
 function replay(edits: ReadonlyArray<string | number | null>, lower: string, value: string | undefined) {
   for (let i = 0; i < edits.length; i += 3) {
-    if ((edits[i + 1] as string).toLowerCase() !== lower) continue;
+    if (lowerName(edits[i + 1] as string) !== lower) continue;
     const edited = edits[i + 2] as string | null;
     if (edits[i] === Edit.Set) value = edited ?? undefined;
     else value = value === undefined ? (edited as string) : `${value}, ${edited as string}`;
@@ -76,7 +87,7 @@ function onlyDistinctSets(edits: ReadonlyArray<string | number | null>): HeaderE
   for (let i = 0; i < edits.length; i += 3) {
     if (edits[i] !== Edit.Set) return null;
     const name = edits[i + 1] as string;
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     if (dropped.includes(lower)) return null;
     dropped.push(lower);
     const value = edits[i + 2] as string | null;
@@ -92,7 +103,7 @@ function groupHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderE
   const spelled: string[] = [];
   for (let i = 0; i < edits.length; i += 3) {
     const name = edits[i + 1] as string;
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     let index = names.indexOf(lower);
     if (index < 0) {
       index = names.push(lower) - 1;
@@ -231,7 +242,7 @@ export class RequestContext implements PluginContext {
   }
 
   header(name: string): string | undefined {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     const value = headerValue(this.req, lower);
     return this.headerEdits === null ? value : replay(this.headerEdits, lower, value);
   }
@@ -295,7 +306,7 @@ export class RequestContext implements PluginContext {
 
   setHeader(name: string, value: string | null): void {
     checkHeader(name, value);
-    if (name.toLowerCase() === 'host') {
+    if (lowerName(name) === 'host') {
       if (value !== null) this.hostOverride = value;
       return;
     }
@@ -382,7 +393,7 @@ export class RequestContext implements PluginContext {
 
   responseHeader(name: string): string | undefined {
     if (this.responseHeaders !== null) return this.responseHeaders.get(name);
-    return this.responseEdits === null ? undefined : replay(this.responseEdits, name.toLowerCase(), undefined);
+    return this.responseEdits === null ? undefined : replay(this.responseEdits, lowerName(name), undefined);
   }
 
   setResponseHeader(name: string, value: string | null): void {
