@@ -198,7 +198,7 @@ describe('release of compiled plugin configurations', () => {
 
   it('lets a request in flight across the swap finish with its configuration, then releases it', async () => {
     const counter = new CountingPlugin('test-release-counter');
-    const graceMs = 1000;
+    const graceMs = 1500;
     const gateway = await startGateway(
       registryOf([counter.module]),
       snapshotOf({ routes: [route('slow', { 'test-release-counter': { tag: 's1' } })] }),
@@ -272,6 +272,8 @@ describe('release of compiled plugin configurations', () => {
       assert.equal(await get(gateway.port, '/auth', 'apikey: jack-key\r\n'), 200);
       await eventually(() => counter.released.length > 0);
       assert.deepEqual(counter.released, ['jack1']);
+      await sleep(GRACE_MS * 2);
+      assert.deepEqual(counter.released, ['jack1'], "jack2's merged configuration stays while jack is a consumer");
 
       const global2: GlobalRule = { id: '1', plugins: { 'test-release-counter': { tag: 'g2' } } };
       gateway.dataPlane.applyConfig(snapshotOf({ routes, consumers: [jack2], globalRules: [global2] }));
@@ -286,6 +288,26 @@ describe('release of compiled plugin configurations', () => {
       await gateway.dataPlane.close(1000);
     }
     assert.deepEqual(counter.released.sort(), ['g1', 'g2', 'jack1', 'jack2', 'jack2']);
+  });
+
+  it('releases what a config that failed to compile had compiled, and keeps the table in use', async () => {
+    const counter = new CountingPlugin('test-release-counter');
+    const kept = route('k', { 'test-release-counter': { tag: 'k1' } });
+    const gateway = await startGateway(registryOf([counter.module]), snapshotOf({ routes: [kept] }));
+    try {
+      const compiledFirst = route('n', { 'test-release-counter': { tag: 'n1' } });
+      const invalid: Route = { ...route('bad', {}), vars: [['arg_x', 'no-such-operator', '1']] };
+      assert.throws(() => gateway.dataPlane.applyConfig(snapshotOf({ routes: [kept, compiledFirst, invalid] })));
+      assert.deepEqual(counter.compiled, ['k1', 'n1']);
+      await eventually(() => counter.released.length > 0);
+      await sleep(GRACE_MS * 2);
+      assert.deepEqual(counter.released, ['n1']);
+      assert.equal(await get(gateway.port, '/k'), 200);
+      assert.equal(await get(gateway.port, '/n'), 404);
+    } finally {
+      await gateway.dataPlane.close(1000);
+    }
+    assert.deepEqual(counter.released, ['n1', 'k1']);
   });
 
   it('logs a release() that throws and goes on', async () => {
