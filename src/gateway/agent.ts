@@ -10,10 +10,11 @@
 //   - its own plugin registry, reloaded with the workers', for plugin work
 //     done off the request path;
 //   - the prometheus metrics listener: every worker ships what its prometheus
-//     plugin counted (relayed by the primary); the agent's metrics thread (nice
-//     19, see src/plugins/lib/metrics-thread.ts) merges it with the gauges the
-//     agent reads (etcd reachable, upstream health, shared dicts) and renders
-//     it, so a scrape never reaches a worker nor competes with one for a core.
+//     plugin counted (relayed by the primary); the agent's metrics exporter (a
+//     nice-19 process in a session of its own, see
+//     src/plugins/lib/metrics-exporter.ts) merges it with the gauges the agent
+//     reads (etcd reachable, upstream health, shared dicts) and renders it, so
+//     a scrape never reaches a worker nor competes with one for a core.
 // With the embedded or standalone store the primary is the source and sends
 // the agent the configuration as it sends it to the workers.
 //
@@ -26,7 +27,7 @@ import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
 import type { SharedDict } from '../native/shdict';
 import type { UpstreamNodeStatus } from '../plugins/lib/metrics';
-import { startMetricsThread, type MetricsThread } from '../plugins/lib/metrics-thread';
+import { startMetricsExporter, type MetricsExporter } from '../plugins/lib/metrics-exporter';
 import { PluginLoader } from '../plugins/loader';
 import { createEtcdStore, type EtcdStore } from '../store';
 import type { ConfigSnapshot } from '../store/types';
@@ -71,7 +72,7 @@ export function runAgent(): void {
   let store: EtcdStore | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let plugins: PluginLoader | undefined;
-  let metrics: MetricsThread | undefined;
+  let metrics: MetricsExporter | undefined;
   let gaugeTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
@@ -109,9 +110,9 @@ export function runAgent(): void {
     metrics.setGauges({ etcdReachable: store?.reachable, upstreams, sharedDicts });
   };
 
-  const startMetrics = async (settings: AgentMetricsSettings, thread: MetricsThread): Promise<void> => {
+  const startMetrics = async (settings: AgentMetricsSettings, exporter: MetricsExporter): Promise<void> => {
     try {
-      const port = await thread.listening;
+      const port = await exporter.listening;
       log.info('prometheus metrics listening', { address: `${settings.host}:${port}${settings.path}` });
     } catch (err) {
       // The gateway runs on without the listener; the deltas are still merged (cheap) in case of a later restart.
@@ -173,7 +174,7 @@ export function runAgent(): void {
     dicts = openSharedDicts(backend, settings.sharedDicts);
     plugins = new PluginLoader(settings.plugins);
     // Created before the first await, so worker shipments that arrive while starting are merged.
-    if (settings.metrics !== undefined) metrics = startMetricsThread(settings.metrics);
+    if (settings.metrics !== undefined) metrics = startMetricsExporter(settings.metrics);
     if (snapshot !== undefined) mirror.replace(snapshot);
     if (settings.etcd !== undefined) await watchEtcd(settings);
 

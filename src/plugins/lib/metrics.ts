@@ -8,8 +8,8 @@
 // the first time, and the counts as one base64 Float64Array (cheap to build,
 // to serialise over IPC and to relay). The agent merges every worker's deltas
 // (MetricsAggregator) and renders the exposition text for the metrics
-// listener (startMetricsServer), both on a low-priority thread of its own
-// (./metrics-thread.ts) so neither competes with the workers for a core. The
+// listener (startMetricsServer), both in a low-priority process of its own
+// (./metrics-exporter.ts) so neither competes with the workers for a core. The
 // gauges are prom-client's; the per-route families are written directly
 // (see MetricsAggregator for why).
 //
@@ -847,7 +847,7 @@ async function writeChunks(response: ServerResponse, chunks: readonly Buffer[]):
 
 /**
  * The metrics listener (127.0.0.1:9091/apisix/prometheus/metrics by default),
- * run by the agent's metrics thread. The text is rendered at most once per
+ * run by the agent's metrics exporter. The text is rendered at most once per
  * `maxAgeMs` and only when something changed; concurrent scrapes share one
  * rendering. The body is streamed in chunks; gzip only when the scraper asks.
  */
@@ -894,7 +894,7 @@ export async function startMetricsServer(
         const headers: Record<string, string | number> = { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE };
         let chunks = text.chunks;
         if (acceptsGzip(request)) {
-          // Level 1: a 40 MB exposition shrinks about 20x either way, and this thread has no other work.
+          // Level 1: a 40 MB exposition shrinks about 20x either way, and the exporter has no other work.
           text.gzipped ??= gzipSync(Buffer.concat(text.chunks, text.bytes), { level: 1 });
           chunks = [text.gzipped];
           headers['content-encoding'] = 'gzip';
