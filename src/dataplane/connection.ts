@@ -1258,6 +1258,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   /** Response body bytes for body_filter; past MAX_FILTERED_BODY the response streams through unfiltered. */
   private holdResponseBytes(req: RequestState, plugins: RequestContext, bytes: Buffer): void {
     const parts = plugins.responseParts!;
+    if (req.responseKind === ResponseKind.Length) {
+      // One buffer for the whole body, known in length and bounded by MAX_FILTERED_BODY at the head:
+      // a copy per read plus a concat left twice the body in short-lived garbage, and major GCs on
+      // this thread stalled every other request. Unpooled, so gzip can transfer it to a pool thread.
+      if (parts.length === 0) parts.push(Buffer.allocUnsafeSlow(bytes.length + req.responseRemaining));
+      bytes.copy(parts[0], plugins.responseBytes);
+      plugins.responseBytes += bytes.length;
+      return;
+    }
     parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
     plugins.responseBytes += bytes.length;
     if (plugins.responseBytes <= MAX_FILTERED_BODY) return;
@@ -1282,7 +1291,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   /** The held response body is complete: de-chunk it, run body_filter, send it with a length. */
   private sendHeldResponse(req: RequestState, plugins: RequestContext): void {
-    const raw = Buffer.concat(plugins.responseParts!, plugins.responseBytes);
+    const held = plugins.responseParts!;
+    const raw =
+      held.length === 1 && held[0].length === plugins.responseBytes
+        ? held[0]
+        : Buffer.concat(held, plugins.responseBytes);
     plugins.responseParts = null;
     let body: Buffer;
     try {

@@ -141,13 +141,16 @@ export function requestVar(req: RequestState, name: string): VarValue {
     case 'request_time':
       // Seconds with ms resolution, as nginx logs it.
       return req.plugins !== null ? (Date.now() - req.plugins.startTime) / 1000 : undefined;
+    // Cheap to read, and read on most plugin routes (a limit key): no cache entry for them.
+    // real-ip replaces the client address for everything after it.
     case 'remote_addr':
+      return req.plugins !== null && req.plugins.realAddress !== null
+        ? req.plugins.realAddress
+        : req.client.remoteAddress;
     case 'remote_port':
-      // real-ip replaces the client address for everything after it.
-      if (req.plugins !== null && req.plugins.realAddress !== null) {
-        return name === 'remote_addr' ? req.plugins.realAddress : String(req.plugins.realPort);
-      }
-      break;
+      return String(
+        req.plugins !== null && req.plugins.realAddress !== null ? req.plugins.realPort : req.client.remotePort,
+      );
   }
   let cache = req.varCache;
   if (cache === null) {
