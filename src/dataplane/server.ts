@@ -140,7 +140,6 @@ export class DataPlane {
   private healthTimer: NodeJS.Timeout | null = null;
   /** Runs the next due release of compiled plugin configurations. */
   private releaseTimer: NodeJS.Timeout | null = null;
-  private releaseGraceMs = RELEASE_GRACE_MS;
 
   constructor(backend: NativeBackend, options: DataPlaneOptions) {
     this.options = options;
@@ -176,26 +175,45 @@ export class DataPlane {
     ctx.splitUpstreams.update(table, snapshot.upstreams);
     // Matching is synchronous, so no request still holds the old router handle.
     retireRouteTable(this.ctx.backend, old, table);
+    const confs = table.chainContext?.shared.compiled;
+    if (confs !== undefined && confs.onTracked === undefined) confs.onTracked = () => this.releaseUnusedConfsLater();
     this.releaseUnusedConfs(old);
+  }
+
+  /** Sweep after the grace period unless a sweep is timed already (a chain compiled while requests run). */
+  private releaseUnusedConfsLater(): void {
+    if (this.releaseTimer !== null || this.ctx.closing) return;
+    this.releaseTimer = setTimeout(() => {
+      this.releaseTimer = null;
+      this.releaseUnusedConfs();
+    }, this.releaseGraceFor(this.ctx.table));
+    this.releaseTimer.unref();
+  }
+
+  /**
+   * How long requests that started on `table` may still run: releaseGraceMs,
+   * or the table's longest read timeout, at least RELEASE_GRACE_MS.
+   */
+  private releaseGraceFor(table: RouteTable): number {
+    return this.options.releaseGraceMs ?? Math.max(RELEASE_GRACE_MS, longestReadTimeoutMs(table));
   }
 
   /**
    * Release the compiled plugin configurations no chain of the current table
    * holds, once they have been unused for the grace period (requests that
    * started on an older table may still run them), and time the next release.
-   * `retired`: the table just swapped out, whose routes set the grace period.
+   * `retired`: the table just swapped out, whose routes set the grace period
+   * (else the current table's).
    */
   private releaseUnusedConfs(retired?: RouteTable): void {
     const table = this.ctx.table;
     const confs = table.chainContext?.shared.compiled;
     if (confs === undefined || confs.unreleased === 0) return;
-    if (retired !== undefined) {
-      this.releaseGraceMs = this.options.releaseGraceMs ?? Math.max(RELEASE_GRACE_MS, longestReadTimeoutMs(retired));
-    }
     const chains = table.routes.map((route) => route.chain);
     if (table.unmatched !== null) chains.push(table.unmatched.chain);
     const now = Date.now();
-    const due = confs.releaseUnused(chains, new Set(this.ctx.consumers.consumers), now, this.releaseGraceMs);
+    const graceMs = this.releaseGraceFor(retired ?? table);
+    const due = confs.releaseUnused(chains, new Set(this.ctx.consumers.consumers), now, graceMs);
     if (this.releaseTimer !== null) clearTimeout(this.releaseTimer);
     this.releaseTimer = null;
     if (due === undefined || this.ctx.closing) return;

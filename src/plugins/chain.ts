@@ -102,6 +102,12 @@ export class CompiledConfs {
   readonly #cache = new WeakMap<object, Map<PluginModule, CompiledConf>>();
   /** Not yet released: when an unused one may be released (ms since the epoch), or Infinity while in use. */
   readonly #releasable = new Map<CompiledConf, number>();
+  /**
+   * Called when a configuration that needs releasing is added, so the data
+   * plane can time a sweep: a consumer-merged chain compiles while requests
+   * run, possibly on a chain the current table no longer holds.
+   */
+  onTracked: (() => void) | undefined = undefined;
 
   /** How many compiled configurations wait for release (in use or not). */
   get unreleased(): number {
@@ -120,7 +126,10 @@ export class CompiledConfs {
     }
     perPlugin.set(compiled.plugin, compiled);
     // A fresh configuration counts as in use until a sweep sees otherwise.
-    if (compiled.plugin.release !== undefined) this.#releasable.set(compiled, Infinity);
+    if (compiled.plugin.release !== undefined) {
+      this.#releasable.set(compiled, Infinity);
+      this.onTracked?.();
+    }
   }
 
   /**

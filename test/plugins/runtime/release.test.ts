@@ -63,7 +63,13 @@ class CountingPlugin {
   }
 }
 
-/** An auth plugin: `apikey` names the consumer whose `test-release-auth.key` matches. */
+/** Requests that reached the auth plugin's rewrite. */
+let authStarted = 0;
+
+/**
+ * An auth plugin: `apikey` names the consumer whose `test-release-auth.key`
+ * matches; with `x-slow-auth` it waits 300 ms before attaching the consumer.
+ */
 const authPlugin: PluginModule<unknown> = {
   name: 'test-release-auth',
   version: '0.1',
@@ -71,7 +77,9 @@ const authPlugin: PluginModule<unknown> = {
   type: 'auth',
   schema: ANY_OBJECT,
   consumerSchema: ANY_OBJECT,
-  rewrite(_conf, ctx) {
+  async rewrite(_conf, ctx) {
+    authStarted++;
+    if (ctx.header('x-slow-auth') !== undefined) await sleep(300);
     const key = ctx.header('apikey');
     const consumer = key === undefined ? undefined : ctx.findConsumer('test-release-auth', 'key', key);
     if (consumer === undefined) return ctx.exit(401, { message: 'Invalid API key in request' });
@@ -288,6 +296,39 @@ describe('release of compiled plugin configurations', () => {
       await gateway.dataPlane.close(1000);
     }
     assert.deepEqual(counter.released.sort(), ['g1', 'g2', 'jack1', 'jack2', 'jack2']);
+  });
+
+  it('releases a consumer-merged configuration compiled on a chain already swapped out', async () => {
+    const counter = new CountingPlugin('test-release-counter');
+    const consumers: Consumer[] = [
+      {
+        username: 'jack',
+        plugins: { 'test-release-auth': { key: 'jack-key' }, 'test-release-counter': { tag: 'late' } },
+      },
+    ];
+    const gateway = await startGateway(
+      registryOf([counter.module, authPlugin]),
+      snapshotOf({ routes: [route('auth', { 'test-release-auth': {} })], consumers }),
+    );
+    const client = await RawClient.connect(gateway.port);
+    try {
+      const started = authStarted;
+      client.write('GET /auth HTTP/1.1\r\nHost: test\r\napikey: jack-key\r\nx-slow-auth: 1\r\n\r\n');
+      await eventually(() => authStarted > started);
+      // A new route object: a new chain, which no request merges jack into.
+      gateway.dataPlane.applyConfig(snapshotOf({ routes: [route('auth', { 'test-release-auth': {} })], consumers }));
+      assert.equal((await client.read({ timeoutMs: 5000 })).status, 200);
+      assert.deepEqual(counter.compiled, ['late'], 'merged on the old chain after the swap');
+      await eventually(() => counter.logged.length > 0);
+      assert.deepEqual(counter.logged, [{ tag: 'late', released: false }]);
+      // No further config change: the data plane timed a sweep when the merge compiled.
+      await eventually(() => counter.released.length > 0, GRACE_MS * 2 + 2000);
+      assert.deepEqual(counter.released, ['late']);
+    } finally {
+      client.close();
+      await gateway.dataPlane.close(1000);
+    }
+    assert.deepEqual(counter.released, ['late']);
   });
 
   it('releases what a config that failed to compile had compiled, and keeps the table in use', async () => {
