@@ -33,6 +33,10 @@ import {
 /** The lowest priority: the exporter runs when the workers leave a core idle. */
 const EXPORTER_NICE = 19;
 
+/** A port in use is tried again this many times, this far apart (the exporter of an agent that just died). */
+const LISTEN_ATTEMPTS = 8;
+const LISTEN_RETRY_MS = 250;
+
 /** Set on the exporter's fork: its settings, as JSON. */
 const EXPORTER_ENV = 'PALISADE_METRICS_EXPORTER';
 
@@ -54,13 +58,16 @@ export interface MetricsGauges {
 type ToExporter =
   { type: 'delta'; delta: MetricsDelta } | { type: 'gauges'; gauges: MetricsGauges } | { type: 'close' };
 
-type FromExporter = { type: 'listening'; port: number } | { type: 'listen-failed'; error: string } | { type: 'closed' };
+type FromExporter = { type: 'listening'; port: number } | { type: 'listen-failed'; error: string };
 
 export interface MetricsExporter {
+  /** The exporter's process id. */
+  readonly pid: number | undefined;
   /** Resolves with the listener's port once it listens; rejects when it cannot (the exporter still merges). */
   readonly listening: Promise<number>;
   apply(delta: MetricsDelta): void;
   setGauges(gauges: MetricsGauges): void;
+  /** Resolves once the exporter process has exited (killed after a second if it has not). */
   close(): Promise<void>;
 }
 
@@ -79,7 +86,6 @@ export function startMetricsExporter(settings: MetricsExporterSettings): Metrics
     child.on('message', (message: FromExporter) => {
       if (message.type === 'listening') resolve(message.port);
       else if (message.type === 'listen-failed') reject(new Error(message.error));
-      else closed?.();
     });
     child.once('error', reject);
     child.once('exit', () => {
@@ -93,6 +99,7 @@ export function startMetricsExporter(settings: MetricsExporterSettings): Metrics
     if (child.connected) child.send(message);
   };
   return {
+    pid: child.pid,
     listening,
     apply: (delta) => send({ type: 'delta', delta }),
     setGauges: (gauges) => send({ type: 'gauges', gauges }),
@@ -136,17 +143,26 @@ function runMetricsExporter(settings: MetricsExporterSettings): void {
         break;
       }
       case 'close':
-        void (server?.close() ?? Promise.resolve()).then(() => {
-          reply({ type: 'closed' });
-          process.exit(0);
-        });
+        void (server?.close() ?? Promise.resolve()).then(() => process.exit(0));
         break;
     }
   });
   // Signals to the gateway's process group do not reach this session; the agent's 'close' or its exit ends it.
   for (const signal of ['SIGINT', 'SIGHUP'] as const) process.on(signal, () => undefined);
 
-  startMetricsServer(aggregator, { host: settings.host, port: settings.port, path: settings.path }).then(
+  const listen = async (): Promise<MetricsServer> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startMetricsServer(aggregator, { host: settings.host, port: settings.port, path: settings.path });
+      } catch (error) {
+        // After an agent restart the previous exporter may still hold the port for a moment.
+        const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (!inUse || attempt >= LISTEN_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, LISTEN_RETRY_MS));
+      }
+    }
+  };
+  listen().then(
     (started) => {
       server = started;
       reply({ type: 'listening', port: started.port });

@@ -1,18 +1,51 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { getPriority } from 'node:os';
 import { describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 
 import prometheus from '../../../src/plugins/builtin/prometheus';
+import { startMetricsExporter } from '../../../src/plugins/lib/metrics-exporter';
 import {
   DEFAULT_METRICS_PATH,
   MetricsAggregator,
   MetricsRecorder,
   readDelta,
   renderMetrics,
+  SERIES_PER_SHIPMENT,
   startMetricsServer,
   startMetricsShipping,
   workerMetrics,
+  type MetricsDelta,
 } from '../../../src/plugins/lib/metrics';
+import type { Route, Service } from '../../../src/schema/types';
+import { emptySnapshot } from '../runtime/support';
 import { checkPluginConf, compilePluginConf, testConsumer, testContext } from '../support/test-context';
+
+/** A config version holding these routes and services (what the worker hands the recorder). */
+function config(version: number, routes: Array<Partial<Route>>, services: Array<Partial<Service>> = []) {
+  return { ...emptySnapshot(version), routes: routes as Route[], services: services as Service[] };
+}
+
+/** GET (or HEAD) with headers; the raw body bytes, not decoded. */
+function fetchRaw(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method, headers, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) }),
+      );
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 const sample = {
   status: 200,
@@ -170,5 +203,161 @@ describe('prometheus metrics', () => {
     assert.equal(aggregator.seriesCount, 10_000);
     const text = await renderMetrics(aggregator);
     assert.match(text, /apisix_http_status\{code="200",route="9999"/);
+  });
+
+  it('labels matched_uri and matched_host with the route pattern that matched, from the configuration', () => {
+    const recorder = workerMetrics();
+    recorder.takeDelta();
+    recorder.useConfig(
+      config(
+        7,
+        [
+          { id: 'one', uri: '/orders/*', host: 'api.example.com' },
+          { id: 'many', uris: ['/a', '/b/*'], hosts: ['x.example.com', '*.example.org'], service_id: 'svc' },
+          { id: 'named', name: 'checkout', uri: '/pay', service_id: 'svc' },
+        ],
+        [{ id: 'svc', name: 'payments' }],
+      ),
+    );
+    const conf = compilePluginConf(prometheus, {});
+    prometheus.log!(conf, testContext({ routeId: 'one', uri: '/orders/42' }));
+    prometheus.log!(
+      conf,
+      testContext({ routeId: 'many', serviceId: 'svc', uri: '/b/c?x=1', vars: { host: 'shop.example.org' } }),
+    );
+    prometheus.log!(
+      conf,
+      testContext({ routeId: 'many', serviceId: 'svc', uri: '/a', vars: { host: 'x.example.com' } }),
+    );
+    const named = compilePluginConf(prometheus, { prefer_name: true });
+    prometheus.log!(named, testContext({ routeId: 'named', serviceId: 'svc', uri: '/pay' }));
+    const labels = recorder.takeDelta()!.named.map(([, set]) => set.slice(0, 4));
+    assert.deepEqual(labels, [
+      ['one', '/orders/*', 'api.example.com', ''],
+      ['many', '/b/*', '*.example.org', 'svc'],
+      ['many', '/a', 'x.example.com', 'svc'],
+      ['checkout', '/pay', '', 'payments'],
+    ]);
+
+    // A new config version: labels are resolved again (a renamed route is counted under its new name).
+    recorder.useConfig(config(8, [{ id: 'named', name: 'checkout-v2', uri: '/pay', service_id: 'svc' }]));
+    prometheus.log!(named, testContext({ routeId: 'named', serviceId: 'svc', uri: '/pay' }));
+    assert.deepEqual(recorder.takeDelta()!.named[0][1].slice(0, 4), ['checkout-v2', '/pay', '', 'svc']);
+    recorder.useConfig(config(9, []));
+  });
+
+  it('names a series once; counts of an id the aggregator never saw are dropped until the worker names it again', async () => {
+    const worker = new MetricsRecorder();
+    worker.record(sample);
+    const first = worker.takeDelta()!;
+    assert.equal(first.named.length, 1);
+    worker.record(sample);
+    const second = worker.takeDelta()!;
+    assert.equal(second.named.length, 0, 'the label set went out with the first shipment');
+
+    // A restarted agent: it missed the first shipment, so it cannot place the second.
+    const restarted = new MetricsAggregator();
+    restarted.apply(second);
+    assert.equal(restarted.seriesCount, 0);
+    assert.equal(restarted.unnamedShipments, 1);
+    worker.renameAll();
+    worker.record(sample);
+    restarted.apply(worker.takeDelta());
+    assert.match(await renderMetrics(restarted), /^apisix_http_status\{code="200",route="1",.*\} 1$/m);
+
+    // Ids are per source: another worker's id 1 is another series.
+    const other = new MetricsRecorder();
+    other.record({ ...sample, route: '2' });
+    const fromOther: MetricsDelta = { ...other.takeDelta()!, source: first.source + 1 };
+    restarted.apply(fromOther);
+    assert.equal(restarted.seriesCount, 2);
+  });
+
+  it('ships a busy worker in slices of at most SERIES_PER_SHIPMENT series, on separate turns', async () => {
+    const recorder = workerMetrics();
+    recorder.takeDelta();
+    const shipped: number[] = [];
+    const aggregator = new MetricsAggregator();
+    const stop = startMetricsShipping((delta) => {
+      shipped.push(readDelta(delta).length);
+      aggregator.apply(delta);
+    }, 20);
+    const routes = 2 * SERIES_PER_SHIPMENT + 500;
+    for (let route = 0; route < routes; route++) recorder.record({ ...sample, route: `slice-${route}` });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stop();
+    assert.deepEqual(shipped, [SERIES_PER_SHIPMENT, SERIES_PER_SHIPMENT, 500]);
+    assert.equal(aggregator.seriesCount, routes);
+    assert.match(await renderMetrics(aggregator), /^apisix_http_requests_total 2500$/m);
+  });
+
+  it('shows etcd_reachable only once set, and drops upstream_status nodes that are gone', async () => {
+    const aggregator = new MetricsAggregator();
+    assert.doesNotMatch(await renderMetrics(aggregator), /etcd_reachable/);
+    aggregator.setEtcdReachable(false);
+    assert.match(await renderMetrics(aggregator), /^apisix_etcd_reachable 0$/m);
+
+    aggregator.replaceUpstreamStatus([
+      { name: '/apisix/upstreams/1', ip: '10.0.0.1', port: 80, healthy: true },
+      { name: '/apisix/upstreams/2', ip: '10.0.0.2', port: 80, healthy: false },
+    ]);
+    let text = await renderMetrics(aggregator);
+    assert.match(text, /^apisix_upstream_status\{name="\/apisix\/upstreams\/2",ip="10.0.0.2",port="80"\} 0$/m);
+    aggregator.replaceUpstreamStatus([{ name: '/apisix/upstreams/1', ip: '10.0.0.1', port: 80, healthy: true }]);
+    text = await renderMetrics(aggregator);
+    assert.match(text, /^apisix_upstream_status\{name="\/apisix\/upstreams\/1",ip="10.0.0.1",port="80"\} 1$/m);
+    assert.doesNotMatch(text, /upstreams\/2/);
+  });
+
+  it('gzips the exposition only when the scraper asks, and answers HEAD without a body', async () => {
+    const aggregator = new MetricsAggregator();
+    const worker = new MetricsRecorder();
+    for (let route = 0; route < 300; route++) worker.record({ ...sample, route: String(route) });
+    aggregator.apply(worker.takeDelta());
+    const server = await startMetricsServer(aggregator, { port: 0 });
+    try {
+      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
+      const plain = await fetchRaw(url);
+      assert.equal(plain.status, 200);
+      assert.equal(plain.headers['content-encoding'], undefined);
+      assert.equal(Number(plain.headers['content-length']), plain.body.length);
+      assert.ok(plain.body.length > 256 * 1024, 'more than one chunk streamed');
+      assert.match(plain.body.toString(), /apisix_http_status\{code="200",route="299"/);
+
+      const zipped = await fetchRaw(url, { 'Accept-Encoding': 'gzip, deflate' });
+      assert.equal(zipped.headers['content-encoding'], 'gzip');
+      assert.ok(zipped.body.length * 10 < plain.body.length);
+      assert.deepEqual(gunzipSync(zipped.body), plain.body);
+
+      const head = await fetchRaw(url, {}, 'HEAD');
+      assert.equal(head.status, 200);
+      assert.equal(head.body.length, 0);
+      assert.equal(server.renders, 1, 'one rendering served all three');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('the exporter process serves the merged deltas at nice 19 and exits when closed', async () => {
+    const exporter = startMetricsExporter({ host: '127.0.0.1', port: 0, path: '/metrics', prefix: 'palisade_' });
+    try {
+      const port = await exporter.listening;
+      assert.equal(getPriority(exporter.pid!), 19);
+      const worker = new MetricsRecorder();
+      worker.record(sample);
+      exporter.apply(worker.takeDelta()!);
+      exporter.setGauges({ upstreams: [{ name: '/apisix/routes/1', ip: '127.0.0.1', port: 1980, healthy: true }] });
+      let text = '';
+      for (let attempt = 0; attempt < 50 && !/palisade_http_status\{/.test(text); attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        text = (await fetchRaw(`http://127.0.0.1:${port}/metrics`)).body.toString();
+      }
+      assert.match(text, /^palisade_http_status\{code="200",route="1",.*\} 1$/m);
+      assert.match(text, /^palisade_upstream_status\{name="\/apisix\/routes\/1",ip="127.0.0.1",port="1980"\} 1$/m);
+      assert.doesNotMatch(text, /etcd_reachable/);
+    } finally {
+      await exporter.close();
+    }
+    assert.throws(() => process.kill(exporter.pid!, 0), 'the exporter process is gone');
   });
 });
