@@ -13,6 +13,7 @@ import type { BackendName } from '../native/backend';
 import { packageRoot } from '../native/paths';
 import { SHDICT_MAX_CAPACITY, SHDICT_MIN_CAPACITY } from '../native/layout';
 import { parseDictSize } from '../native/shdict';
+import { parseOffloadAttr, type OffloadPoolOptions } from '../plugins/offload';
 import * as defaults from './defaults';
 import {
   ConfigFieldError,
@@ -272,6 +273,7 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
     sharedDicts: parseSharedDicts(raw.shared_dicts),
     plugins: parsePlugins(raw, serverless, baseDir),
     prometheus: parsePrometheus(raw.plugin_attr),
+    offload: parseOffload(raw.plugin_attr),
     log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
   };
 }
@@ -361,6 +363,20 @@ function parsePlugins(
     upload,
     serverless: parseBoolean(serverless.enabled, defaults.DEFAULT_SERVERLESS_ENABLED, 'serverless.enabled'),
   };
+}
+
+/** `plugin_attr.offload`: the worker-thread pool's size and bounds (src/plugins/offload.ts names the keys). */
+function parseOffload(pluginAttr: unknown): OffloadPoolOptions {
+  const given = isPlainObject(pluginAttr) ? pluginAttr.offload : undefined;
+  try {
+    return parseOffloadAttr(given);
+  } catch (err) {
+    const message = (err as Error).message;
+    const colon = message.indexOf(': ');
+    // parseOffloadAttr names the field first ("plugin_attr.offload.threads: ...").
+    if (colon > 0) throw new ConfigFieldError(message.slice(0, colon), message.slice(colon + 2));
+    throw new ConfigFieldError('plugin_attr.offload', message);
+  }
 }
 
 /** `plugin_attr.prometheus` (APISIX's keys); other plugins' attributes are accepted and ignored. */

@@ -1,5 +1,6 @@
-import type { BackendName } from '../native/backend';
 import type { LogLevel } from '../core/log';
+import type { BackendName } from '../native/backend';
+import type { OffloadPoolOptions } from '../plugins/offload';
 
 export interface ListenAddress {
   host: string;
@@ -85,6 +86,8 @@ export interface PalisadeConfig {
   plugins: PluginsConfig;
   /** The prometheus metrics listener (config.yaml `plugin_attr.prometheus`), run by the agent; undefined when off. */
   prometheus: PrometheusConfig | undefined;
+  /** Each worker's offload thread pool (config.yaml `plugin_attr.offload`); empty for the defaults. */
+  offload: OffloadPoolOptions;
   log: { level: LogLevel };
 }
 

@@ -10,6 +10,7 @@ import type { EtcdConfig, ListenAddress, ProxyLimits } from '../config/types';
 import type { BackendName } from '../native/backend';
 import type { MetricsDelta } from '../plugins/lib/metrics';
 import type { PluginSettings } from '../plugins/loader';
+import type { OffloadPoolOptions } from '../plugins/offload';
 import type { ConfigSnapshot } from '../store/types';
 import type { ConfigDelta } from './config-mirror';
 
@@ -31,6 +32,8 @@ export interface WorkerSettings {
   sharedDicts: SharedDictSetting[];
   /** Which plugins to load; a plugins reload message replaces it. */
   plugins: PluginSettings;
+  /** The offload thread pool (`plugin_attr.offload`). */
+  offload: OffloadPoolOptions;
 }
 
 /** What the privileged agent is started with. */

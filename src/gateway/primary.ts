@@ -137,6 +137,7 @@ function workerSettings(
     drainTimeoutMs: config.proxy.drainTimeoutMs,
     sharedDicts,
     plugins,
+    offload: config.offload,
   };
 }
 

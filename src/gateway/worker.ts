@@ -118,6 +118,7 @@ export function runWorker(): void {
       sharedDict: dicts.get(HEALTHCHECK_DICT),
       plugins: runtime,
       dicts,
+      offload: settings.offload,
     };
     const plane = new DataPlane(backend, options);
     dataPlane = plane;

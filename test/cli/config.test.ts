@@ -163,6 +163,12 @@ describe('loadConfig', () => {
       'deployment: { etcd: { host: ["http://127.0.0.1:2379"], timeout: 0s } }\n',
       /deployment\.etcd\.timeout must be at least 1ms \(0 would fail every etcd request\)/,
     ],
+    [
+      'offload-threads-zero',
+      'plugin_attr: { offload: { threads: 0 } }\n',
+      /plugin_attr\.offload\.threads must be an integer from 1 to 64/,
+    ],
+    ['offload-unknown', 'plugin_attr: { offload: { size: 2 } }\n', /plugin_attr\.offload\.size unknown key/],
     ['yaml', 'proxy: [\n', /invalid YAML/],
     ['top-level', '- a\n- b\n', /top level must be a mapping/],
   ];
@@ -179,6 +185,20 @@ describe('loadConfig', () => {
       );
     });
   }
+
+  test('plugin_attr.offload sets the pool of each worker', () => {
+    const file = writeConfig(
+      'offload',
+      'plugin_attr: { offload: { threads: 2, max_queue: 64, max_queued_bytes: 1048576, nice: 10 } }\n',
+    );
+    assert.deepEqual(loadConfig({ configPath: file, env: {} }).offload, {
+      size: 2,
+      maxQueue: 64,
+      maxQueuedBytes: 1048576,
+      nice: 10,
+    });
+    assert.deepEqual(loadConfig({ configPath: writeConfig('offload-none', 'workers: 1\n'), env: {} }).offload, {});
+  });
 
   test('admin.max_body_bytes: 1 is the smallest accepted', () => {
     const file = writeConfig('admin-body-one', 'admin: { max_body_bytes: 1 }\n');
