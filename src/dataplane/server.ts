@@ -207,13 +207,14 @@ export class DataPlane {
    */
   private releaseUnusedConfs(retired?: RouteTable): void {
     const table = this.ctx.table;
-    const confs = table.chainContext?.shared.compiled;
-    if (confs === undefined || confs.unreleased === 0) return;
+    const context = table.chainContext;
+    const confs = context?.shared.compiled;
+    if (context === undefined || confs === undefined || confs.unreleased === 0) return;
     const chains = table.routes.map((route) => route.chain);
     if (table.unmatched !== null) chains.push(table.unmatched.chain);
     const now = Date.now();
     const graceMs = this.releaseGraceFor(retired ?? table);
-    const due = confs.releaseUnused(chains, new Set(this.ctx.consumers.consumers), now, graceMs);
+    const due = confs.releaseUnused(context, chains, new Set(this.ctx.consumers.consumers), now, graceMs);
     if (this.releaseTimer !== null) clearTimeout(this.releaseTimer);
     this.releaseTimer = null;
     if (due === undefined || this.ctx.closing) return;
