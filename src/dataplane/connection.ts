@@ -1192,6 +1192,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         log.warn('response body too large for body_filter, sent unfiltered', { route: req.route?.id });
       } else {
         plugins.responseParts = [];
+        plugins.upstreamEncoding = plugins.responseHeaders!.get('content-encoding') ?? null;
       }
     }
     let filtered: void | Promise<void>;
@@ -1275,6 +1276,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       limit: MAX_FILTERED_BODY,
     });
     plugins.responseParts = null;
+    // The body goes out as the upstream sent it: a header_filter's encoding (gzip) would be a lie.
+    plugins.responseHeaders!.set('Content-Encoding', plugins.upstreamEncoding);
     const head = serializeResponseHead(
       plugins.status,
       plugins.status === req.responseStatus ? plugins.responseReason : null,

@@ -167,6 +167,11 @@ export class RequestContext implements PluginContext {
   /** Response body chunks held for body_filter (raw, framing included); null when streaming. */
   responseParts: Buffer[] | null;
   responseBytes: number;
+  /**
+   * The upstream's Content-Encoding before header_filter (null: none), kept while a body is held:
+   * a body that outgrows the hold goes out unfiltered and must not carry a filter's encoding.
+   */
+  upstreamEncoding: string | null;
   /** Response bytes written to the client, head included (for the log phase). */
   bytesSent: number;
   /** The log phase was scheduled. */
@@ -200,6 +205,7 @@ export class RequestContext implements PluginContext {
     this.exitStatus = 0;
     this.responseParts = null;
     this.responseBytes = 0;
+    this.upstreamEncoding = null;
     this.bytesSent = 0;
     this.logged = false;
     this.scratchpad = null;

@@ -49,6 +49,13 @@ function upstreamHandler(req: IncomingMessage, res: ServerResponse, body: Buffer
     res.end(BIG_HTML);
     return;
   }
+  if (req.url?.startsWith('/html/huge-chunked')) {
+    // No length: chunked, 9 MiB, more than the data plane holds for body_filter (8 MiB).
+    res.writeHead(200, { 'content-type': 'text/html' });
+    for (let i = 0; i < 9; i++) res.write(BIG_HTML);
+    res.end();
+    return;
+  }
   if (req.url?.startsWith('/html/small')) {
     res.writeHead(200, { 'content-type': 'text/html', 'content-length': SMALL_HTML.length });
     res.end(SMALL_HTML);
@@ -194,6 +201,14 @@ describe('transformation and serverless plugins over real sockets', () => {
     const plain = await call(port, '/html/big');
     assert.equal(plain.headers['content-encoding'], undefined);
     assert.equal(plain.body.length, BIG_HTML.length);
+  });
+
+  it('gzip: a chunked body that outgrows the hold goes out unfiltered, without a gzip label', async () => {
+    const huge = await call(port, '/html/huge-chunked', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(huge.status, 200);
+    assert.equal(huge.headers['content-encoding'], undefined);
+    assert.equal(huge.body.length, 9 * BIG_HTML.length);
+    assert.deepEqual(huge.body.subarray(0, BIG_HTML.length), BIG_HTML);
   });
 
   it('serverless: pre-function edits the request or ends it, post-function sees the response', async () => {
