@@ -150,7 +150,7 @@ export class CompiledConfs {
     graceMs: number,
   ): number | undefined {
     if (this.#releasable.size === 0) return undefined;
-    // Marking with a sweep number instead of collecting a Set: with 10,000 routes this is a third of the cost.
+    // A sweep number marks what is held: no Set to build and probe over 10,000 routes on every config change.
     const sweep = ++this.#sweeps;
     // Every chain of the table holds the global entries; they are not repeated in each chain's hold.
     for (const compiled of context.shared.globalReleasable) compiled.heldInSweep = sweep;
