@@ -115,7 +115,10 @@ describe('prometheus through the agent (system)', { timeout: 120_000 }, () => {
         throw new Error(`${(err as Error).message}\n--- scraped\n${text}`);
       });
       assert.match(text, /^# TYPE apisix_http_status counter$/m);
-      assert.match(text, /^apisix_http_status\{code="200",route="1",matched_uri="\/metered",matched_host="",service="",/m);
+      assert.match(
+        text,
+        /^apisix_http_status\{code="200",route="1",matched_uri="\/metered",matched_host="",service="",/m,
+      );
       assert.equal(sumSamples(text, 'apisix_http_latency_count', ['type="request"', 'route="1"']), sentOk);
       assert.ok(sumSamples(text, 'apisix_bandwidth', ['type="egress"', 'route="1"']) > 0);
       assert.ok(sumSamples(text, 'apisix_bandwidth', ['type="ingress"', 'route="1"']) > 0);
