@@ -599,7 +599,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     req.responsePhase = ResponsePhase.Head;
     req.responseHead = null;
     const balancer = req.upstream!.balancer;
-    if (balancer.end !== undefined) req.attemptStartedAt = Date.now();
+    // Timed for least_conn/ewma and for the log phase's $upstream_response_time.
+    if (balancer.end !== undefined || req.plugins !== null) req.attemptStartedAt = Date.now();
     balancer.begin?.(req.node!);
     if (conn.connected) this.sendHead(req, conn);
     else this.setDeadline(Deadline.Connect, req.route!.connectTimeoutMs);
@@ -874,6 +875,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private finishResponse(req: RequestState, conn: UpstreamConnection): void {
     req.responsePhase = ResponsePhase.Done;
     req.conn = null;
+    if (req.plugins !== null) req.upstreamDoneAt = Date.now();
     this.endAttempt(req, false);
     if (this.waitingClientDrain) {
       this.waitingClientDrain = false;

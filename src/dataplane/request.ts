@@ -82,7 +82,10 @@ export class RequestState {
   reused: boolean;
   /** Body bytes have been written upstream (a retry would lose them). */
   bodyStreamed: boolean;
+  /** When the current upstream attempt started (ms; set when a balancer or a plugin route needs it). */
   attemptStartedAt: number;
+  /** When the upstream response was complete (ms), on plugin routes; 0 before (or without plugins). */
+  upstreamDoneAt: number;
 
   responsePhase: ResponsePhase;
   responseKind: ResponseKind;
@@ -136,6 +139,7 @@ export class RequestState {
     this.reused = false;
     this.bodyStreamed = false;
     this.attemptStartedAt = now;
+    this.upstreamDoneAt = 0;
     this.responsePhase = ResponsePhase.Head;
     this.responseKind = ResponseKind.NoBody;
     this.responseRemaining = 0;

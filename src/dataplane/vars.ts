@@ -134,6 +134,9 @@ export function requestVar(req: RequestState, name: string): VarValue {
       return req.responseStatus === 0 ? undefined : String(req.responseStatus);
     case 'upstream_addr':
       return req.node?.address;
+    case 'upstream_response_time':
+      // Seconds with ms resolution, as nginx reports it; known once the upstream response is complete.
+      return req.upstreamDoneAt > 0 ? ((req.upstreamDoneAt - req.attemptStartedAt) / 1000).toFixed(3) : undefined;
     case 'request_length':
       return req.headEnd - req.headStart + req.bodyBytes;
     case 'bytes_sent':

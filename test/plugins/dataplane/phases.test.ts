@@ -115,6 +115,7 @@ interface LogRecord {
   consumer: unknown;
   bytes: number;
   latency: number;
+  upstreamTime: unknown;
 }
 const logged: LogRecord[] = [];
 
@@ -130,6 +131,7 @@ const logProbe: PluginModule<Conf> = {
       consumer: ctx.var('consumer_name'),
       bytes: (ctx as unknown as { bytesSent: number }).bytesSent,
       latency: Date.now() - ctx.startTime,
+      upstreamTime: ctx.var('upstream_response_time'),
     });
   },
 };
@@ -591,6 +593,12 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
       ],
     );
     for (const entry of logged) assert.ok(entry.bytes > 0 && entry.latency >= 0);
+    // $upstream_response_time: seconds with ms resolution when an upstream answered, absent otherwise.
+    assert.deepEqual(
+      logged.map((entry) => typeof entry.upstreamTime),
+      ['undefined', 'string', 'undefined', 'string', 'undefined'],
+    );
+    assert.match(String(logged[1].upstreamTime), /^\d+\.\d{3}$/);
   });
 
   it('passes a route without plugins through byte for byte', async () => {
