@@ -124,6 +124,47 @@ function pluginSettings(config: PalisadeConfig): PluginSettings {
   return { enabled: config.plugins.enabled, pluginDir: config.plugins.dir, serverless: config.plugins.serverless };
 }
 
+/** A forked child's start: settled once, by its ready message, a failure, or silence past the timeout. */
+interface StartHandshake {
+  readonly settled: boolean;
+  ready(): void;
+  /** Kill the child (its record marked draining: a failed start is not a crash to restart) and reject. */
+  fail(reason: string): void;
+}
+
+function startHandshake(
+  label: string,
+  record: { worker: Worker; state: ChildState },
+  resolve: () => void,
+  reject: (err: Error) => void,
+): StartHandshake {
+  let settled = false;
+  const handshake: StartHandshake = {
+    get settled() {
+      return settled;
+    },
+    ready() {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve();
+    },
+    fail(reason) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      record.state = 'draining';
+      record.worker.process.kill('SIGKILL');
+      reject(new Error(`${label} failed to start: ${reason}`));
+    },
+  };
+  const timer = setTimeout(
+    () => handshake.fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`),
+    CHILD_START_TIMEOUT_MS,
+  );
+  return handshake;
+}
+
 function workerSettings(
   config: PalisadeConfig,
   sharedDicts: SharedDictSetting[],
@@ -339,16 +380,7 @@ export class Primary {
     const settings = agentSettings(this.#config, this.#sharedDicts, this.#plugins.settings);
 
     return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const fail = (reason: string): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        record.state = 'draining'; // a failed start is not a crash to restart
-        worker.process.kill('SIGKILL');
-        reject(new Error(`agent failed to start: ${reason}`));
-      };
-      const timer = setTimeout(() => fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`), CHILD_START_TIMEOUT_MS);
+      const start = startHandshake('agent', record, () => resolve(), reject);
 
       worker.on('message', (raw: unknown) => {
         if (!isAgentMessage(raw)) return;
@@ -357,15 +389,11 @@ export class Primary {
           case 'agent-ready':
             record.healthChecks = message.healthChecks;
             if (record.state === 'starting') record.state = 'ready';
-            if (!settled) {
-              settled = true;
-              clearTimeout(timer);
-              resolve();
-            }
+            start.ready();
             this.#scheduleStatus();
             break;
           case 'start-failed':
-            fail(message.error);
+            start.fail(message.error);
             break;
           case 'source-snapshot':
             this.#distribute(this.#mirror.replace(message.snapshot));
@@ -395,7 +423,7 @@ export class Primary {
           query.reject(new Error('the agent exited before answering'));
           this.#healthQueries.delete(id);
         }
-        if (!settled) fail(`exited (code ${code}, signal ${signal})`);
+        if (!start.settled) start.fail(`exited (code ${code}, signal ${signal})`);
         else this.#onAgentExit(record, code, signal);
       });
       const snapshot = agentIsSource(this.#config) ? undefined : this.#mirror.snapshot();
@@ -483,16 +511,7 @@ export class Primary {
     this.#workers.set(worker.id, record);
 
     return new Promise<WorkerRecord>((resolve, reject) => {
-      let settled = false;
-      const fail = (reason: string): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        record.state = 'draining'; // a failed start is not a crash to respawn
-        worker.process.kill('SIGKILL');
-        reject(new Error(`data-plane worker failed to start: ${reason}`));
-      };
-      const timer = setTimeout(() => fail(`no answer within ${CHILD_START_TIMEOUT_MS} ms`), CHILD_START_TIMEOUT_MS);
+      const start = startHandshake('data-plane worker', record, () => resolve(record), reject);
       // The agent this worker's metrics went to, and whether one of its shipments found no agent.
       let metricsAgent: unknown;
       let metricsShipmentLost = false;
@@ -505,15 +524,11 @@ export class Primary {
             record.backend = message.backend;
             record.addresses = message.addresses.map((a) => formatAddress({ host: a.address, port: a.port }));
             if (record.state === 'starting') record.state = 'ready';
-            if (!settled) {
-              settled = true;
-              clearTimeout(timer);
-              resolve(record);
-            }
+            start.ready();
             this.#scheduleStatus();
             break;
           case 'start-failed':
-            fail(message.error);
+            start.fail(message.error);
             break;
           case 'applied':
             record.appliedVersion = message.version;
@@ -553,7 +568,7 @@ export class Primary {
       worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
         this.#forgetPluginsReloads(worker);
         this.#workers.delete(worker.id);
-        if (!settled) fail(`exited (code ${code}, signal ${signal})`);
+        if (!start.settled) start.fail(`exited (code ${code}, signal ${signal})`);
         else this.#onWorkerExit(record, code, signal);
       });
       this.#send(worker, { type: 'start', settings, snapshot: this.#mirror.snapshot() });
