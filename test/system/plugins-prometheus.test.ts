@@ -120,6 +120,9 @@ describe('prometheus through the agent (system)', { timeout: 120_000 }, () => {
         /^apisix_http_status\{code="200",route="1",matched_uri="\/metered",matched_host="",service="",/m,
       );
       assert.equal(sumSamples(text, 'apisix_http_latency_count', ['type="request"', 'route="1"']), sentOk);
+      // APISIX's three latency types: the upstream's share comes from $upstream_response_time.
+      assert.equal(sumSamples(text, 'apisix_http_latency_count', ['type="upstream"', 'route="1"']), sentOk);
+      assert.equal(sumSamples(text, 'apisix_http_latency_count', ['type="apisix"', 'route="1"']), sentOk);
       assert.ok(sumSamples(text, 'apisix_bandwidth', ['type="egress"', 'route="1"']) > 0);
       assert.ok(sumSamples(text, 'apisix_bandwidth', ['type="ingress"', 'route="1"']) > 0);
       // No etcd, no config server to reach: the gauge is not shown (APISIX shows it only with etcd).
