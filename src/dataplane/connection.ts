@@ -39,9 +39,11 @@ import {
   HeaderList,
   type HeaderEdits,
   responseHeaderList,
+  responseHeadBound,
   responsePassesThrough,
   rewriteResponseHead,
   serializeResponseHead,
+  writeResponseHead,
 } from './head';
 import { BodyKind, RequestState, ResponseKind, ResponsePhase, type ClientEndpoint } from './request';
 import type { CompiledRoute, CompiledUpstream, RouteTable } from './route-table';
@@ -98,8 +100,14 @@ const LINGER_MS = 2000;
 const DRAIN_IDLE_GRACE_MS = 1000;
 /** A request body up to this size is read and dropped to keep the connection after an error answer. */
 const DISCARD_LIMIT = 64 * 1024;
-/** Body bytes up to this size are copied behind a rebuilt response head so both leave in one write. */
-const MERGED_WRITE_LIMIT = 16 * 1024;
+/**
+ * A rebuilt response head and the body bytes after it are put together here for
+ * one write, instead of in fresh buffers per response (whose off-heap memory
+ * drove extra GCs). Reused while writes leave at once; a queued write keeps it
+ * and the next response gets a new one.
+ */
+const RESPONSE_SCRATCH_SIZE = 32 * 1024;
+let responseScratch = Buffer.allocUnsafeSlow(RESPONSE_SCRATCH_SIZE);
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 /** A response body past this size is not held for body_filter: it streams through unfiltered. */
 const MAX_FILTERED_BODY = 8 * 1024 * 1024;
@@ -771,7 +779,13 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       this.forwardResponseBody(req, conn, buf, headEnd, start);
       return;
     }
-    const head = rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive, headEdits);
+    const head =
+      responseHeadBound(start, headEnd, headEdits) <= responseScratch.length
+        ? responseScratch.subarray(
+            0,
+            writeResponseHead(responseScratch, buf, start, headEnd, out, req.clientKeepAlive, headEdits),
+          )
+        : rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive, headEdits);
     if (plugins !== null) plugins.bytesSent += head.length;
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd, head);
   }
@@ -852,23 +866,29 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   }
 
   /**
-   * A rebuilt response head and the body bytes after it, in one write: small
-   * bodies are copied behind the head (one write costs less than a corked
-   * writev through the stream machinery), larger ones go out as a writev.
+   * A rebuilt response head and the body bytes after it, in one write when the
+   * head sits in the scratch buffer and the body fits behind it (one write costs
+   * less than a corked writev through the stream machinery); else a writev.
    */
   private writeHeadAndBody(head: Buffer, buf: Buffer, from: number, end: number): boolean {
     const length = end - from;
-    if (length <= 0) return this.socket.write(head);
-    if (length <= MERGED_WRITE_LIMIT) {
-      const merged = Buffer.allocUnsafe(head.length + length);
-      head.copy(merged, 0);
-      buf.copy(merged, head.length, from, end);
-      return this.socket.write(merged);
+    const scratch = responseScratch;
+    let ok: boolean;
+    if (head.buffer === scratch.buffer && head.length + length <= scratch.length) {
+      if (length > 0) buf.copy(scratch, head.length, from, end);
+      ok = this.socket.write(scratch.subarray(0, head.length + length));
+    } else if (length <= 0) {
+      ok = this.socket.write(head);
+    } else {
+      this.socket.cork();
+      this.socket.write(head);
+      ok = this.socket.write(buf.subarray(from, end));
+      this.socket.uncork();
     }
-    this.socket.cork();
-    this.socket.write(head);
-    const ok = this.socket.write(buf.subarray(from, end));
-    this.socket.uncork();
+    // A write still queued points into the scratch buffer: the next response needs another.
+    if (head.buffer === scratch.buffer && this.socket.writableLength > 0) {
+      responseScratch = Buffer.allocUnsafeSlow(RESPONSE_SCRATCH_SIZE);
+    }
     return ok;
   }
 

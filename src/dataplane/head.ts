@@ -302,13 +302,32 @@ export function rewriteResponseHead(
   keepAlive: boolean,
   edits: HeaderEdits | null = null,
 ): Buffer {
+  const head = Buffer.allocUnsafe(responseHeadBound(start, headEnd, edits));
+  return head.subarray(0, writeResponseHead(head, buf, start, headEnd, out, keepAlive, edits));
+}
+
+/** At most how many bytes rewriteResponseHead writes. */
+export function responseHeadBound(start: number, headEnd: number, edits: HeaderEdits | null): number {
+  // Edited lines are written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
+  return headEnd - start + CONNECTION_CLOSE.length + (edits === null ? 0 : edits.lines.length);
+}
+
+const CONNECTION_KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
+const CONNECTION_CLOSE = 'Connection: close\r\n\r\n';
+
+/** rewriteResponseHead into `target` (at least responseHeadBound bytes); returns the length written. */
+export function writeResponseHead(
+  target: Buffer,
+  buf: Buffer,
+  start: number,
+  headEnd: number,
+  out: Int32Array,
+  keepAlive: boolean,
+  edits: HeaderEdits | null,
+): number {
   const count = out[Out.HeaderCount];
   const hopTokens = (out[Out.Flags] & Flag.HopHeaders) !== 0 ? connectionTokens(buf, out) : null;
   const linesEnd = headEnd - terminatorLength(buf, headEnd);
-  const connection = keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
-  // Written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
-  const added = edits === null ? 0 : edits.lines.length;
-  const head = Buffer.allocUnsafe(headEnd - start + connection.length + added);
   // Kept lines are copied in runs: one copy per gap left by a removed header, not one per line.
   let pos = 0;
   let runStart = start;
@@ -321,13 +340,13 @@ export function rewriteResponseHead(
       (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) ||
       (edits !== null && edits.dropped.length > 0 && namedIn(buf, nameStart, nameEnd, edits.dropped));
     if (!removed) continue;
-    if (nameStart > runStart) pos += buf.copy(head, pos, runStart, nameStart);
+    if (nameStart > runStart) pos += buf.copy(target, pos, runStart, nameStart);
     runStart = lineEnd(buf, out, i, count, headEnd);
   }
-  if (linesEnd > runStart) pos += buf.copy(head, pos, runStart, linesEnd);
-  if (added > 0) pos += head.write(edits!.lines, pos, 'latin1');
-  pos += head.write(connection, pos, 'latin1');
-  return head.subarray(0, pos);
+  if (linesEnd > runStart) pos += buf.copy(target, pos, runStart, linesEnd);
+  if (edits !== null && edits.lines.length > 0) pos += target.write(edits.lines, pos, 'latin1');
+  pos += target.write(keepAlive ? CONNECTION_KEEP_ALIVE : CONNECTION_CLOSE, pos, 'latin1');
+  return pos;
 }
 
 /**

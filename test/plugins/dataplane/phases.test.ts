@@ -6,6 +6,8 @@
 // upstream's response bytes through unchanged.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -378,6 +380,40 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     assert.equal(allowed.headers['x-checked-by'], 'denier', 'a header set in access reaches a proxied answer');
     assert.equal(JSON.parse(allowed.body.toString()).url, '/deny');
     client.close();
+  });
+
+  it('keeps every edited response intact when the client stops reading and writes queue up', async () => {
+    const count = 1500;
+    const socket = net.connect(gateway.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.pause();
+    let requests = '';
+    for (let i = 0; i < count; i++) requests += `GET /deny?n=${i}&pad=${'p'.repeat(4000)} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    socket.write(requests);
+    await sleep(300); // the gateway's writes to us queue while we do not read
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.resume();
+    let parsed = 0;
+    let offset = 0;
+    await eventually(() => {
+      const all = Buffer.concat(chunks);
+      for (;;) {
+        const headEnd = all.indexOf('\r\n\r\n', offset);
+        if (headEnd < 0) break;
+        const head = all.toString('latin1', offset, headEnd);
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+        if (all.length < headEnd + 4 + length) break;
+        const body = JSON.parse(all.toString('utf8', headEnd + 4, headEnd + 4 + length)) as { url: string };
+        assert.match(head, /^HTTP\/1\.1 200 /);
+        assert.match(head, /\r\nX-Checked-By: denier\r\n/);
+        assert.ok(body.url.startsWith(`/deny?n=${parsed}&`), `response ${parsed} answers ${body.url.slice(0, 20)}`);
+        parsed++;
+        offset = headEnd + 4 + length;
+      }
+      return parsed === count;
+    }, 20_000);
+    socket.destroy();
   });
 
   it('sends the request upstream with the plugins edits: uri, method, host and headers', async () => {
