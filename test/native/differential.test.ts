@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { loadBackend, type BackendName, type NativeBackend } from '../../src/native';
 import { CHUNK_STATE_SIZE, Method, OUT_SIZE } from '../../src/native/layout';
 import { addonPath, sharedLibraryPath } from '../../src/native/paths';
+import { seededIntegers } from '../helpers/random';
 
 const SEED = 0x5eed1234;
 const REQUEST_CASES = 20000;
@@ -16,18 +17,6 @@ const RESPONSE_CASES = 10000;
 const CHUNKED_CASES = 10000;
 // Slots no backend wrote keep this value, so "not written" is compared too.
 const UNWRITTEN = 0x5a5a5a5a;
-
-/** mulberry32: small, fast, and the same sequence on every run for a seed. */
-function createRandom(seed: number): (limit: number) => number {
-  let a = seed >>> 0;
-  return (limit: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) % limit) >>> 0;
-  };
-}
 
 const requestSeeds = [
   'GET / HTTP/1.1\r\nHost: example.com\r\n\r\n',
@@ -146,7 +135,7 @@ const skip = available.length < 2 ? `needs two backends; missing ${missing.join(
 
 describe('parser backends agree on mutated input', { skip }, () => {
   it(`agrees on ${REQUEST_CASES} mutated request heads`, () => {
-    const random = createRandom(SEED);
+    const random = seededIntegers(SEED);
     const ip = Buffer.from([127, 0, 0, 1]);
     const outs = available.map(() => new Int32Array(OUT_SIZE));
     for (let n = 0; n < REQUEST_CASES; n++) {
@@ -166,7 +155,7 @@ describe('parser backends agree on mutated input', { skip }, () => {
   });
 
   it(`agrees on ${RESPONSE_CASES} mutated response heads`, () => {
-    const random = createRandom(SEED + 1);
+    const random = seededIntegers(SEED + 1);
     const methods = [Method.GET, Method.HEAD, Method.POST, Method.Other];
     const outs = available.map(() => new Int32Array(OUT_SIZE));
     for (let n = 0; n < RESPONSE_CASES; n++) {
@@ -186,7 +175,7 @@ describe('parser backends agree on mutated input', { skip }, () => {
   });
 
   it(`agrees on ${CHUNKED_CASES} mutated chunked bodies scanned in pieces`, () => {
-    const random = createRandom(SEED + 2);
+    const random = seededIntegers(SEED + 2);
     const states = available.map(() => new Int32Array(CHUNK_STATE_SIZE));
     for (let n = 0; n < CHUNKED_CASES; n++) {
       const input = mutate(Buffer.from(chunkedSeeds[random(chunkedSeeds.length)], 'latin1'), random);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { loadBackend, type BackendName, type NativeBackend } from '../../src/native';
 import { OUT_SIZE, Out, normalisedPath } from '../../src/native/layout';
 import { addonPath, sharedLibraryPath } from '../../src/native/paths';
+import { seededIntegers } from '../helpers/random';
 
 const RANDOM_TARGETS = 2000;
 const nginxMissing = spawnSync('nginx', ['-v']).error !== undefined ? 'nginx is not installed' : false;
@@ -60,18 +61,6 @@ async function waitForSocket(socketPath: string, deadline: number): Promise<void
     if (Date.now() > deadline) throw new Error('nginx did not start');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** mulberry32, as in differential.test.ts. */
-function createRandom(seed: number): (limit: number) => number {
-  let a = seed >>> 0;
-  return (limit: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) % limit) >>> 0;
-  };
 }
 
 const pieces = [
@@ -140,7 +129,7 @@ describe('$uri is the $uri of a real nginx', { skip: nginxMissing }, () => {
   it(`agrees on the tricky paths and ${RANDOM_TARGETS} random ones`, async () => {
     const targets = ['/%61dmin', '//admin', '/./admin', '/x/../admin', '/..', '/a/b/..', '/a/.', '/admin#x'];
     targets.push('/%2e%2e', '/a%2f%2fb', '/.%2e/', '/%', '/%2541', 'http://h/%61dmin', 'http://h//a/./b?x=/../');
-    const random = createRandom(0x9e11);
+    const random = seededIntegers(0x9e11);
     for (let n = 0; n < RANDOM_TARGETS; n++) {
       let target = '/';
       const count = 1 + random(10);

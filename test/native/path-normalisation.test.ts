@@ -10,6 +10,7 @@ import { loadBackend, type BackendName, type NativeBackend } from '../../src/nat
 import { OUT_SIZE, Out, ParseError, URI_CAPACITY, normalisedPath } from '../../src/native/layout';
 import { addonPath, sharedLibraryPath } from '../../src/native/paths';
 import { referenceUri } from './uri-model';
+import { seededIntegers } from '../helpers/random';
 
 const RANDOM_CASES = 20000;
 const UNWRITTEN = 0x5a5a5a5a;
@@ -144,18 +145,6 @@ for (const backend of available) {
   });
 }
 
-/** mulberry32, as in differential.test.ts. */
-function createRandom(seed: number): (limit: number) => number {
-  let a = seed >>> 0;
-  return (limit: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) % limit) >>> 0;
-  };
-}
-
 // The pieces nginx's state machine decides on, and a few plain ones.
 const pieces = [
   '/',
@@ -189,7 +178,7 @@ const pieces = [
 
 describe('$uri on random paths', { skip: available.length < 2 ? 'needs two backends' : false }, () => {
   it(`every backend agrees with the reference model and with each other on ${RANDOM_CASES} paths`, () => {
-    const random = createRandom(0x7a7b);
+    const random = seededIntegers(0x7a7b);
     const outs = available.map(() => new Int32Array(OUT_SIZE));
     let normalised = 0;
     let refused = 0;

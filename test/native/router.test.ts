@@ -21,6 +21,7 @@ import {
 } from '../../src/native/router-spec';
 import type { RouteMatchSpec } from '../../src/native/router-spec';
 import { referenceUri } from './uri-model';
+import { seededRandom } from '../helpers/random';
 
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BUILD_FILES: Record<BackendName, string | undefined> = { ffi: sharedLibraryPath, napi: addonPath, js: undefined };
@@ -161,18 +162,6 @@ function referenceCandidates(routes: readonly RouteMatchSpec[], request: Request
 function compareKeys(a: number[], b: number[]): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return 0;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---- the suite, once per backend ----
@@ -451,7 +440,7 @@ describe('router backends agree with each other and with the reference model', (
 
   it('gives identical candidate lists on random tables and requests', () => {
     const backends = available.map((name) => loadBackend(name));
-    const random = prng(0x5eed);
+    const random = seededRandom(0x5eed);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
     const segments = ['a', 'b', 'ab', 'user', '42', 'x.y', ':id', ':n', '*rest', '*'];
     const pathSegments = ['a', 'b', 'ab', 'user', '42', 'x.y', '', 'A'];
@@ -501,7 +490,7 @@ describe('router backends agree with each other and with the reference model', (
 
   it('accepts and rejects the same corrupted specs, and matches them alike', () => {
     const backends = available.map((name) => loadBackend(name));
-    const random = prng(0xc0ffee);
+    const random = seededRandom(0xc0ffee);
     const good = encodeRouterSpec([
       route({ uris: ['/a/:b/*c', '/x*', '/e'], hosts: ['h.com', '*.com'], remoteAddrs: ['10.0.0.0/8', '::1'] }),
       route({ uris: ['/a/b/:c/d', '/'], methods: ['GET'], priority: 3 }),

@@ -17,6 +17,7 @@ import type { BackendName, NativeBackend } from '../../src/native';
 import { SHDICT_MAX_KEY, SHDICT_OUT_SIZE, ShdictStatus } from '../../src/native/layout';
 import { addonPath, sharedLibraryPath } from '../../src/native/paths';
 import { openSharedDict, parseDictSize, SharedDict, sharedDictPath } from '../../src/native/shdict';
+import { seededRandom } from '../helpers/random';
 
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BUILD_FILES: Record<BackendName, string | undefined> = { ffi: sharedLibraryPath, napi: addonPath, js: undefined };
@@ -105,17 +106,6 @@ function startChild(job: ChildJob): RunningChild {
   };
 }
 
-/** A small deterministic generator (mulberry32), so every backend sees the same calls. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Run 20,000 seeded calls and record every status and output. The dictionary
  * (16 MiB) never fills: C's buddy blocks can fragment where the js mirror only
@@ -124,7 +114,7 @@ function random(seed: number): () => number {
  * the clock never decides a result; a remaining TTL is recorded as "set or not".
  */
 function randomTrace(backend: NativeBackend, file: string): unknown[] {
-  const next = random(20240601);
+  const next = seededRandom(20240601);
   const pick = (n: number) => Math.floor(next() * n);
   const dict = backend.shdictOpen(Buffer.from(file), 16 << 20, 1);
   assert.ok(dict >= 0, `open returned ${dict}`);
