@@ -108,6 +108,8 @@ const DISCARD_LIMIT = 64 * 1024;
  */
 const RESPONSE_SCRATCH_SIZE = 32 * 1024;
 let responseScratch = Buffer.allocUnsafeSlow(RESPONSE_SCRATCH_SIZE);
+/** The head onResponseHead composed at the start of responseScratch, until writeHeadAndBody sends it. */
+let scratchHead: Buffer | null = null;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 /** A response body past this size is not held for body_filter: it streams through unfiltered. */
 const MAX_FILTERED_BODY = 8 * 1024 * 1024;
@@ -779,13 +781,13 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       this.forwardResponseBody(req, conn, buf, headEnd, start);
       return;
     }
-    const head =
-      responseHeadBound(start, headEnd, headEdits) <= responseScratch.length
-        ? responseScratch.subarray(
-            0,
-            writeResponseHead(responseScratch, buf, start, headEnd, out, req.clientKeepAlive, headEdits),
-          )
-        : rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive, headEdits);
+    let head: Buffer;
+    if (responseHeadBound(start, headEnd, headEdits) <= responseScratch.length) {
+      const length = writeResponseHead(responseScratch, buf, start, headEnd, out, req.clientKeepAlive, headEdits);
+      head = scratchHead = responseScratch.subarray(0, length);
+    } else {
+      head = rewriteResponseHead(buf, start, headEnd, out, req.clientKeepAlive, headEdits);
+    }
     if (plugins !== null) plugins.bytesSent += head.length;
     this.forwardResponseBody(req, conn, buf, headEnd, headEnd, head);
   }
@@ -873,8 +875,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private writeHeadAndBody(head: Buffer, buf: Buffer, from: number, end: number): boolean {
     const length = end - from;
     const scratch = responseScratch;
+    // Identity, not head.buffer: reading a view's ArrayBuffer costs more than the whole comparison should.
+    const inScratch = head === scratchHead;
+    scratchHead = null;
     let ok: boolean;
-    if (head.buffer === scratch.buffer && head.length + length <= scratch.length) {
+    if (inScratch && head.length + length <= scratch.length) {
       if (length > 0) buf.copy(scratch, head.length, from, end);
       ok = this.socket.write(scratch.subarray(0, head.length + length));
     } else if (length <= 0) {
@@ -886,7 +891,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       this.socket.uncork();
     }
     // A write still queued points into the scratch buffer: the next response needs another.
-    if (head.buffer === scratch.buffer && this.socket.writableLength > 0) {
+    if (inScratch && this.socket.writableLength > 0) {
       responseScratch = Buffer.allocUnsafeSlow(RESPONSE_SCRATCH_SIZE);
     }
     return ok;
