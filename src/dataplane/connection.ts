@@ -1346,23 +1346,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     body: Buffer | undefined,
     isExit: boolean,
   ): void {
-    let filtered: void | Promise<void>;
-    try {
-      filtered = runHeaderFilters(plugins);
-    } catch (err) {
-      this.wholeResponseFailed(req, err);
-      return;
-    }
-    if (!isPromise<void>(filtered)) {
-      this.filterWholeBody(req, plugins, reason, body, isExit);
-      return;
-    }
-    this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
-    filtered.then(
-      () => {
-        if (this.request === req && !this.ending) this.filterWholeBody(req, plugins, reason, body, isExit);
-      },
-      (err: unknown) => this.wholeResponseFailed(req, err),
+    this.wholeResponseStep(
+      req,
+      () => runHeaderFilters(plugins),
+      () => this.filterWholeBody(req, plugins, reason, body, isExit),
     );
   }
 
@@ -1377,21 +1364,34 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       this.writeWholeResponse(req, plugins, reason, body, isExit);
       return;
     }
-    let filtered: Buffer | Promise<Buffer>;
+    this.wholeResponseStep(
+      req,
+      () => runBodyFilters(plugins, body),
+      (filtered) => this.writeWholeResponse(req, plugins, reason, filtered, isExit),
+    );
+  }
+
+  /**
+   * One filter step over a response held whole: `next` with its result now, or
+   * once its promise settles (under the Plugins deadline) if the request is still
+   * ours; a throw or a rejection answers 500.
+   */
+  private wholeResponseStep<T>(req: RequestState, step: () => T | Promise<T>, next: (result: T) => void): void {
+    let result: T | Promise<T>;
     try {
-      filtered = runBodyFilters(plugins, body);
+      result = step();
     } catch (err) {
       this.wholeResponseFailed(req, err);
       return;
     }
-    if (!isPromise<Buffer>(filtered)) {
-      this.writeWholeResponse(req, plugins, reason, filtered, isExit);
+    if (!isPromise<T>(result)) {
+      next(result);
       return;
     }
     this.setDeadline(Deadline.Plugins, req.route!.readTimeoutMs);
-    filtered.then(
-      (result) => {
-        if (this.request === req && !this.ending) this.writeWholeResponse(req, plugins, reason, result, isExit);
+    result.then(
+      (settled) => {
+        if (this.request === req && !this.ending) next(settled);
       },
       (err: unknown) => this.wholeResponseFailed(req, err),
     );
