@@ -78,8 +78,9 @@ function compute(req: RequestState, name: string): VarValue {
     case 'request_uri': {
       // APISIX replaces request_uri with the normalised uri plus the query before any plugin
       // runs, so rules on it (uri-blocker) cannot be dodged with escapes or dot segments.
+      const path = requestVar(req, 'uri') as string; // through the cache: plugins often read both
       const query = queryString(req);
-      return query === undefined ? uri(req) : `${uri(req)}?${query}`;
+      return query === undefined ? path : `${path}?${query}`;
     }
     case 'real_request_uri':
       // The raw target as the client sent it (and as it goes upstream).
