@@ -179,6 +179,11 @@ static int64_t expiry_for(double ttl_ms, int64_t now) {
   return now + (int64_t)ceil(ttl_ms);
 }
 
+/* The inverse, for out[TTL]: ms left until an absolute expiry (0 = never expires). */
+static double remaining_ms(int64_t expires_ms, int64_t now) {
+  return expires_ms == 0 ? 0 : (double)(expires_ms - now);
+}
+
 /*
  * `dirty` marks a structural change in progress. A compiler barrier is enough
  * to order it against the change: another process only looks at it after the
@@ -582,7 +587,7 @@ static void write_info(entry_t *e, int64_t now, double *out) {
   out[PAL_SHDICT_OUT_TYPE] = e->type;
   out[PAL_SHDICT_OUT_LENGTH] = e->value_len;
   out[PAL_SHDICT_OUT_FLAGS] = e->flags;
-  out[PAL_SHDICT_OUT_TTL] = e->expires_ms == 0 ? 0 : (double)(e->expires_ms - now);
+  out[PAL_SHDICT_OUT_TTL] = remaining_ms(e->expires_ms, now);
   if (e->type == PAL_SHDICT_T_NUMBER) {
     double number;
     memcpy(&number, entry_value(e), sizeof(number));
@@ -709,7 +714,7 @@ PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t ke
       lru_touch(d, off);
       end_change(d->header);
       out[PAL_SHDICT_OUT_NUMBER] = number;
-      out[PAL_SHDICT_OUT_TTL] = e->expires_ms == 0 ? 0 : (double)(e->expires_ms - now);
+      out[PAL_SHDICT_OUT_TTL] = remaining_ms(e->expires_ms, now);
     }
   } else if (!has_init) {
     rc = PAL_SHDICT_E_NOT_FOUND;
@@ -727,7 +732,7 @@ PAL_EXPORT int32_t pal_shdict_incr(int32_t dict, const uint8_t *key, uint32_t ke
     } else {
       rc = forcible ? PAL_SHDICT_STORED_FORCIBLY : 0;
       out[PAL_SHDICT_OUT_NUMBER] = number;
-      out[PAL_SHDICT_OUT_TTL] = expires == 0 ? 0 : (double)(expires - now);
+      out[PAL_SHDICT_OUT_TTL] = remaining_ms(expires, now);
     }
     end_change(d->header);
   }
@@ -790,7 +795,7 @@ PAL_EXPORT int32_t pal_shdict_ttl(int32_t dict, const uint8_t *key, uint32_t key
     rc = PAL_SHDICT_E_NOT_FOUND;
   } else {
     entry_t *e = entry_at(d, off);
-    out[PAL_SHDICT_OUT_TTL] = e->expires_ms == 0 ? 0 : (double)(e->expires_ms - now);
+    out[PAL_SHDICT_OUT_TTL] = remaining_ms(e->expires_ms, now);
   }
   unlock_dict(d);
   return rc;

@@ -81,6 +81,11 @@ function expiryFor(ttlMs: number, now: number): number {
   return ttlMs === 0 ? 0 : now + Math.ceil(ttlMs);
 }
 
+/** The inverse, for out[Ttl]: ms left until an absolute expiry (0 = never expires). */
+function remainingMs(expiresMs: number, now: number): number {
+  return expiresMs === 0 ? 0 : expiresMs - now;
+}
+
 function isExpired(entry: Entry, now: number): boolean {
   return entry.expiresMs !== 0 && entry.expiresMs <= now;
 }
@@ -136,7 +141,7 @@ function writeInfo(entry: Entry, now: number, out: Float64Array): void {
   out[ShdictOut.Type] = entry.type;
   out[ShdictOut.Length] = entry.bytes === undefined ? 8 : entry.bytes.length;
   out[ShdictOut.Flags] = entry.flags;
-  out[ShdictOut.Ttl] = entry.expiresMs === 0 ? 0 : entry.expiresMs - now;
+  out[ShdictOut.Ttl] = remainingMs(entry.expiresMs, now);
   out[ShdictOut.Number] = entry.type === ShdictValueType.Number ? entry.number : 0;
 }
 
@@ -268,7 +273,7 @@ export function shdictIncr(
     existing.number += delta;
     touch(target, name, existing);
     out[ShdictOut.Number] = existing.number;
-    out[ShdictOut.Ttl] = existing.expiresMs === 0 ? 0 : existing.expiresMs - now;
+    out[ShdictOut.Ttl] = remainingMs(existing.expiresMs, now);
     return ShdictStatus.Ok;
   }
   if (hasInit === 0) return ShdictStatus.NotFound;
@@ -278,7 +283,7 @@ export function shdictIncr(
   const entry: Entry = { type: ShdictValueType.Number, bytes: undefined, number, flags: 0, expiresMs, cost };
   const status = insert(target, name, entry, now);
   out[ShdictOut.Number] = number;
-  out[ShdictOut.Ttl] = expiresMs === 0 ? 0 : expiresMs - now;
+  out[ShdictOut.Ttl] = remainingMs(expiresMs, now);
   return status;
 }
 
@@ -316,7 +321,7 @@ export function shdictTtl(dict: number, key: Buffer, keyLen: number, out: Float6
   const now = nowMs();
   const existing = find(target, key.toString('latin1', 0, keyLen), now);
   if (existing === undefined) return ShdictStatus.NotFound;
-  out[ShdictOut.Ttl] = existing.expiresMs === 0 ? 0 : existing.expiresMs - now;
+  out[ShdictOut.Ttl] = remainingMs(existing.expiresMs, now);
   return ShdictStatus.Ok;
 }
 
