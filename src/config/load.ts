@@ -13,7 +13,7 @@ import type { BackendName } from '../native/backend';
 import { packageRoot } from '../native/paths';
 import { SHDICT_MAX_CAPACITY, SHDICT_MIN_CAPACITY } from '../native/layout';
 import { parseDictSize } from '../native/shdict';
-import { parseOffloadAttr, type OffloadPoolOptions } from '../plugins/offload';
+import { OffloadSettingError, parseOffloadAttr, type OffloadPoolOptions } from '../plugins/offload';
 import * as defaults from './defaults';
 import {
   ConfigFieldError,
@@ -371,11 +371,8 @@ function parseOffload(pluginAttr: unknown): OffloadPoolOptions {
   try {
     return parseOffloadAttr(given);
   } catch (err) {
-    const message = (err as Error).message;
-    const colon = message.indexOf(': ');
-    // parseOffloadAttr names the field first ("plugin_attr.offload.threads: ...").
-    if (colon > 0) throw new ConfigFieldError(message.slice(0, colon), message.slice(colon + 2));
-    throw new ConfigFieldError('plugin_attr.offload', message);
+    if (err instanceof OffloadSettingError) throw new ConfigFieldError(err.field, err.reason);
+    throw err;
   }
 }
 

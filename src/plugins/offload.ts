@@ -75,9 +75,21 @@ function byteLengthOf(transfer: readonly ArrayBuffer[]): number {
   return bytes;
 }
 
+/** A bad `plugin_attr.offload` value: `field` is its path in config.yaml, `reason` what is wrong. */
+export class OffloadSettingError extends Error {
+  readonly field: string;
+  readonly reason: string;
+
+  constructor(field: string, reason: string) {
+    super(`${field}: ${reason}`);
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
 function integerIn(value: unknown, min: number, max: number, key: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`plugin_attr.offload.${key}: must be an integer from ${min} to ${max}`);
+    throw new OffloadSettingError(`plugin_attr.offload.${key}`, `must be an integer from ${min} to ${max}`);
   }
   return value;
 }
@@ -89,12 +101,16 @@ function integerIn(value: unknown, min: number, max: number, key: string): numbe
  */
 export function parseOffloadAttr(raw: unknown): OffloadPoolOptions {
   if (raw === undefined || raw === null) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('plugin_attr.offload: must be a mapping');
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new OffloadSettingError('plugin_attr.offload', 'must be a mapping');
   const attr = raw as Record<string, unknown>;
   const options: OffloadPoolOptions = {};
   for (const key of Object.keys(attr)) {
     if (!['threads', 'max_queue', 'max_queued_bytes', 'nice'].includes(key)) {
-      throw new Error(`plugin_attr.offload.${key}: unknown key (threads, max_queue, max_queued_bytes, nice)`);
+      throw new OffloadSettingError(
+        `plugin_attr.offload.${key}`,
+        'unknown key (threads, max_queue, max_queued_bytes, nice)',
+      );
     }
   }
   if (attr.threads !== undefined) options.size = integerIn(attr.threads, 1, 64, 'threads');
