@@ -9,6 +9,11 @@
 // before the route's in every phase, as APISIX runs them; a plugin configured
 // in two global rules runs in neither (APISIX logs and drops it).
 //
+// An entry is listed under the phases its module defines, narrowed by the
+// module's phases(compiled) when it has one: a configuration that does not
+// need a response phase (a logger without include_resp_body) keeps the
+// route's streamed pass-through response.
+//
 // `_meta`: `disable` leaves the entry out, `priority` replaces the module's
 // priority for ordering, `filter` is a vars expression evaluated on ctx.var,
 // `error_response` replaces the body of an exit (the runner applies it).
@@ -78,6 +83,8 @@ interface CompiledConf {
   readonly raw: RawConf;
   readonly metadata: Readonly<Record<string, unknown>> | undefined;
   readonly conf: unknown;
+  /** What the plugin's phases() said of `conf`; undefined: every phase the module defines. */
+  readonly phases: readonly Phase[] | undefined;
   /** The last sweep (CompiledConfs.releaseUnused) that found a current chain holding it. */
   heldInSweep: number;
   /** When it may be released (ms since the epoch): Infinity while held. */
@@ -388,8 +395,29 @@ function compiledConf(
       return { error: `compile failed: ${(compileErr as Error).message}` };
     }
   }
+  let phases: readonly Phase[] | undefined;
+  if (plugin.phases !== undefined) {
+    try {
+      phases = Object.freeze([...plugin.phases(compiled)]);
+    } catch (phasesErr) {
+      try {
+        plugin.release?.(compiled);
+      } catch {
+        // The configuration is refused either way; its phases() error is the one to report.
+      }
+      return { error: `phases failed: ${(phasesErr as Error).message}` };
+    }
+  }
   // A fresh configuration counts as held until a sweep finds otherwise.
-  const entry: CompiledConf = { plugin, raw, metadata, conf: compiled, heldInSweep: 0, releaseAfter: Infinity };
+  const entry: CompiledConf = {
+    plugin,
+    raw,
+    metadata,
+    conf: compiled,
+    phases,
+    heldInSweep: 0,
+    releaseAfter: Infinity,
+  };
   shared.compiled.add(entry);
   return { compiled: entry };
 }
@@ -442,7 +470,7 @@ function compileEntry(
   }
   const errorResponse = meta?.error_response as PluginExit['body'] | undefined;
   const compiled = 'compiled' in result ? result.compiled : undefined;
-  const entry: ChainEntry = { plugin, conf: compiled?.conf, filter, errorResponse };
+  const entry: ChainEntry = { plugin, conf: compiled?.conf, filter, errorResponse, phases: compiled?.phases };
   const priority = typeof meta?.priority === 'number' ? meta.priority : plugin.priority;
   return { entry, priority, name, releasable: plugin.release !== undefined ? compiled : undefined };
 }
@@ -471,12 +499,17 @@ function entriesOf(
 
 // ---- chains ----
 
+/** Whether `entry` runs in `phase`: its module defines the phase and its configuration did not leave it out. */
+function runsIn(entry: ChainEntry, phase: Phase): boolean {
+  return entry.plugin[phase] !== undefined && (entry.phases === undefined || entry.phases.includes(phase));
+}
+
 function phaseList(entries: readonly ChainEntry[], phase: Phase): ChainEntry[] {
-  return entries.filter((entry) => entry.plugin[phase] !== undefined);
+  return entries.filter((entry) => runsIn(entry, phase));
 }
 
 function hasResponsePhase(entries: readonly ChainEntry[]): boolean {
-  return entries.some((entry) => entry.plugin.header_filter !== undefined || entry.plugin.body_filter !== undefined);
+  return entries.some((entry) => runsIn(entry, 'header_filter') || runsIn(entry, 'body_filter'));
 }
 
 /** The route's plugins before any consumer: service < plugin_config < route. */

@@ -134,6 +134,14 @@ export interface PluginModule<C = unknown> {
   compile?(conf: unknown, env: PluginEnv): C;
   /** Release what compile() opened, when a config version is retired. */
   release?(compiled: C): void;
+  /**
+   * The phases this compiled configuration runs in, out of those the module
+   * defines; without it, all of them. Asked once per compiled configuration, so
+   * a phase a configuration does not need costs its routes nothing: a logger
+   * without include_resp_body leaves body_filter out and its routes keep the
+   * streamed pass-through response.
+   */
+  phases?(compiled: C): readonly Phase[];
 
   readonly rewrite?: PhaseFunction<C>;
   readonly access?: PhaseFunction<C>;
@@ -164,6 +172,8 @@ export interface ChainEntry {
   readonly filter: ((ctx: PluginContext) => boolean) | null;
   /** `_meta.error_response`: replaces the body of an exit this plugin returns. */
   readonly errorResponse: PluginExit['body'] | undefined;
+  /** The phases this entry runs in (PluginModule.phases); undefined: every phase its module defines. */
+  readonly phases?: readonly Phase[];
 }
 
 /**
