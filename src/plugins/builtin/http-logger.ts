@@ -116,9 +116,18 @@ const httpLogger: PluginModule<CompiledHttpLogger> = {
     };
   },
 
+  // access only with include_req_body, body_filter only with include_resp_body: a plain logger
+  // route neither waits for the request body nor holds the response.
+  phases(compiled) {
+    return compiled.entries.phases;
+  },
+
   access(compiled, ctx) {
-    // Only a configuration with include_req_body waits for the body.
-    if (compiled.entries.capturesRequestBody) return compiled.entries.captureRequestBody(ctx, NAME);
+    return compiled.entries.captureRequestBody(ctx, NAME);
+  },
+
+  body_filter(compiled, ctx, body) {
+    compiled.entries.captureResponseBody(ctx, NAME, body);
     return undefined;
   },
 

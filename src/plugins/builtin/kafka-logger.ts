@@ -220,8 +220,21 @@ const kafkaLogger: PluginModule<CompiledKafkaLogger> = {
     };
   },
 
+  // access only with include_req_body, body_filter only with include_resp_body: a plain logger
+  // route neither waits for the request body nor holds the response.
+  phases(compiled) {
+    // meta_format origin sends the request as text: a response body has no place in it.
+    if (compiled.conf.meta_format === 'origin')
+      return compiled.entries.phases.filter((phase) => phase !== 'body_filter');
+    return compiled.entries.phases;
+  },
+
   access(compiled, ctx) {
-    if (compiled.entries.capturesRequestBody) return compiled.entries.captureRequestBody(ctx, NAME);
+    return compiled.entries.captureRequestBody(ctx, NAME);
+  },
+
+  body_filter(compiled, ctx, body) {
+    compiled.entries.captureResponseBody(ctx, NAME, body);
     return undefined;
   },
 

@@ -4,13 +4,26 @@
 //   { "host": "$host", "client_ip": "$remote_addr", "team": "edge" }
 //
 // `log_format` comes from the plugin's configuration, else from its plugin
-// metadata. The request body is captured in the access phase when
-// `include_req_body` (and `include_req_body_expr`, when given) asks for it.
+// metadata.
+//
+// Bodies, only when the configuration asks (the loggers' phases() leave the
+// phases out otherwise, so a plain logger route costs no body handling):
+// - `include_req_body` (+ `include_req_body_expr`, evaluated when the body is
+//   read, in access): the request body, up to `max_req_body_bytes`, as
+//   `request.body`. A larger body is not read for the log (readBody() refuses
+//   it): the entry says `request.body_truncated: true` and has no body.
+// - `include_resp_body` (+ `include_resp_body_expr`, evaluated in body_filter,
+//   when the status and response headers are known): the response body as the
+//   client receives it, cut to `max_resp_body_bytes` (default 512 KiB, at a
+//   UTF-8 character boundary), as `response.body`; a cut one also has
+//   `response.body_truncated: true`. The data plane holds the response whole
+//   for body_filter (up to its 8 MiB hold); a larger response streams through
+//   and its entry has no body.
 
 import { hostname } from 'node:os';
 
 import { compileExpr, type CompiledExpr } from '../../core/expr';
-import type { JsonSchema, PluginContext } from '../types';
+import type { JsonSchema, Phase, PluginContext } from '../types';
 
 const PALISADE_VERSION = '0.1.0';
 // os.hostname() is a system call: once per process.
@@ -22,6 +35,9 @@ export interface LogEntryConf {
   readonly include_req_body?: boolean;
   readonly include_req_body_expr?: readonly unknown[];
   readonly max_req_body_bytes?: number;
+  readonly include_resp_body?: boolean;
+  readonly include_resp_body_expr?: readonly unknown[];
+  readonly max_resp_body_bytes?: number;
 }
 
 export const logEntrySchemaProperties: Readonly<Record<string, JsonSchema>> = {
@@ -41,9 +57,7 @@ export const logMetadataSchema: JsonSchema = {
 };
 
 /** The `check()` part shared by the loggers: the vars expressions compile. */
-export function checkLogEntryConf(
-  conf: LogEntryConf & { include_resp_body_expr?: readonly unknown[] },
-): string | undefined {
+export function checkLogEntryConf(conf: LogEntryConf): string | undefined {
   for (const field of ['include_req_body_expr', 'include_resp_body_expr'] as const) {
     const expr = conf[field];
     if (expr === undefined) continue;
@@ -61,13 +75,52 @@ type FormatField = readonly [key: string, variable: string | undefined, literal:
 export interface LogEntryBuilder {
   /** True when the access phase has to read the request body for the entry. */
   readonly capturesRequestBody: boolean;
+  /** True when body_filter has to see the response body for the entry. */
+  readonly capturesResponseBody: boolean;
+  /** The logger phases this configuration needs (a logger's phases()): access and body_filter only for bodies. */
+  readonly phases: readonly Phase[];
   /** Access phase: read and keep the request body when the configuration asks for it. */
   captureRequestBody(ctx: PluginContext, plugin: string): Promise<void>;
+  /** body_filter: keep (the start of) the response body when the configuration asks for it. */
+  captureResponseBody(ctx: PluginContext, plugin: string, body: Buffer): void;
   /** Log phase: the entry for this request. */
   build(ctx: PluginContext, plugin: string): Record<string, unknown>;
 }
 
+/** Scratch keys (ctx.scratch(plugin)) of the captured bodies. */
 const REQUEST_BODY = 'requestBody';
+const REQUEST_BODY_TRUNCATED = 'requestBodyTruncated';
+const RESPONSE_BODY = 'responseBody';
+const RESPONSE_BODY_TRUNCATED = 'responseBodyTruncated';
+
+const DEFAULT_MAX_BODY_BYTES = 524288;
+
+/** The first `maxBytes` of `body` as text, cut back to the start of a UTF-8 character so none is split. */
+export function bodyText(body: Buffer, maxBytes: number): { text: string; truncated: boolean } {
+  if (body.length <= maxBytes) return { text: body.toString('utf8'), truncated: false };
+  let end = maxBytes;
+  // 10xxxxxx is a continuation byte: step back to the byte that starts the character.
+  while (end > 0 && (body[end] & 0xc0) === 0x80) end--;
+  return { text: body.toString('utf8', 0, end), truncated: true };
+}
+
+/**
+ * A captured body into the entry: into the full entry's own request/response
+ * object, or (custom log_format) into a new one that replaces the key, whose
+ * value may be a literal shared by every entry.
+ */
+function addBody(
+  entry: Record<string, unknown>,
+  full: boolean,
+  side: 'request' | 'response',
+  text: unknown,
+  truncated: boolean,
+): void {
+  const target: Record<string, unknown> = full ? (entry[side] as Record<string, unknown>) : {};
+  if (!full) entry[side] = target;
+  if (text !== undefined) target.body = text;
+  if (truncated) target.body_truncated = true;
+}
 
 /** Compile once per configuration: the format's variables and the body condition. */
 export function compileLogEntry(
@@ -83,30 +136,67 @@ export function compileLogEntry(
             ? [key, value.slice(1), undefined]
             : [key, undefined, value],
         );
-  const includeBody = conf.include_req_body === true;
-  const bodyCondition: CompiledExpr | undefined =
-    includeBody && conf.include_req_body_expr !== undefined ? compileExpr(conf.include_req_body_expr) : undefined;
-  const maxBodyBytes = conf.max_req_body_bytes ?? 524288;
+  const includeRequestBody = conf.include_req_body === true;
+  const requestCondition: CompiledExpr | undefined =
+    includeRequestBody && conf.include_req_body_expr !== undefined
+      ? compileExpr(conf.include_req_body_expr)
+      : undefined;
+  const maxRequestBytes = conf.max_req_body_bytes ?? DEFAULT_MAX_BODY_BYTES;
+  const includeResponseBody = conf.include_resp_body === true;
+  const responseCondition: CompiledExpr | undefined =
+    includeResponseBody && conf.include_resp_body_expr !== undefined
+      ? compileExpr(conf.include_resp_body_expr)
+      : undefined;
+  const maxResponseBytes = conf.max_resp_body_bytes ?? DEFAULT_MAX_BODY_BYTES;
+  const phases: Phase[] = [];
+  if (includeRequestBody) phases.push('access');
+  if (includeResponseBody) phases.push('body_filter');
+  phases.push('log');
 
   return {
-    capturesRequestBody: includeBody,
+    capturesRequestBody: includeRequestBody,
+    capturesResponseBody: includeResponseBody,
+    phases: Object.freeze(phases),
     async captureRequestBody(ctx, plugin) {
-      if (!includeBody) return;
-      if (bodyCondition !== undefined && !bodyCondition((name) => ctx.var(name))) return;
+      if (!includeRequestBody) return;
+      if (requestCondition !== undefined && !requestCondition((name) => ctx.var(name))) return;
       try {
-        const body = await ctx.readBody(maxBodyBytes);
+        const body = await ctx.readBody(maxRequestBytes);
         if (body !== undefined) ctx.scratch(plugin)[REQUEST_BODY] = body.toString('utf8');
       } catch {
-        ctx.scratch(plugin)[REQUEST_BODY] = `request body larger than max_req_body_bytes (${maxBodyBytes})`;
+        // Larger than max_req_body_bytes (or unreadable): the request goes on, the entry says so.
+        ctx.scratch(plugin)[REQUEST_BODY_TRUNCATED] = true;
       }
+    },
+    captureResponseBody(ctx, plugin, body) {
+      if (!includeResponseBody) return;
+      if (responseCondition !== undefined && !responseCondition((name) => ctx.var(name))) return;
+      const { text, truncated } = bodyText(body, maxResponseBytes);
+      const scratch = ctx.scratch(plugin);
+      scratch[RESPONSE_BODY] = text;
+      if (truncated) scratch[RESPONSE_BODY_TRUNCATED] = true;
     },
     build(ctx, plugin) {
       const entry = fields === undefined ? fullLogEntry(ctx) : formattedLogEntry(ctx, fields);
-      if (includeBody) {
-        const body = ctx.scratch(plugin)[REQUEST_BODY];
-        if (body !== undefined) {
-          if (fields === undefined) (entry.request as Record<string, unknown>).body = body;
-          else entry.request = { body };
+      if (includeRequestBody || includeResponseBody) {
+        const scratch = ctx.scratch(plugin);
+        if (scratch[REQUEST_BODY] !== undefined || scratch[REQUEST_BODY_TRUNCATED] === true) {
+          addBody(
+            entry,
+            fields === undefined,
+            'request',
+            scratch[REQUEST_BODY],
+            scratch[REQUEST_BODY_TRUNCATED] === true,
+          );
+        }
+        if (scratch[RESPONSE_BODY] !== undefined) {
+          addBody(
+            entry,
+            fields === undefined,
+            'response',
+            scratch[RESPONSE_BODY],
+            scratch[RESPONSE_BODY_TRUNCATED] === true,
+          );
         }
       }
       return entry;
