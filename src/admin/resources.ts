@@ -193,13 +193,20 @@ async function patch(ctx: ResourceContext, req: ResourceRequest): Promise<Reply>
   return { status: 200, body: { key: item.key, value: item.value } };
 }
 
-function get(ctx: ResourceContext, req: ResourceRequest): Reply {
+/**
+ * GET reads the store's source when it has one that can be out of reach (etcd),
+ * as APISIX's Admin API reads etcd: an outage is a 503, not the in-memory copy
+ * shown as current. Other stores answer from memory, which is their source.
+ */
+async function get(ctx: ResourceContext, req: ResourceRequest): Promise<Reply> {
+  const { store } = ctx;
   if (req.id === undefined) {
-    const result = listItems(ctx.store.list(req.resource), req.query);
+    const items = store.fetchList ? await store.fetchList(req.resource) : store.list(req.resource);
+    const result = listItems(items, req.query);
     if (!('list' in result)) throw result;
     return { status: 200, body: { list: result.list.map(itemEnvelope), total: result.total } };
   }
-  const item = ctx.store.get(req.resource, req.id);
+  const item = store.fetch ? await store.fetch(req.resource, req.id) : store.get(req.resource, req.id);
   return item ? { status: 200, body: itemEnvelope(item) } : keyNotFound();
 }
 

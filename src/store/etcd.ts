@@ -21,6 +21,10 @@
 // TTLs) and resolve once the watch has delivered them, so a read after a write
 // sees it and the view changes only from the watch, once per event. A write
 // etcd does not take fails with 503 {error_msg} naming etcd's error, as in APISIX.
+//
+// Admin API reads (fetch, fetchList) read etcd too, as APISIX's do: during an
+// outage they are 503 like the writes, while the data plane keeps serving the
+// last loaded view (get, list, snapshot).
 
 import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse, type Watcher } from 'etcd3';
 import {
@@ -301,13 +305,40 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
     return reply.header.revision.padStart(20, '0');
   }
 
+  /**
+   * GET one for the Admin API: the key as etcd holds it now, as APISIX's Admin
+   * API reads it (admin/resource.lua), so an unreachable etcd is a 503 rather
+   * than the last loaded copy passed off as current.
+   */
+  async fetch(resource: ResourceName, id: string): Promise<StoredItem | undefined> {
+    this.#assertOpen();
+    const key = this.#etcdKey(resource, id);
+    // An id with a slash names a nested key (a consumer credential), which the store does not serve.
+    if (this.#locate(key) === undefined) return undefined;
+    const reply = await this.#request(() => this.#client.kv.range({ key: Buffer.from(key) }));
+    const kv = reply.kvs[0];
+    return kv === undefined ? undefined : this.#toItem(key, id, kv);
+  }
+
+  /** GET list for the Admin API: the resource's items as etcd holds them now (see fetch). */
+  async fetchList(resource: ResourceName): Promise<StoredItem[]> {
+    this.#assertOpen();
+    const maps = emptyMaps();
+    await this.#request(() => this.#readItems(`${this.prefix}/${resource}/`, maps));
+    return [...maps[resource].values()];
+  }
+
   #etcdKey(resource: ResourceName, id: string): string {
     return `${this.prefix}/${resource}/${id}`;
   }
 
-  #assertWritable(): void {
+  #assertOpen(): void {
     if (!this.#opened) throw PAL_ERR_CONFIG('the etcd store is not open');
     if (this.#closed) throw PAL_ERR_CONFIG('the etcd store is closed');
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen();
     if (this.readOnlyReason !== undefined) throw PAL_ERR_ADMIN_BAD_CONFIG(this.readOnlyReason);
   }
 
@@ -384,11 +415,13 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
     return item;
   }
 
-  /** Read the whole prefix, one revision-pinned page at a time, and replace the view with it. */
-  async #resync(): Promise<void> {
-    const start = Buffer.from(this.prefix + '/');
+  /**
+   * Read every item under `keyPrefix`, one revision-pinned page at a time, into
+   * `maps`; returns the revision read at.
+   */
+  async #readItems(keyPrefix: string, maps: ItemMaps): Promise<number> {
+    const start = Buffer.from(keyPrefix);
     const rangeEnd = prefixRangeEnd(start);
-    const maps = emptyMaps();
     let revision: number | undefined;
     let from = start;
     for (;;) {
@@ -409,6 +442,13 @@ export class EtcdStore extends MemoryBackedStore implements ConfigStore {
       if (!page.more || page.kvs.length === 0) break;
       from = Buffer.concat([page.kvs[page.kvs.length - 1].key, Buffer.from([0])]);
     }
+    return revision;
+  }
+
+  /** Read the whole prefix and replace the view with it. */
+  async #resync(): Promise<void> {
+    const maps = emptyMaps();
+    const revision = await this.#readItems(this.prefix + '/', maps);
     if (revision < this.#etcdRevision) {
       log.warn('etcd revision went backwards; the configuration was reloaded', {
         was: this.#etcdRevision,

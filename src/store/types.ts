@@ -63,6 +63,15 @@ export interface ConfigStore {
   readonly readOnlyReason?: string;
   get(resource: ResourceName, id: string): StoredItem | undefined;
   list(resource: ResourceName): StoredItem[];
+  /**
+   * Admin API reads, for a store whose source can be out of reach (etcd): the
+   * item, or the resource's items, as the source holds them now. Throws
+   * PAL_ERR_ADMIN_STORE_UNAVAILABLE when the source cannot be read, so the
+   * Admin API answers 503 as APISIX does instead of showing the in-memory copy
+   * as current. A store that leaves these out is read through get() and list().
+   */
+  fetch?(resource: ResourceName, id: string): Promise<StoredItem | undefined>;
+  fetchList?(resource: ResourceName): Promise<StoredItem[]>;
   put(resource: ResourceName, id: string, value: Record<string, unknown>, options?: PutOptions): Promise<StoredItem>;
   delete(resource: ResourceName, id: string): Promise<boolean>;
   /** A fresh id for POST, unique across restarts. */

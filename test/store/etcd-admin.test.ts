@@ -44,6 +44,14 @@ class StoreOnOwnEtcd implements ConfigStore {
     return this.#open.list(resource);
   }
 
+  fetch(resource: ResourceName, id: string): Promise<StoredItem | undefined> {
+    return this.#open.fetch(resource, id);
+  }
+
+  fetchList(resource: ResourceName): Promise<StoredItem[]> {
+    return this.#open.fetchList(resource);
+  }
+
   put(resource: ResourceName, id: string, value: Record<string, unknown>, options?: PutOptions): Promise<StoredItem> {
     return this.#open.put(resource, id, value, options);
   }
