@@ -189,7 +189,11 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
   if (proxy.limits !== undefined && proxy.limits !== null && !isPlainObject(proxy.limits)) {
     throw new ConfigFieldError('proxy.limits', 'must be a mapping');
   }
-  rejectUnknownKeys(limits, ['max_head_bytes', 'max_body_bytes', 'head_timeout', 'idle_timeout'], 'proxy.limits');
+  rejectUnknownKeys(
+    limits,
+    ['max_head_bytes', 'max_body_bytes', 'head_timeout', 'idle_timeout', 'plugin_release_grace'],
+    'proxy.limits',
+  );
   const native = section(raw, 'native', ['backend']);
   const admin = section(raw, 'admin', ['listen', 'keys', 'allow', 'max_body_bytes']);
   const store = section(raw, 'store', ['type', 'data_dir', 'standalone_file']);
@@ -241,6 +245,10 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
                 'proxy.limits.idle_timeout',
                 '0 would drop every client that pauses, between requests or while reading a response',
               ),
+        pluginReleaseGraceMs:
+          limits.plugin_release_grace === undefined
+            ? undefined
+            : parsePluginReleaseGrace(limits.plugin_release_grace, 'proxy.limits.plugin_release_grace'),
       },
       drainTimeoutMs:
         proxy.drain_timeout === undefined
@@ -276,6 +284,28 @@ function fromRaw(rawValue: unknown, baseDir: string, configPath: string | undefi
     offload: parseOffload(raw.plugin_attr),
     log: { level: parseEnum(log.level ?? defaults.DEFAULT_LOG_LEVEL, LOG_LEVELS, 'log.level') },
   };
+}
+
+/** The longest delay setTimeout keeps; Node runs a longer one after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `proxy.limits.plugin_release_grace`: how long a compiled plugin configuration
+ * outlives the last route table using it before the plugin's release() runs.
+ */
+function parsePluginReleaseGrace(value: unknown, field: string): number {
+  const ms = parsePositiveDurationMs(
+    value,
+    field,
+    "0 would run a plugin's release() under requests still running with its configuration",
+  );
+  if (ms > MAX_TIMER_MS) {
+    throw new ConfigFieldError(
+      field,
+      `must be at most ${MAX_TIMER_MS}ms (about 24 days; a longer timer would fire at once)`,
+    );
+  }
+  return ms;
 }
 
 function parseEtcd(value: unknown): EtcdConfig | undefined {

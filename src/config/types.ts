@@ -40,13 +40,19 @@ export interface SharedDictConfig {
   capacity: number;
 }
 
-/** Request limits of the proxy, in the units the data plane takes. */
+/** Limits of the proxy (`proxy.limits`), in the units the data plane takes. */
 export interface ProxyLimits {
   maxHeadBytes: number;
   /** 0 means unlimited. */
   maxBodyBytes: number;
   headTimeoutMs: number;
   idleTimeoutMs: number;
+  /**
+   * How long a compiled plugin configuration outlives the last route table
+   * using it before the plugin's release() runs (the DataPlane's
+   * releaseGraceMs); undefined: the longest read timeout, at least 60 s.
+   */
+  pluginReleaseGraceMs: number | undefined;
 }
 
 /**

@@ -111,9 +111,12 @@ export function runWorker(): void {
       },
       env: pluginEnvironment,
     };
+    // proxy.limits also carries plugin_release_grace, which the data plane takes as its own option.
+    const { pluginReleaseGraceMs, ...limits } = settings.limits;
     const options: DataPlaneOptions = {
       listen: settings.listen,
-      limits: settings.limits,
+      limits,
+      releaseGraceMs: pluginReleaseGraceMs,
       // The agent's active checks and every worker's passive reports meet in this dictionary.
       sharedDict: dicts.get(HEALTHCHECK_DICT),
       plugins: runtime,
