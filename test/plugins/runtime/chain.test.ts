@@ -119,6 +119,51 @@ describe('compileChain', () => {
     assert.equal(compileChain(route({ alpha: {}, shaper: {} }), context(emptySnapshot()))!.passThroughResponse, false);
   });
 
+  it('phases(conf) narrows the phases per configuration, asked once per configuration object', () => {
+    let asked = 0;
+    const tapping = fakePlugin('tapping', 800, {
+      schema: { type: 'object', properties: { body: { type: 'boolean', default: false } } },
+      body_filter: () => undefined,
+      log: () => undefined,
+      phases: (conf) => {
+        asked++;
+        return (conf as { body: boolean }).body ? ['body_filter', 'log'] : ['log'];
+      },
+    });
+    const reg = registryOf(2, alpha, tapping);
+    const plain = { tapping: {} };
+    const plainChain = compileChain(route(plain), context(emptySnapshot(), reg))!;
+    assert.deepEqual(names(plainChain.access), [], 'access is defined (fakePlugin) but left out');
+    assert.deepEqual(names(plainChain.body_filter), []);
+    assert.deepEqual(names(plainChain.log), ['tapping']);
+    assert.equal(plainChain.passThroughResponse, true);
+    const tapped = compileChain(route({ alpha: {}, tapping: { body: true } }), context(emptySnapshot(), reg))!;
+    assert.deepEqual(names(tapped.access), ['alpha']);
+    assert.deepEqual(names(tapped.body_filter), ['tapping']);
+    assert.equal(tapped.passThroughResponse, false);
+    const shared = context(emptySnapshot(), reg);
+    compileChain(route(plain), shared);
+    const before = asked;
+    compileChain(route(plain, { id: 'r2' }), shared);
+    assert.equal(asked, before, 'a cached configuration is not asked again');
+  });
+
+  it('a phases() that throws makes the entry answer 503, as a failing compile() does', () => {
+    let released = 0;
+    const throwing = fakePlugin('throwing', 800, {
+      compile: () => ({ open: true }),
+      release: () => {
+        released++;
+      },
+      phases: () => {
+        throw new Error('no phases');
+      },
+    });
+    const chain = compileChain(route({ throwing: {} }), context(emptySnapshot(), registryOf(3, throwing)))!;
+    assert.deepEqual(runRewrite(chain), { status: 503, body: { error_msg: 'plugin throwing is misconfigured' } });
+    assert.equal(released, 1, 'what compile() opened is released');
+  });
+
   it('compile() runs once per configuration object, with defaults and the plugin metadata', () => {
     const seen: Array<{ conf: unknown; metadata: unknown }> = [];
     const compiling = fakePlugin('compiling', 10, {
