@@ -11,6 +11,7 @@ import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorCo
 import {
   checkLogEntryConf,
   compileLogEntry,
+  logBatchOptions,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -115,10 +116,11 @@ const fileLogger: PluginModule<CompiledFileLogger> = {
     const conf = raw as FileLoggerConf;
     const send = (entries: readonly Record<string, unknown>[]) =>
       appendToLogFile(conf.path, entries.map((entry) => JSON.stringify(entry) + '\n').join(''));
+    const entries = compileLogEntry(conf, env.metadata);
     return {
-      entries: compileLogEntry(conf, env.metadata),
+      entries,
       match: conf.match === undefined ? undefined : compileExpr(conf.match),
-      batches: new SharedBatchQueue(NAME, conf, () => ({ send }), env.log),
+      batches: new SharedBatchQueue(NAME, conf, () => ({ send }), env.log, logBatchOptions(entries)),
     };
   },
 

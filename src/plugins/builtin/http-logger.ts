@@ -8,6 +8,7 @@ import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorCo
 import {
   checkLogEntryConf,
   compileLogEntry,
+  logBatchOptions,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -110,9 +111,10 @@ const httpLogger: PluginModule<CompiledHttpLogger> = {
 
   compile(raw, env) {
     const conf = raw as HttpLoggerConf;
+    const entries = compileLogEntry(conf, env.metadata);
     return {
-      entries: compileLogEntry(conf, env.metadata),
-      batches: new SharedBatchQueue(NAME, conf, () => openTarget(conf), env.log),
+      entries,
+      batches: new SharedBatchQueue(NAME, conf, () => openTarget(conf), env.log, logBatchOptions(entries)),
     };
   },
 

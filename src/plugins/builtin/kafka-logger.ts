@@ -11,6 +11,7 @@ import { SharedBatchQueue, batchProcessorSchemaProperties, type BatchProcessorCo
 import {
   checkLogEntryConf,
   compileLogEntry,
+  logBatchOptions,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -213,10 +214,11 @@ const kafkaLogger: PluginModule<CompiledKafkaLogger> = {
         close: () => sender.close(),
       };
     };
+    const entries = compileLogEntry(conf, env.metadata);
     return {
       conf,
-      entries: compileLogEntry(conf, env.metadata),
-      batches: new SharedBatchQueue<unknown>(NAME, conf, open, env.log),
+      entries,
+      batches: new SharedBatchQueue<unknown>(NAME, conf, open, env.log, logBatchOptions(entries)),
     };
   },
 

@@ -3,8 +3,10 @@
 // `inactive_timeout` seconds, or when the oldest buffered entry is
 // `buffer_duration` seconds old. A failed batch is retried `max_retry_count`
 // times, `retry_delay` seconds apart, then dropped. The queue is bounded:
-// past `maxPendingEntries` (buffered plus being sent) new entries are dropped
-// and counted, so a slow log server costs memory up to a limit and nothing else.
+// past `maxPendingEntries` (buffered plus being sent), or past
+// `maxPendingBytes` of what `weigh` counts (the bodies loggers capture), new
+// entries are dropped and counted, so a slow log server costs memory up to a
+// limit and nothing else.
 //
 //   const batches = new SharedBatchQueue('http-logger', conf, () => ({ send: (entries) => post(entries) }), log);
 //   batches.push(entry); // in the log phase: O(1), no timer created per entry
@@ -37,6 +39,11 @@ export const batchProcessorSchemaProperties: Readonly<Record<string, JsonSchema>
 
 /** APISIX's default for `max_pending_entries` (plugin_attr of each logger). */
 export const DEFAULT_MAX_PENDING_ENTRIES = 8192;
+/**
+ * Weighed bytes (options.weigh) buffered plus being sent before new entries are dropped. APISIX has no
+ * such bound; without it 8192 entries of 512 KiB bodies could hold 4 GiB.
+ */
+export const DEFAULT_MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 /** Sends one batch; a rejection means the batch failed and is retried. */
 export type BatchSender<E> = (entries: readonly E[]) => Promise<void>;
@@ -54,9 +61,13 @@ export interface BatchProcessorStats {
   retries: number;
 }
 
-export interface BatchProcessorOptions {
+export interface BatchProcessorOptions<E = unknown> {
   /** Entries buffered plus being sent before new ones are dropped; default 8192. */
   maxPendingEntries?: number;
+  /** The bytes an entry holds that count against maxPendingBytes (loggers: captured bodies); none without it. */
+  weigh?: (entry: E) => number;
+  /** Weighed bytes buffered plus being sent before new entries are dropped; default 64 MiB. */
+  maxPendingBytes?: number;
 }
 
 let droppedInProcess = 0;
@@ -75,6 +86,8 @@ export class BatchProcessor<E> {
   readonly #send: BatchSender<E>;
   readonly #log: Logger;
   readonly #maxPending: number;
+  readonly #weigh: ((entry: E) => number) | undefined;
+  readonly #maxPendingBytes: number;
 
   #buffer: E[] = [];
   #firstEntryAt = 0;
@@ -82,6 +95,9 @@ export class BatchProcessor<E> {
   #timer: NodeJS.Timeout | undefined;
   #inFlight = new Set<Promise<void>>();
   #inFlightEntries = 0;
+  /** Weighed bytes of the buffered entries, and of those being sent. */
+  #bufferBytes = 0;
+  #inFlightBytes = 0;
   #closed = false;
   #lastDropWarning = 0;
   readonly #stats: BatchProcessorStats = { pending: 0, sent: 0, dropped: 0, failedBatches: 0, retries: 0 };
@@ -91,13 +107,15 @@ export class BatchProcessor<E> {
     conf: BatchProcessorConf,
     send: BatchSender<E>,
     log: Logger,
-    options: BatchProcessorOptions = {},
+    options: BatchProcessorOptions<E> = {},
   ) {
     this.name = conf.name ?? name;
     this.#conf = conf;
     this.#send = send;
     this.#log = log;
     this.#maxPending = options.maxPendingEntries ?? DEFAULT_MAX_PENDING_ENTRIES;
+    this.#weigh = options.weigh;
+    this.#maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
   }
 
   /** Queue an entry; false when it was dropped (queue full, or the processor is closed). */
@@ -106,6 +124,12 @@ export class BatchProcessor<E> {
       this.#drop(1, this.#closed ? 'the batch processor is closed' : 'max pending entries limit exceeded');
       return false;
     }
+    const weight = this.#weigh === undefined ? 0 : this.#weigh(entry);
+    if (weight > 0 && this.#bufferBytes + this.#inFlightBytes + weight > this.#maxPendingBytes) {
+      this.#drop(1, 'max pending bytes limit exceeded');
+      return false;
+    }
+    this.#bufferBytes += weight;
     const now = Date.now();
     if (this.#buffer.length === 0) this.#firstEntryAt = now;
     this.#lastEntryAt = now;
@@ -164,10 +188,14 @@ export class BatchProcessor<E> {
       this.#timer = undefined;
     }
     const batch = this.#buffer;
+    const batchBytes = this.#bufferBytes;
     this.#buffer = [];
+    this.#bufferBytes = 0;
     this.#inFlightEntries += batch.length;
+    this.#inFlightBytes += batchBytes;
     const sending = this.#sendWithRetries(batch).finally(() => {
       this.#inFlightEntries -= batch.length;
+      this.#inFlightBytes -= batchBytes;
       this.#inFlight.delete(sending);
     });
     this.#inFlight.add(sending);
@@ -260,14 +288,14 @@ export class SharedBatchQueue<E> {
   readonly #conf: BatchProcessorConf;
   readonly #open: () => BatchTarget<E>;
   readonly #log: Logger;
-  readonly #options: BatchProcessorOptions;
+  readonly #options: BatchProcessorOptions<E>;
 
   constructor(
     plugin: string,
     conf: BatchProcessorConf,
     open: () => BatchTarget<E>,
     log: Logger,
-    options: BatchProcessorOptions = {},
+    options: BatchProcessorOptions<E> = {},
   ) {
     this.#key = `${plugin}\n${JSON.stringify(conf)}`;
     this.#plugin = plugin;

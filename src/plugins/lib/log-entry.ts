@@ -24,6 +24,7 @@ import { hostname } from 'node:os';
 
 import { compileExpr, type CompiledExpr } from '../../core/expr';
 import type { JsonSchema, Phase, PluginContext } from '../types';
+import type { BatchProcessorOptions } from './batch-processor';
 
 const PALISADE_VERSION = '0.1.0';
 // os.hostname() is a system call: once per process.
@@ -202,6 +203,28 @@ export function compileLogEntry(
       return entry;
     },
   };
+}
+
+function capturedLength(side: unknown): number {
+  const body = typeof side === 'object' && side !== null ? (side as Record<string, unknown>).body : undefined;
+  return typeof body === 'string' ? body.length : 0;
+}
+
+/**
+ * What an entry's captured bodies weigh, for the batch processor's byte bound
+ * (string length: UTF-16 code units, close enough to bytes for a bound). An
+ * entry that is a string (kafka-logger's origin format) weighs its length.
+ */
+export function capturedBodyLength(entry: unknown): number {
+  if (typeof entry === 'string') return entry.length;
+  if (typeof entry !== 'object' || entry === null) return 0;
+  const record = entry as Record<string, unknown>;
+  return capturedLength(record.request) + capturedLength(record.response);
+}
+
+/** A logger's batch processor options: entries with captured bodies count against the byte bound. */
+export function logBatchOptions(builder: LogEntryBuilder): BatchProcessorOptions<unknown> {
+  return builder.capturesRequestBody || builder.capturesResponseBody ? { weigh: capturedBodyLength } : {};
 }
 
 function formattedLogEntry(ctx: PluginContext, fields: readonly FormatField[]): Record<string, unknown> {
