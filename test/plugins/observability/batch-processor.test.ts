@@ -146,6 +146,32 @@ describe('batch processor', () => {
   });
 });
 
+describe('batch processor byte bound', () => {
+  it('entries whose weight would pass maxPendingBytes are dropped; weightless ones still pass', async () => {
+    let release: () => void = () => undefined;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    const processor = new BatchProcessor<string>(
+      'heavy',
+      conf({ batch_max_size: 2 }),
+      () => blocked,
+      new RecordingLogger(),
+      {
+        weigh: (entry) => entry.length,
+        maxPendingBytes: 10,
+      },
+    );
+    // 4 + 4 ship as a batch (in flight, still counted), 2 fits, 4 more does not, an empty one weighs nothing.
+    const accepted = ['aaaa', 'bbbb', 'cc', 'dddd', ''].map((entry) => processor.push(entry));
+    assert.deepEqual(accepted, [true, true, true, false, true]);
+    assert.equal(processor.stats().dropped, 1);
+    release();
+    await processor.flush();
+    assert.equal(processor.push('eeeeeeee'), true, 'sent batches no longer count');
+    await processor.close();
+    assert.equal(processor.stats().sent, 5);
+  });
+});
+
 describe('shared batch queues', () => {
   it('equal configurations share one processor and target; a stale one is closed and reopened on use', async () => {
     let opened = 0;

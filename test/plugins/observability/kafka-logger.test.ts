@@ -101,6 +101,22 @@ describe('kafka-logger', () => {
     await conf.batches.close();
   });
 
+  it('runs access and body_filter only for the bodies it logs; the origin format never holds the response', async () => {
+    const port = await closedPort();
+    const brokers = [{ host: '127.0.0.1', port }];
+    const phasesOf = (extra: Record<string, unknown>) => {
+      const conf = compilePluginConf(kafkaLogger, { brokers, kafka_topic: 'logs', ...extra });
+      void conf.batches.close();
+      return kafkaLogger.phases!(conf);
+    };
+    assert.deepEqual(phasesOf({}), ['log']);
+    assert.deepEqual(phasesOf({ include_req_body: true, include_resp_body: true }), ['access', 'body_filter', 'log']);
+    assert.deepEqual(phasesOf({ meta_format: 'origin', include_req_body: true, include_resp_body: true }), [
+      'access',
+      'log',
+    ]);
+  });
+
   it('rejects misconfigurations', () => {
     const check = (conf: unknown) => {
       const result = checkPluginConf(kafkaLogger, conf);
