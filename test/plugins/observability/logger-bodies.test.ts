@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 
 import { request as undiciRequest } from 'undici';
@@ -122,6 +123,10 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
         route('req', httpLogger({ include_req_body: true, max_req_body_bytes: 16 })),
         route('req-expr', httpLogger({ include_req_body: true, include_req_body_expr: [['arg_log', '==', 'yes']] })),
         route('file', { 'file-logger': { path: logFile, batch_max_size: 1, include_resp_body: true } }),
+        route('gz-first', {
+          gzip: { types: '*', min_length: 1 },
+          ...httpLogger({ include_resp_body: true, _meta: { priority: 1000 } }),
+        }),
       ],
       services: [],
       upstreams: [],
@@ -274,6 +279,20 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
     const line = JSON.parse(readFileSync(logFile, 'utf8').trim()) as Entry;
     assert.equal(line.response.body, 'answer to GET /file/x with 0 bytes');
     assert.equal(line.route_id as unknown, 'file');
+  });
+
+  it('with gzip on the route, a logger given a _meta.priority above gzip logs the body before compression', async () => {
+    entries.length = 0;
+    const response = await undiciRequest(`http://127.0.0.1:${port}/gz-first/x`, {
+      headers: { 'accept-encoding': 'gzip' },
+      headersTimeout: 3000,
+      bodyTimeout: 3000,
+    });
+    assert.equal(response.headers['content-encoding'], 'gzip');
+    const received = gunzipSync(Buffer.from(await response.body.arrayBuffer())).toString();
+    assert.equal(received, 'answer to GET /gz-first/x with 0 bytes');
+    await eventually(() => entries.length === 1);
+    assert.equal(entries[0].response.body, received);
   });
 
   // Last: until the data plane fix is in, these requests hang, and their late log entries must not land in another test's.
