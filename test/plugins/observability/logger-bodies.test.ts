@@ -123,6 +123,10 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
         route('req', httpLogger({ include_req_body: true, max_req_body_bytes: 16 })),
         route('req-expr', httpLogger({ include_req_body: true, include_req_body_expr: [['arg_log', '==', 'yes']] })),
         route('file', { 'file-logger': { path: logFile, batch_max_size: 1, include_resp_body: true } }),
+        route('exit', {
+          'fault-injection': { abort: { http_status: 403, body: 'refused here' } },
+          ...httpLogger({ include_resp_body: true }),
+        }),
         route('gz-first', {
           gzip: { types: '*', min_length: 1 },
           ...httpLogger({ include_resp_body: true, _meta: { priority: 1000 } }),
@@ -279,6 +283,17 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
     const line = JSON.parse(readFileSync(logFile, 'utf8').trim()) as Entry;
     assert.equal(line.response.body, 'answer to GET /file/x with 0 bytes');
     assert.equal(line.route_id as unknown, 'file');
+  });
+
+  it("a plugin's exit is logged with its body, as APISIX's body_filter sees it", async () => {
+    const { answer, entry } = await loggedEntry('/exit/x');
+    assert.equal(answer.status, 403);
+    assert.equal(entry.response.status, 403);
+    assert.equal(entry.response.body, 'refused here');
+    assert.equal(
+      upstream.requests.some((seen) => seen.url === '/exit/x'),
+      false,
+    );
   });
 
   it('with gzip on the route, a logger given a _meta.priority above gzip logs the body before compression', async () => {
