@@ -11,6 +11,11 @@
 //      listener every second.
 // Latency figures come from bench/lib/openloop (its own process, from the
 // intended start time, µs histograms merged across rounds).
+//
+// BENCH_PARTS=a,c runs only the parts named (default a,b,c); a part not run is
+// absent from the printed tables and the JSON report. b and c offer a share of
+// the bare route's wrk maximum from a; without a, one wrk calibration run of the
+// bare route gives it (BENCH_RATE skips both).
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -19,10 +24,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { killAllChildrenNow, stopAllChildren } from './lib/children';
-import { freePort, httpRequest, waitForHttp } from './lib/net';
+import { freePort, waitForHttp } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
-import { startPalisade, type PalisadeTarget } from './lib/palisade';
+import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
 import { writeReport } from './lib/report';
 
@@ -49,6 +54,26 @@ const API_KEY = 'bench-api-key-0123456789';
 const PLUGIN_BREAKDOWN = process.env.BENCH_PLUGIN_BREAKDOWN === '1';
 // Whole-run guard: every child is killed when it fires.
 const RUN_LIMIT_MS = 9 * 60_000;
+/** Keep-alive connections that load part c's routes through the Admin API (the store records one write at a time). */
+const LOAD_CONNECTIONS = 8;
+
+const ALL_PARTS = ['a', 'b', 'c'] as const;
+type BenchPart = (typeof ALL_PARTS)[number];
+
+/** BENCH_PARTS ("a,c"): the parts to run, all when unset; an unknown name is an error, not silently nothing. */
+function benchParts(text: string | undefined): Set<BenchPart> {
+  const names = (text ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '');
+  if (names.length === 0) return new Set(ALL_PARTS);
+  for (const name of names) {
+    if (!(ALL_PARTS as readonly string[]).includes(name)) {
+      throw new Error(`BENCH_PARTS: unknown part '${name}' (use a comma-separated list of a, b, c)`);
+    }
+  }
+  return new Set(names as BenchPart[]);
+}
 
 function positiveInt(text: string | undefined, fallback: number): number {
   const value = Number(text);
@@ -67,15 +92,6 @@ function fmt(n: number, digits = 0): string {
 
 function ms(us: number): string {
   return `${fmt(us / 1000, 3)} ms`;
-}
-
-async function adminPut(gateway: PalisadeTarget, what: string, body: unknown): Promise<void> {
-  const put = await httpRequest(`${gateway.admin}/${what}`, {
-    method: 'PUT',
-    headers: gateway.adminHeaders,
-    body: JSON.stringify(body),
-  });
-  if (put.status !== 200 && put.status !== 201) throw new Error(`PUT ${what}: ${put.status} ${put.body}`);
 }
 
 /** GET with headers; resolves with the status, the Content-Encoding and the body size. */
@@ -112,8 +128,86 @@ async function waitForStatus(url: string, headers: Record<string, string>, statu
   throw new Error(`${url} answered ${last}, not ${status}, within 15 s`);
 }
 
+/**
+ * /dev/shm when it is there, for the gateway's data dir: the embedded store fsyncs each Admin API write (file and
+ * directory), so part c's 10,000 PUTs would time the disk, not the gateway; nothing measured here touches that dir.
+ */
+function memoryBackedTempDir(): string {
+  try {
+    fs.accessSync('/dev/shm', fs.constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return os.tmpdir();
+  }
+}
+
 function ensurePackages(): void {
   execFileSync('bash', [path.join(ROOT, 'scripts', 'ensure-packages.sh'), 'nginx-light', 'wrk'], { stdio: 'inherit' });
+}
+
+interface ThroughputRow {
+  name: string;
+  url: string;
+  medianRequestsPerSecond: number;
+  vsNginx: number;
+  errors: number;
+  rounds: WrkResult[];
+}
+
+/** Part a's routes: the consumer, the risk-control route and, with BENCH_PLUGIN_BREAKDOWN=1, one route per plugin. */
+async function addRiskRoutes(gateway: PalisadeTarget, upstream: object): Promise<void> {
+  await adminPut(gateway, 'consumers', { username: 'bench', plugins: { 'key-auth': { key: API_KEY } } });
+  const riskPlugins: Record<string, object> = {
+    'key-auth': {},
+    'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
+    prometheus: {},
+  };
+  await adminPut(gateway, 'routes/risk', { uri: '/risk', plugins: riskPlugins, upstream });
+  if (PLUGIN_BREAKDOWN) {
+    for (const [name, conf] of Object.entries(riskPlugins)) {
+      await adminPut(gateway, `routes/only-${name}`, { uri: `/only/${name}`, plugins: { [name]: conf }, upstream });
+    }
+    await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/only/prometheus`, {}, 200);
+  }
+  await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/risk`, { apikey: API_KEY }, 200);
+}
+
+/** Part b's gzip route, checked to answer compressed. */
+async function addGzipRoute(gateway: PalisadeTarget, upstream: object): Promise<void> {
+  await adminPut(gateway, 'routes/gzip', {
+    uri: '/bytes-1m',
+    plugins: { gzip: { types: '*', comp_level: 1 } },
+    upstream,
+  });
+  const url = `http://127.0.0.1:${gateway.proxyPort}/bytes-1m`;
+  await waitForStatus(url, {}, 200);
+  const gzipCheck = await fetchHead(url, { 'Accept-Encoding': 'gzip' });
+  if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
+    throw new Error(`gzip route: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
+  }
+  console.log(`gzip route: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB`);
+}
+
+/**
+ * The fixed offered rate of b and c: BENCH_RATE, or RATE_SHARE of the bare route's median wrk req/s from a; when a
+ * is not run, from one wrk run of the bare route after a warm-up.
+ */
+async function offeredRate(
+  bareRequestsPerSecond: number | undefined,
+  palisadePort: number,
+): Promise<{ rate: number; source: string }> {
+  if (FIXED_RATE > 0) return { rate: FIXED_RATE, source: 'BENCH_RATE' };
+  let maximum = bareRequestsPerSecond;
+  let source = 'part a, bare route';
+  if (maximum === undefined) {
+    const url = `http://127.0.0.1:${palisadePort}/hello`;
+    console.log(`\nrate calibration (part a not run): wrk -t1 -c${CONNECTIONS} on the bare route, ${ROUND_SECONDS} s`);
+    await runWrk(url, { threads: 1, connections: CONNECTIONS, seconds: 2 });
+    maximum = (await runWrk(url, { threads: 1, connections: CONNECTIONS, seconds: ROUND_SECONDS })).requestsPerSecond;
+    source = 'calibration run, bare route';
+    console.log(`  bare route ${fmt(maximum)} req/s`);
+  }
+  return { rate: Math.max(100, Math.round((maximum * RATE_SHARE) / 100) * 100), source };
 }
 
 interface ThroughputTarget {
@@ -278,17 +372,16 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
   return [direct, alone, paced, flat];
 }
 
+/** PUT the routes through the Admin API and wait until the worker serves them all; seconds taken. */
 async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: number): Promise<number> {
   const started = performance.now();
   await adminPut(gateway, 'upstreams/bench', { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } });
-  let next = 0;
-  const writer = async (): Promise<void> => {
-    while (next < ROUTES) {
-      const i = next++;
-      await adminPut(gateway, `routes/p${i}`, { uri: `/p/${i}`, plugins: { prometheus: {} }, upstream_id: 'bench' });
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, () => writer()));
+  const routes: AdminWrite[] = Array.from({ length: ROUTES }, (_, i) => ({
+    what: `routes/p${i}`,
+    body: { uri: `/p/${i}`, plugins: { prometheus: {} }, upstream_id: 'bench' },
+  }));
+  await adminPutAll(gateway, routes, LOAD_CONNECTIONS);
+  // adminPutAll writes the last route last: served, it means every route is.
   await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/p/${ROUTES - 1}`, {}, 200);
   return (performance.now() - started) / 1000;
 }
@@ -297,9 +390,18 @@ async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: numbe
 const SCRAPE_HEADERS: Record<string, string> =
   process.env.BENCH_SCRAPE_GZIP === '0' ? {} : { 'Accept-Encoding': 'gzip' };
 
-/** Fetch the metrics endpoint once a second (never two at once) until stopped; each scrape's time (ms) and size. */
-function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: number }> } {
+interface ScrapeRun {
+  /** Time (ms) of each scrape that answered 200. */
+  ms: number[];
+  /** Scrapes that failed or answered another status: a round full of them measured no scrape at all. */
+  failed: number;
+  bytes: number;
+}
+
+/** Fetch the metrics endpoint once a second (never two at once) until stopped. */
+function startScraper(url: string): { stop(): Promise<ScrapeRun> } {
   const times: number[] = [];
+  let failed = 0;
   let bytes = 0;
   let stopped = false;
   const loop = async (): Promise<void> => {
@@ -309,6 +411,8 @@ function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: num
       if (answer?.status === 200) {
         times.push(performance.now() - begin);
         bytes = answer.bytes;
+      } else {
+        failed++;
       }
       const wait = begin + 1000 - performance.now();
       if (wait > 0 && !stopped) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -319,7 +423,7 @@ function startScraper(url: string): { stop(): Promise<{ ms: number[]; bytes: num
     async stop() {
       stopped = true;
       await running;
-      return { ms: times, bytes };
+      return { ms: times, failed, bytes };
     },
   };
 }
@@ -328,7 +432,7 @@ async function benchScrape(
   gateway: PalisadeTarget,
   metricsUrl: string,
   rate: number,
-): Promise<{ conditions: LatencyCondition[]; scrapeBytes: number; scrapeMs: number[] }> {
+): Promise<{ conditions: LatencyCondition[]; scrapeBytes: number; scrapeMs: number[]; scrapeFailures: number }> {
   const paths = Array.from({ length: ROUTES }, (_, i) => `/p/${i}`);
   const load = {
     host: '127.0.0.1',
@@ -364,44 +468,106 @@ async function benchScrape(
     side: [],
   };
   const scrapeMs: number[] = [];
+  let scrapeFailures = 0;
   let scrapeBytes = firstScraped.bytes;
+  const runQuiet = async (round: number): Promise<void> => {
+    const result = await runOpenLoop(load);
+    quiet.rounds.push(result);
+    logRound(`round ${round} no scrape`, result, '');
+  };
+  const runScraped = async (round: number): Promise<void> => {
+    const scraper = startScraper(metricsUrl);
+    const result = await runOpenLoop(load);
+    const scrapes = await scraper.stop();
+    if (scrapes.ms.length === 0) throw new Error(`round ${round}: no scrape answered 200 (${scrapes.failed} failed)`);
+    scraped.rounds.push(result);
+    scrapeMs.push(...scrapes.ms);
+    scrapeFailures += scrapes.failed;
+    scrapeBytes = scrapes.bytes || scrapeBytes;
+    scraped.side.push(median(scrapes.ms));
+    logRound(
+      `round ${round} scrape every 1 s`,
+      result,
+      `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms` +
+        (scrapes.failed > 0 ? `, ${scrapes.failed} failed)` : ')'),
+    );
+    // The exporter's last merge and gzip end before the next condition starts.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  };
   console.log(`\nc. scrape impact: open loop ${fmt(rate)} req/s over ${fmt(ROUTES)} routes, ${LATENCY_ROUNDS} rounds`);
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
     const reference = await runOpenLoop({ ...load, path: '/hello', paths: undefined });
     bare.rounds.push(reference);
     logRound(`round ${round} bare route`, reference, '');
-    const alone = await runOpenLoop(load);
-    quiet.rounds.push(alone);
-    logRound(`round ${round} no scrape`, alone, '');
-    const scraper = startScraper(metricsUrl);
-    const busy = await runOpenLoop(load);
-    const scrapes = await scraper.stop();
-    scraped.rounds.push(busy);
-    scrapeMs.push(...scrapes.ms);
-    scrapeBytes = scrapes.bytes || scrapeBytes;
-    scraped.side.push(median(scrapes.ms));
-    logRound(
-      `round ${round} scrape every 1 s`,
-      busy,
-      `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms)`,
-    );
+    // No scrape and scrape swap places every round, so neither always runs first (after the bare route) or second.
+    if (round % 2 === 1) {
+      await runQuiet(round);
+      await runScraped(round);
+    } else {
+      await runScraped(round);
+      await runQuiet(round);
+    }
   }
   mergeCondition(bare);
   mergeCondition(quiet);
   mergeCondition(scraped);
-  return { conditions: [bare, quiet, scraped], scrapeBytes, scrapeMs };
+  return { conditions: [bare, quiet, scraped], scrapeBytes, scrapeMs, scrapeFailures };
 }
 
 function percentChange(before: number, after: number): number {
   return ((after - before) / before) * 100;
 }
 
+function signedPercent(value: number): string {
+  return `${value >= 0 ? '+' : ''}${fmt(value, 1)}%`;
+}
+
+/** Part c's table and its two comparisons: merged histograms, and the median of per-round ratios. */
+function printScrape(
+  scrape: Awaited<ReturnType<typeof benchScrape>>,
+  rate: number,
+  report: Record<string, unknown>,
+): void {
+  console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
+  console.log(LATENCY_HEADER);
+  for (const condition of scrape.conditions) printLatency(condition);
+  const [bareRoute, quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
+  const change = { p50: percentChange(quiet.p50Us, scraped.p50Us), p99: percentChange(quiet.p99Us, scraped.p99Us) };
+  report.scrapeChangePercent = change;
+  // Per-round ratios, medians: on a shared 2-core machine one disturbed round dominates merged histograms.
+  const [bareRounds, quietRounds, scrapedRounds] = scrape.conditions.map((c) => c.rounds);
+  const p99Ratios = scrapedRounds.map((r, i) => r.corrected.p99Us / quietRounds[i].corrected.p99Us);
+  const p50Ratios = scrapedRounds.map((r, i) => r.corrected.p50Us / quietRounds[i].corrected.p50Us);
+  const scrapeRatio = median(p99Ratios);
+  const routesRatio = median(quietRounds.map((r, i) => r.corrected.p99Us / bareRounds[i].corrected.p99Us));
+  report.scrapeRoundRatios = {
+    scrapedOverQuietP99: scrapeRatio,
+    scrapedOverQuietP50: median(p50Ratios),
+    quietOverBareP99: routesRatio,
+    perRoundScrapedOverQuietP99: p99Ratios,
+  };
+  console.log(
+    `\nmerged histograms, scrape every 1 s vs no scrape: p99 ${signedPercent(change.p99)}, p50 ${signedPercent(change.p50)}; ` +
+      `scrape ${fmt(scrape.scrapeBytes / 1024)} KiB (${SCRAPE_HEADERS['Accept-Encoding'] ? 'gzip' : 'text'}), ` +
+      `median ${fmt(median(scrape.scrapeMs), 1)} ms, max ${fmt(Math.max(...scrape.scrapeMs), 1)} ms` +
+      (scrape.scrapeFailures > 0 ? `, ${scrape.scrapeFailures} failed` : ''),
+  );
+  console.log(
+    `median of per-round ratios, scrape / no scrape: p99 ${fmt(scrapeRatio, 2)}x (target <= 1.10; rounds ` +
+      `${p99Ratios.map((ratio) => fmt(ratio, 2)).join(', ')}), p50 ${fmt(median(p50Ratios), 2)}x; ` +
+      `${fmt(ROUTES)} prometheus routes / bare route p99 ${fmt(routesRatio, 2)}x; bare route p99 ${ms(bareRoute.p99Us)}`,
+  );
+}
+
 async function main(): Promise<void> {
+  const parts = benchParts(process.env.BENCH_PARTS);
   ensurePackages();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-bench-plugins-'));
+  const dataDir = fs.mkdtempSync(path.join(memoryBackedTempDir(), 'palisade-bench-plugins-data-'));
   process.on('exit', () => {
     killAllChildrenNow();
     fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   const guard = setTimeout(() => {
@@ -415,6 +581,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, load: os.loadavg() },
     upstream: 'nginx 1 worker, return 200 "hello world\\n"; /bytes-1m a 1 MiB JSON-like file',
+    parts: [...parts],
   };
   try {
     const [upstreamPort, nginxPort, palisadePort, metricsPort] = await Promise.all([
@@ -423,142 +590,120 @@ async function main(): Promise<void> {
       freePort(),
       freePort(),
     ]);
-    console.log('bench:plugins: starting nginx upstream, nginx proxy and palisade (workers: 1) ...');
+    console.log(
+      `bench:plugins (parts ${[...parts].join(',')}): starting nginx upstream, ` +
+        `${parts.has('a') ? 'nginx proxy ' : ''}and palisade (workers: 1) ...`,
+    );
     await startNginxUpstream(tmp, upstreamPort);
-    await startNginxProxy(tmp, nginxPort, upstreamPort);
+    if (parts.has('a')) await startNginxProxy(tmp, nginxPort, upstreamPort);
     const gateway = await startPalisade(tmp, palisadePort, upstreamPort, {
       extraConfig: ['plugin_attr:', '  prometheus:', `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`],
+      dataDir,
     });
+    console.log(`palisade backend ${gateway.backend}`);
     const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
-    await adminPut(gateway, 'consumers', { username: 'bench', plugins: { 'key-auth': { key: API_KEY } } });
-    const riskPlugins: Record<string, object> = {
-      'key-auth': {},
-      'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
-      prometheus: {},
-    };
-    await adminPut(gateway, 'routes/risk', { uri: '/risk', plugins: riskPlugins, upstream });
-    if (PLUGIN_BREAKDOWN) {
-      for (const [name, conf] of Object.entries(riskPlugins)) {
-        await adminPut(gateway, `routes/only-${name}`, { uri: `/only/${name}`, plugins: { [name]: conf }, upstream });
-      }
-      await waitForStatus(`http://127.0.0.1:${palisadePort}/only/prometheus`, {}, 200);
-    }
-    await adminPut(gateway, 'routes/gzip', {
-      uri: '/bytes-1m',
-      plugins: { gzip: { types: '*', comp_level: 1 } },
-      upstream,
-    });
-    await waitForStatus(`http://127.0.0.1:${palisadePort}/risk`, { apikey: API_KEY }, 200);
-    const gzipCheck = await fetchHead(`http://127.0.0.1:${palisadePort}/bytes-1m`, { 'Accept-Encoding': 'gzip' });
-    if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
-      throw new Error(`gzip route: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
-    }
-    console.log(`palisade backend ${gateway.backend}; gzip route: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB`);
+    if (parts.has('a')) await addRiskRoutes(gateway, upstream);
+    if (parts.has('b')) await addGzipRoute(gateway, upstream);
 
     // a. throughput
-    const targets = await benchThroughput(nginxPort, palisadePort);
-    const perRound = (a: ThroughputTarget, b: ThroughputTarget): number =>
-      median(a.rounds.map((r, i) => r.requestsPerSecond / b.rounds[i].requestsPerSecond));
-    const throughput = targets.map((target) => ({
-      name: target.name,
-      url: target.url,
-      medianRequestsPerSecond: median(target.rounds.map((r) => r.requestsPerSecond)),
-      vsNginx: perRound(target, targets[0]),
-      errors: target.rounds.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
-      rounds: target.rounds,
-    }));
-    report.throughput = {
-      tool: 'wrk',
-      threads: 1,
-      connections: CONNECTIONS,
-      seconds: ROUND_SECONDS,
-      rounds: ROUNDS,
-      targets: throughput,
-    };
+    let throughput: ThroughputRow[] | undefined;
+    if (parts.has('a')) {
+      const targets = await benchThroughput(nginxPort, palisadePort);
+      const perRound = (a: ThroughputTarget, b: ThroughputTarget): number =>
+        median(a.rounds.map((r, i) => r.requestsPerSecond / b.rounds[i].requestsPerSecond));
+      throughput = targets.map((target) => ({
+        name: target.name,
+        url: target.url,
+        medianRequestsPerSecond: median(target.rounds.map((r) => r.requestsPerSecond)),
+        vsNginx: perRound(target, targets[0]),
+        errors: target.rounds.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
+        rounds: target.rounds,
+      }));
+      report.throughput = {
+        tool: 'wrk',
+        threads: 1,
+        connections: CONNECTIONS,
+        seconds: ROUND_SECONDS,
+        rounds: ROUNDS,
+        targets: throughput,
+      };
+    }
 
-    const rate =
-      FIXED_RATE > 0
-        ? FIXED_RATE
-        : Math.max(100, Math.round((throughput[1].medianRequestsPerSecond * RATE_SHARE) / 100) * 100);
+    const { rate, source: rateSource } =
+      parts.has('b') || parts.has('c')
+        ? await offeredRate(throughput?.[1].medianRequestsPerSecond, palisadePort)
+        : { rate: 0, source: '' };
+    if (rate > 0) report.openLoopRate = { requestsPerSecond: rate, source: rateSource };
     // b. offload
-    const offload = await benchOffload(palisadePort, upstreamPort, rate);
-    report.offload = {
-      rate,
-      rateShare: FIXED_RATE > 0 ? undefined : RATE_SHARE,
-      connections: OPEN_LOOP_CONNECTIONS,
-      seconds: LATENCY_SECONDS,
-      conditions: offload,
-    };
+    const offload = parts.has('b') ? await benchOffload(palisadePort, upstreamPort, rate) : undefined;
+    if (offload) {
+      report.offload = {
+        rate,
+        rateShare: FIXED_RATE > 0 ? undefined : RATE_SHARE,
+        connections: OPEN_LOOP_CONNECTIONS,
+        seconds: LATENCY_SECONDS,
+        conditions: offload,
+      };
+    }
 
     // c. scrape impact
     let scrape: Awaited<ReturnType<typeof benchScrape>> | undefined;
     let scrapeSkipped: string | undefined;
-    try {
-      console.log(`\nc. loading ${fmt(ROUTES)} routes with the prometheus plugin ...`);
-      const loadSeconds = await loadPrometheusRoutes(gateway, upstreamPort);
-      console.log(`  loaded in ${fmt(loadSeconds, 1)} s`);
-      const metricsUrl = `http://127.0.0.1:${metricsPort}/apisix/prometheus/metrics`;
-      await waitForHttp(metricsUrl, 10_000, 200);
-      scrape = await benchScrape(gateway, metricsUrl, rate);
-      report.scrape = { rate, routes: ROUTES, loadSeconds, ...scrape };
-    } catch (err) {
-      scrapeSkipped = (err as Error).message;
-      console.log(`  scrape impact not measured: ${scrapeSkipped}`);
-      report.scrape = { skipped: scrapeSkipped };
+    if (parts.has('c')) {
+      try {
+        console.log(
+          `\nc. loading ${fmt(ROUTES)} routes with the prometheus plugin ` +
+            `(Admin API, ${LOAD_CONNECTIONS} keep-alive connections) ...`,
+        );
+        const loadSeconds = await loadPrometheusRoutes(gateway, upstreamPort);
+        console.log(`  loaded and served in ${fmt(loadSeconds, 1)} s`);
+        const metricsUrl = `http://127.0.0.1:${metricsPort}/apisix/prometheus/metrics`;
+        await waitForHttp(metricsUrl, 10_000, 200);
+        scrape = await benchScrape(gateway, metricsUrl, rate);
+        report.scrape = { rate, routes: ROUTES, loadSeconds, loadConnections: LOAD_CONNECTIONS, ...scrape };
+      } catch (err) {
+        scrapeSkipped = (err as Error).message;
+        console.log(`  scrape impact not measured: ${scrapeSkipped}`);
+        report.scrape = { skipped: scrapeSkipped };
+      }
     }
 
-    console.log(
-      '\n## a. throughput (wrk -t1 -c50, median of interleaved rounds; ratio = median of per-round ratios)\n',
-    );
-    console.log('| target | req/s | vs nginx | errors |');
-    console.log('| --- | ---: | ---: | ---: |');
-    for (const row of throughput) {
-      console.log(`| ${row.name} | ${fmt(row.medianRequestsPerSecond)} | ${fmt(row.vsNginx, 2)} | ${row.errors} |`);
-    }
-    console.log(
-      `\n## b. offload: open loop ${fmt(rate)} req/s on the bare route, ` +
-        `${OPEN_LOOP_CONNECTIONS} connections, histograms merged over ${LATENCY_ROUNDS} rounds of ${LATENCY_SECONDS} s\n`,
-    );
-    console.log(LATENCY_HEADER);
-    for (const condition of offload) printLatency(condition);
-    const [, alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
-    const offloadRatios = busy.map((withGzip, i) => ({
-      condition: offload[i + 2].name,
-      p50: withGzip.p50Us / alone.p50Us,
-      p99: withGzip.p99Us / alone.p99Us,
-      p999: withGzip.p999Us / alone.p999Us,
-    }));
-    report.offloadRatios = offloadRatios;
-    console.log('');
-    for (const ratio of offloadRatios) {
+    if (throughput) {
       console.log(
-        `${ratio.condition} / alone: p50 ${fmt(ratio.p50, 2)}x, p99 ${fmt(ratio.p99, 2)}x, p99.9 ${fmt(ratio.p999, 2)}x`,
+        '\n## a. throughput (wrk -t1 -c50, median of interleaved rounds; ratio = median of per-round ratios)\n',
       );
+      console.log('| target | req/s | vs nginx | errors |');
+      console.log('| --- | ---: | ---: | ---: |');
+      for (const row of throughput) {
+        console.log(`| ${row.name} | ${fmt(row.medianRequestsPerSecond)} | ${fmt(row.vsNginx, 2)} | ${row.errors} |`);
+      }
     }
-    console.log(`gzip closed-loop client: median ${fmt(median(offload[3].side), 1)} req/s (1 MiB each)`);
-    if (scrape) {
-      console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
+    if (offload) {
+      console.log(
+        `\n## b. offload: open loop ${fmt(rate)} req/s on the bare route, ` +
+          `${OPEN_LOOP_CONNECTIONS} connections, histograms merged over ${LATENCY_ROUNDS} rounds of ${LATENCY_SECONDS} s\n`,
+      );
       console.log(LATENCY_HEADER);
-      for (const condition of scrape.conditions) printLatency(condition);
-      const [bareRoute, quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
-      const change = { p50: percentChange(quiet.p50Us, scraped.p50Us), p99: percentChange(quiet.p99Us, scraped.p99Us) };
-      report.scrapeChangePercent = change;
-      // Per-round ratios, medians: on a shared 2-core machine one disturbed round dominates merged histograms.
-      const [bareRounds, quietRounds, scrapedRounds] = scrape.conditions.map((c) => c.rounds);
-      const scrapeRatio = median(scrapedRounds.map((r, i) => r.corrected.p99Us / quietRounds[i].corrected.p99Us));
-      const routesRatio = median(quietRounds.map((r, i) => r.corrected.p99Us / bareRounds[i].corrected.p99Us));
-      report.scrapeRoundRatios = { scrapedOverQuietP99: scrapeRatio, quietOverBareP99: routesRatio };
-      console.log(
-        `\nscrape every 1 s: p99 ${change.p99 >= 0 ? '+' : ''}${fmt(change.p99, 1)}%, p50 ` +
-          `${change.p50 >= 0 ? '+' : ''}${fmt(change.p50, 1)}%; scrape ${fmt(scrape.scrapeBytes / 1024)} KiB ` +
-          `(${SCRAPE_HEADERS['Accept-Encoding'] ? 'gzip' : 'text'}), ` +
-          `median ${fmt(median(scrape.scrapeMs), 1)} ms, max ${fmt(Math.max(...scrape.scrapeMs), 1)} ms`,
-      );
-      console.log(
-        `median of per-round p99 ratios: scrape / no scrape ${fmt(scrapeRatio, 2)}x (target <= 1.10), ` +
-          `${fmt(ROUTES)} prometheus routes / bare route ${fmt(routesRatio, 2)}x; bare route p99 ${ms(bareRoute.p99Us)}`,
-      );
-    } else {
+      for (const condition of offload) printLatency(condition);
+      const [, alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
+      const offloadRatios = busy.map((withGzip, i) => ({
+        condition: offload[i + 2].name,
+        p50: withGzip.p50Us / alone.p50Us,
+        p99: withGzip.p99Us / alone.p99Us,
+        p999: withGzip.p999Us / alone.p999Us,
+      }));
+      report.offloadRatios = offloadRatios;
+      console.log('');
+      for (const ratio of offloadRatios) {
+        console.log(
+          `${ratio.condition} / alone: p50 ${fmt(ratio.p50, 2)}x, p99 ${fmt(ratio.p99, 2)}x, p99.9 ${fmt(ratio.p999, 2)}x`,
+        );
+      }
+      console.log(`gzip closed-loop client: median ${fmt(median(offload[3].side), 1)} req/s (1 MiB each)`);
+    }
+    if (scrape) {
+      printScrape(scrape, rate, report);
+    } else if (parts.has('c')) {
       console.log(`\nc. scrape impact: not measured (${scrapeSkipped})`);
     }
 

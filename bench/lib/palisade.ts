@@ -1,8 +1,10 @@
 // Palisade started the way a user starts it: the real CLI, a temp config and
-// data dir, one worker, one route added through the Admin API.
+// data dir, one worker, one route added through the Admin API; and writes
+// through that Admin API, one at a time or many over keep-alive connections.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Pool } from 'undici';
 import { startChild, type Child } from './children';
 import { freePort, httpRequest, waitForHttp } from './net';
 
@@ -21,6 +23,8 @@ export interface PalisadeTarget {
 export interface PalisadeOptions {
   /** More config.yaml lines (top-level keys), e.g. `plugin_attr:` for the metrics listener. */
   extraConfig?: string[];
+  /** The store's data dir (default `<dir>/palisade/data`), e.g. on tmpfs when Admin API writes should not wait on fsync. */
+  dataDir?: string;
 }
 
 export async function startPalisade(
@@ -43,7 +47,7 @@ export async function startPalisade(
       `  listen: 127.0.0.1:${adminPort}`,
       `  keys: [{ key: ${ADMIN_KEY}, role: admin }]`,
       'store:',
-      '  data_dir: ./data',
+      `  data_dir: ${JSON.stringify(options.dataDir ?? './data')}`,
       'log:',
       '  level: warn',
       ...(options.extraConfig ?? []),
@@ -81,7 +85,7 @@ export async function startPalisade(
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${child.output()}`);
   }
-  const statusFile = path.join(home, 'data', 'status.json');
+  const statusFile = path.join(path.resolve(home, options.dataDir ?? 'data'), 'status.json');
   let backend = 'unknown';
   try {
     backend = (JSON.parse(fs.readFileSync(statusFile, 'utf8')) as { backend?: string }).backend ?? backend;
@@ -89,4 +93,63 @@ export async function startPalisade(
     // the status file is informational here
   }
   return { child, proxyPort, backend, admin, adminHeaders: headers };
+}
+
+/** One Admin API write: `what` under /apisix/admin (e.g. `routes/p1`) and its JSON body. */
+export interface AdminWrite {
+  what: string;
+  body: unknown;
+}
+
+function checkPut(what: string, status: number, body: string): void {
+  if (status !== 200 && status !== 201) throw new Error(`PUT ${what}: ${status} ${body}`);
+}
+
+/** PUT one item through the Admin API. */
+export async function adminPut(gateway: PalisadeTarget, what: string, body: unknown): Promise<void> {
+  const put = await httpRequest(`${gateway.admin}/${what}`, {
+    method: 'PUT',
+    headers: gateway.adminHeaders,
+    body: JSON.stringify(body),
+  });
+  checkPut(what, put.status, put.body);
+}
+
+/**
+ * PUT every write the way a loading script would: `connections` keep-alive connections, one request in flight on
+ * each, so the gateway has the next write read and checked while the store records one. The last write goes alone
+ * after all the others have answered, so the store records it last: a worker applies changes in store order, so
+ * once it serves the last write it serves every one.
+ */
+export async function adminPutAll(gateway: PalisadeTarget, writes: AdminWrite[], connections = 8): Promise<void> {
+  if (writes.length === 0) return;
+  const admin = new URL(gateway.admin);
+  const pool = new Pool(admin.origin, { connections, pipelining: 1 });
+  const put = async ({ what, body }: AdminWrite): Promise<void> => {
+    const response = await pool.request({
+      path: `${admin.pathname}/${what}`,
+      method: 'PUT',
+      headers: gateway.adminHeaders,
+      body: JSON.stringify(body),
+    });
+    checkPut(what, response.statusCode, await response.body.text());
+  };
+  const concurrent = writes.length - 1;
+  let next = 0;
+  const writer = async (): Promise<void> => {
+    while (next < concurrent) {
+      try {
+        await put(writes[next++]);
+      } catch (err) {
+        next = concurrent; // the other writers stop too
+        throw err;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(connections, concurrent) }, () => writer()));
+    await put(writes[concurrent]);
+  } finally {
+    await pool.close();
+  }
 }
