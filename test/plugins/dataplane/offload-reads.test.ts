@@ -19,8 +19,12 @@ import {
 const BODY = Buffer.alloc(2 * 1024 * 1024);
 for (let i = 0; i < BODY.length; i++) BODY[i] = (i * 31 + (i >>> 11)) & 0xff;
 const BODY_SHA = createHash('sha256').update(BODY).digest('hex');
+const BLOCK_AFTER = 256 * 1024;
 
-/** Block this thread, so the upstream's bytes pile up in the socket and the next reads fill the buffer. */
+/**
+ * Block this thread, so the upstream's bytes pile up in the socket and the next reads fill the buffer. Done once
+ * BLOCK_AFTER bytes have arrived: by then the kernel has grown the receive window well past a few reads.
+ */
 function blockFor(ms: number): void {
   const until = Date.now() + ms;
   while (Date.now() < until) {
@@ -116,9 +120,9 @@ describe('upstream reads of a large body', () => {
     async () => {
       const turns = new TurnCounter();
       let blocked = false;
-      const body = exchange(() => {
+      const body = exchange((_conn, _chunk, state) => {
         turns.read();
-        if (!blocked) {
+        if (!blocked && state.received >= BLOCK_AFTER) {
           blocked = true;
           blockFor(30); // the rest of the body piles up: what libuv would read in one long loop
         }
@@ -138,9 +142,10 @@ describe('upstream reads of a large body', () => {
       let paused = 0;
       let readWhilePaused = 0;
       let isPaused = false;
-      const body = exchange((conn) => {
+      const body = exchange((conn, _chunk, state) => {
         if (isPaused) readWhilePaused++;
         if (!blocked) {
+          if (state.received < BLOCK_AFTER) return;
           blocked = true;
           blockFor(30);
           return;
@@ -163,7 +168,7 @@ describe('upstream reads of a large body', () => {
   );
 
   it('keeps reading a connection released to the pool while its reads were yielding', { timeout: 10_000 }, async () => {
-    // The response ends on a read that yields: the idle socket must still notice the upstream closing it.
+    // Whether or not the last read of the body yielded, the idle socket keeps reading and sees the upstream close it.
     const body = exchange(() => {});
     await body.done;
     await nextTurn();
