@@ -6,16 +6,19 @@
 //   b. offload: open-loop latency of the bare route at a fixed rate, alone
 //      and while another client keeps fetching a gzip-compressed 1 MiB body
 //      (compressed on the worker-thread pool);
-//   c. scrape impact: 10,000 prometheus routes, traffic over all of them,
-//      open-loop latency without and with a scrape of the agent's metrics
-//      listener every second.
+//   c. scrape impact: 10,000 prometheus routes (PUT over keep-alive Admin API
+//      connections, timed until served), traffic over all of them, open-loop
+//      latency without and with a scrape of the agent's metrics listener every
+//      second, the two swapping order each round; merged histograms and the
+//      median of per-round ratios.
 // Latency figures come from bench/lib/openloop (its own process, from the
 // intended start time, µs histograms merged across rounds).
 //
 // BENCH_PARTS=a,c runs only the parts named (default a,b,c); a part not run is
 // absent from the printed tables and the JSON report. b and c offer a share of
 // the bare route's wrk maximum from a; without a, one wrk calibration run of the
-// bare route gives it (BENCH_RATE skips both).
+// bare route gives it (BENCH_RATE skips both). Example of a short run of c alone:
+//   BENCH_PARTS=c BENCH_ROUTES=300 BENCH_RATE=200 BENCH_LATENCY_ROUNDS=2 BENCH_LATENCY_SECONDS=2 npm run bench:plugins
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
