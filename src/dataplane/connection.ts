@@ -36,6 +36,7 @@ import type { BalanceContext } from './balancer';
 import { decodeChunked } from './chunked';
 import {
   buildUpstreamHead,
+  copyBytes,
   HeaderList,
   type HeaderEdits,
   responseHeaderList,
@@ -880,7 +881,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     scratchHead = null;
     let ok: boolean;
     if (inScratch && head.length + length <= scratch.length) {
-      if (length > 0) buf.copy(scratch, head.length, from, end);
+      if (length > 0) copyBytes(scratch, head.length, buf, from, end);
       ok = this.socket.write(scratch.subarray(0, head.length + length));
     } else if (length <= 0) {
       ok = this.socket.write(head);
@@ -1190,7 +1191,15 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     const headers = new HeaderList();
     if (body !== undefined) headers.add('Content-Type', EXIT_CONTENT_TYPE);
     plugins.adoptResponseHeaders(headers);
-    if (exit.headers !== undefined) for (const name in exit.headers) headers.set(name, exit.headers[name]);
+    if (exit.headers !== undefined) {
+      try {
+        // Through the context, so exit headers get the same checks as set ones (a Location built from $uri may hold CR LF).
+        for (const name in exit.headers) plugins.setResponseHeader(name, exit.headers[name]);
+      } catch (err) {
+        this.pluginFailed(req, err);
+        return;
+      }
+    }
     req.clientResponseStarted = true; // from here the answer is ours: an upstream or a timeout cannot start another
     this.filterWholeResponse(req, plugins, null, body, true);
   }

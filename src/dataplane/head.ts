@@ -139,8 +139,49 @@ function forwardedLines(clientIp: string, forwardedFor: string): Buffer {
 export interface HeaderEdits {
   /** Lower-case names of headers to leave out (set or removed by a plugin). */
   readonly dropped: readonly string[];
-  /** Header lines to add, each "Name: value\r\n". */
-  readonly lines: string;
+  /** Header lines to add, flat: name, value, name, value... each written as "name: value\r\n". */
+  readonly added: readonly string[];
+}
+
+/** Bytes the added lines take: names and values are latin1 (one byte per code unit, see context.ts). */
+function addedLength(edits: HeaderEdits | null): number {
+  if (edits === null) return 0;
+  const added = edits.added;
+  let length = 0;
+  for (let i = 0; i < added.length; i += 2) length += added[i].length + added[i + 1].length + 4;
+  return length;
+}
+
+// Heads are built from pieces of a few dozen bytes. For those a plain loop costs
+// less than Buffer#copy / Buffer#write, which build a typed-array view (or flatten
+// a string) and cross into C++ per call.
+const SMALL_COPY = 64;
+
+/** source[start, end) into target at pos; returns the new position. */
+export function copyBytes(target: Buffer, pos: number, source: Buffer, start: number, end: number): number {
+  if (end - start > SMALL_COPY) return pos + source.copy(target, pos, start, end);
+  for (let i = start; i < end; i++) target[pos++] = source[i];
+  return pos;
+}
+
+/** `text` (latin1: code units below 256) into target at pos; returns the new position. */
+function writeLatin1(target: Buffer, pos: number, text: string): number {
+  for (let i = 0; i < text.length; i++) target[pos++] = text.charCodeAt(i);
+  return pos;
+}
+
+/** The added lines of `edits` into target at pos; returns the new position. */
+function writeAdded(target: Buffer, pos: number, edits: HeaderEdits): number {
+  const added = edits.added;
+  for (let i = 0; i < added.length; i += 2) {
+    pos = writeLatin1(target, pos, added[i]);
+    target[pos++] = 0x3a; // ':'
+    target[pos++] = 0x20;
+    pos = writeLatin1(target, pos, added[i + 1]);
+    target[pos++] = 0x0d;
+    target[pos++] = 0x0a;
+  }
+  return pos;
 }
 
 /** What plugins changed in the request (src/plugins/context.ts), applied while the upstream head is built. */
@@ -224,8 +265,7 @@ export function buildUpstreamHead(
   const lineStart = req.headStart;
   const targetEnd = out[Out.TargetEnd];
   const requestLine = edits === null ? null : editedRequestLine(req, edits);
-  // Written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
-  const addedBytes = edits === null ? 0 : edits.lines.length;
+  const addedBytes = addedLength(edits);
   const size =
     (requestLine === null ? targetEnd - lineStart : requestLine.length) +
     version.length +
@@ -236,23 +276,47 @@ export function buildUpstreamHead(
     forwardedHostBytes +
     end.length;
   const head = Buffer.allocUnsafe(size);
-  let pos = requestLine === null ? buf.copy(head, 0, lineStart, targetEnd) : requestLine.copy(head, 0);
-  pos += version.copy(head, pos);
-  pos += hostLine.copy(head, pos);
+  // The client's bytes go out in runs: when its request line is kept as it is, the
+  // line and the kept header lines after it are usually one copy.
+  let pos = 0;
+  let runStart = -1;
+  if (requestLine === null && hostLine.length === 0 && endsWith(buf, targetEnd, version)) {
+    runStart = lineStart;
+  } else {
+    pos =
+      requestLine === null
+        ? copyBytes(head, pos, buf, lineStart, targetEnd)
+        : copyBytes(head, pos, requestLine, 0, requestLine.length);
+    pos = copyBytes(head, pos, version, 0, version.length);
+    pos = copyBytes(head, pos, hostLine, 0, hostLine.length);
+  }
   for (let i = 0; i < count; i++) {
-    if (keptLines[i] === 0) continue;
     const start = out[Out.Headers + 4 * i];
-    pos += buf.copy(head, pos, start, lineEnd(buf, out, i, count, req.headEnd));
+    if (keptLines[i] === 1) {
+      if (runStart < 0) runStart = start;
+    } else if (runStart >= 0) {
+      pos = copyBytes(head, pos, buf, runStart, start);
+      runStart = -1;
+    }
   }
-  if (addedBytes > 0) pos += head.write(edits!.lines, pos, 'latin1');
-  pos += forwarded.copy(head, pos);
+  if (runStart >= 0) pos = copyBytes(head, pos, buf, runStart, req.headEnd - terminatorLength(buf, req.headEnd));
+  if (addedBytes > 0) pos = writeAdded(head, pos, edits!);
+  pos = copyBytes(head, pos, forwarded, 0, forwarded.length);
   if (hasClientHost) {
-    pos += FORWARDED_HOST.copy(head, pos);
-    pos += buf.copy(head, pos, hostStart, hostEnd);
-    pos += CRLF.copy(head, pos);
+    pos = copyBytes(head, pos, FORWARDED_HOST, 0, FORWARDED_HOST.length);
+    pos = copyBytes(head, pos, buf, hostStart, hostEnd);
+    head[pos++] = 0x0d;
+    head[pos++] = 0x0a;
   }
-  end.copy(head, pos);
+  copyBytes(head, pos, end, 0, end.length);
   return head;
+}
+
+/** Whether the client's request line ends, from `at`, with exactly `version` (" HTTP/1.x\r\n"). */
+function endsWith(buf: Buffer, at: number, version: Buffer): boolean {
+  if (at + version.length > buf.length) return false;
+  for (let i = 0; i < version.length; i++) if (buf[at + i] !== version[i]) return false;
+  return true;
 }
 
 /** "METHOD target" with a plugin's method or target in place of the client's; null when neither changed. */
@@ -309,11 +373,11 @@ export function rewriteResponseHead(
 /** At most how many bytes rewriteResponseHead writes. */
 export function responseHeadBound(start: number, headEnd: number, edits: HeaderEdits | null): number {
   // Edited lines are written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
-  return headEnd - start + CONNECTION_CLOSE.length + (edits === null ? 0 : edits.lines.length);
+  return headEnd - start + CONNECTION_CLOSE.length + addedLength(edits);
 }
 
-const CONNECTION_KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
-const CONNECTION_CLOSE = 'Connection: close\r\n\r\n';
+const CONNECTION_KEEP_ALIVE = Buffer.from('Connection: keep-alive\r\n\r\n', 'latin1');
+const CONNECTION_CLOSE = Buffer.from('Connection: close\r\n\r\n', 'latin1');
 
 /** rewriteResponseHead into `target` (at least responseHeadBound bytes); returns the length written. */
 export function writeResponseHead(
@@ -340,13 +404,13 @@ export function writeResponseHead(
       (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) ||
       (edits !== null && edits.dropped.length > 0 && namedIn(buf, nameStart, nameEnd, edits.dropped));
     if (!removed) continue;
-    if (nameStart > runStart) pos += buf.copy(target, pos, runStart, nameStart);
+    if (nameStart > runStart) pos = copyBytes(target, pos, buf, runStart, nameStart);
     runStart = lineEnd(buf, out, i, count, headEnd);
   }
-  if (linesEnd > runStart) pos += buf.copy(target, pos, runStart, linesEnd);
-  if (edits !== null && edits.lines.length > 0) pos += target.write(edits.lines, pos, 'latin1');
-  pos += target.write(keepAlive ? CONNECTION_KEEP_ALIVE : CONNECTION_CLOSE, pos, 'latin1');
-  return pos;
+  if (linesEnd > runStart) pos = copyBytes(target, pos, buf, runStart, linesEnd);
+  if (edits !== null) pos = writeAdded(target, pos, edits);
+  const connection = keepAlive ? CONNECTION_KEEP_ALIVE : CONNECTION_CLOSE;
+  return copyBytes(target, pos, connection, 0, connection.length);
 }
 
 /**

@@ -38,6 +38,18 @@ const enum Edit {
 // RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection).
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
+const NOT_LATIN1 = /[^\x00-\xff]/;
+const NOT_ASCII = /[^\x00-\x7f]/;
+const NOT_ASCII_RUNS = /[^\x00-\x7f]+/g;
+
+/**
+ * `text` as heads are written: latin1, one byte per code unit. A code unit above
+ * 0xFF would lose its high byte on the wire (U+010D would arrive as CR), so text
+ * holding one is sent as its UTF-8 bytes instead.
+ */
+function wireText(text: string): string {
+  return NOT_LATIN1.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
+}
 
 // Plugins read and set the same few header names on every request: each is checked
 // against HEADER_NAME and lower-cased once (a lower-cased copy is a new string each time).
@@ -45,12 +57,16 @@ const NAME_CACHE_LIMIT = 1024;
 const checkedNames = new Set<string>();
 const lowerNames = new Map<string, string>();
 
-function checkHeader(name: string, value: string | null): void {
+/** Checks a header edit; returns the value as it goes on the wire. */
+function checkHeader<V extends string | null>(name: string, value: V): V {
   if (!checkedNames.has(name)) {
     if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
     if (checkedNames.size < NAME_CACHE_LIMIT) checkedNames.add(name);
   }
-  if (value !== null && BAD_VALUE.test(value)) throw new TypeError(`invalid value for header ${name}`);
+  if (value === null) return value;
+  const text = wireText(value);
+  if (BAD_VALUE.test(text)) throw new TypeError(`invalid value for header ${name}`);
+  return text as V;
 }
 
 function lowerName(name: string): string {
@@ -73,7 +89,7 @@ function replay(edits: ReadonlyArray<string | number | null>, lower: string, val
   return value;
 }
 
-const NO_HEADER_EDITS: HeaderEdits = { dropped: [], lines: '' };
+const NO_HEADER_EDITS: HeaderEdits = { dropped: [], added: [] };
 
 /** Recorded edits as head building takes them: per name, a Set drops the original lines; the values left are added. */
 function resolveHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
@@ -83,7 +99,7 @@ function resolveHeaderEdits(edits: ReadonlyArray<string | number | null>): Heade
 /** The common case (X-RateLimit-*, X-Request-Id): each edit sets a different name, so nothing needs grouping. */
 function onlyDistinctSets(edits: ReadonlyArray<string | number | null>): HeaderEdits | null {
   const dropped: string[] = [];
-  let lines = '';
+  const added: string[] = [];
   for (let i = 0; i < edits.length; i += 3) {
     if (edits[i] !== Edit.Set) return null;
     const name = edits[i + 1] as string;
@@ -91,9 +107,9 @@ function onlyDistinctSets(edits: ReadonlyArray<string | number | null>): HeaderE
     if (dropped.includes(lower)) return null;
     dropped.push(lower);
     const value = edits[i + 2] as string | null;
-    if (value !== null) lines += `${name}: ${value}\r\n`;
+    if (value !== null) added.push(name, value);
   }
-  return { dropped, lines };
+  return { dropped, added };
 }
 
 function groupHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
@@ -118,9 +134,9 @@ function groupHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderE
       values[index].push(value as string);
     }
   }
-  let lines = '';
-  for (let i = 0; i < names.length; i++) for (const value of values[i]) lines += `${spelled[i]}: ${value}\r\n`;
-  return { dropped, lines };
+  const added: string[] = [];
+  for (let i = 0; i < names.length; i++) for (const value of values[i]) added.push(spelled[i], value);
+  return { dropped, added };
 }
 
 export class RequestContext implements PluginContext {
@@ -310,8 +326,8 @@ export class RequestContext implements PluginContext {
 
   // ---- changes to the request sent upstream ----
 
-  setHeader(name: string, value: string | null): void {
-    checkHeader(name, value);
+  setHeader(name: string, header: string | null): void {
+    const value = checkHeader(name, header);
     if (lowerName(name) === 'host') {
       if (value !== null) this.hostOverride = value;
       return;
@@ -319,16 +335,20 @@ export class RequestContext implements PluginContext {
     (this.headerEdits ??= []).push(Edit.Set, name, value);
   }
 
-  addHeader(name: string, value: string): void {
-    checkHeader(name, value);
+  addHeader(name: string, header: string): void {
+    const value = checkHeader(name, header);
     (this.headerEdits ??= []).push(Edit.Add, name, value);
   }
 
   setUri(pathAndQuery: string): void {
-    if (!pathAndQuery.startsWith('/') || /[\s\0]/.test(pathAndQuery)) {
+    // Bytes beyond ASCII go percent-encoded (as UTF-8): servers refuse them raw in a request target.
+    const target = NOT_ASCII.test(pathAndQuery)
+      ? pathAndQuery.replace(NOT_ASCII_RUNS, encodeURIComponent)
+      : pathAndQuery;
+    if (!target.startsWith('/') || /[\s\0]/.test(target)) {
       throw new TypeError(`invalid upstream uri: ${JSON.stringify(pathAndQuery)}`);
     }
-    this.targetOverride = pathAndQuery;
+    this.targetOverride = target;
   }
 
   setMethod(method: string): void {
@@ -337,8 +357,7 @@ export class RequestContext implements PluginContext {
   }
 
   setHost(host: string): void {
-    checkHeader('host', host);
-    this.hostOverride = host;
+    this.hostOverride = checkHeader('host', host);
   }
 
   setUpstream(upstream: Upstream | string): void {
@@ -360,13 +379,13 @@ export class RequestContext implements PluginContext {
     ) {
       return null;
     }
-    const { dropped, lines } = edits === null ? NO_HEADER_EDITS : resolveHeaderEdits(edits);
+    const { dropped, added } = edits === null ? NO_HEADER_EDITS : resolveHeaderEdits(edits);
     return {
       method: this.methodOverride,
       target: this.targetOverride,
       host: this.hostOverride,
       dropped,
-      lines,
+      added,
       clientAddress: this.realAddress,
     };
   }
@@ -402,14 +421,14 @@ export class RequestContext implements PluginContext {
     return this.responseEdits === null ? undefined : replay(this.responseEdits, lowerName(name), undefined);
   }
 
-  setResponseHeader(name: string, value: string | null): void {
-    checkHeader(name, value);
+  setResponseHeader(name: string, header: string | null): void {
+    const value = checkHeader(name, header);
     if (this.responseHeaders !== null) this.responseHeaders.set(name, value);
     else (this.responseEdits ??= []).push(Edit.Set, name, value);
   }
 
-  addResponseHeader(name: string, value: string): void {
-    checkHeader(name, value);
+  addResponseHeader(name: string, header: string): void {
+    const value = checkHeader(name, header);
     if (this.responseHeaders !== null) this.responseHeaders.add(name, value);
     else (this.responseEdits ??= []).push(Edit.Add, name, value);
   }

@@ -127,7 +127,7 @@ describe('plugin context', () => {
     const raw = Buffer.from('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Drop: d\r\nContent-Length: 2\r\n\r\nok', 'latin1');
     const n = backend.parseResponse(raw, 0, raw.length, 1, out);
     assert.ok(n > 0);
-    const head = rewriteResponseHead(raw, 0, n, out, true, { dropped: ['x-drop'], lines: 'X-RateLimit-Limit: 5\r\n' });
+    const head = rewriteResponseHead(raw, 0, n, out, true, { dropped: ['x-drop'], added: ['X-RateLimit-Limit', '5'] });
     assert.equal(
       head.toString('latin1'),
       'HTTP/1.1 200 OK\r\nX-Up: 1\r\nContent-Length: 2\r\nX-RateLimit-Limit: 5\r\nConnection: keep-alive\r\n\r\n',

@@ -250,7 +250,25 @@ const realIp: PluginModule<Conf> = {
   },
 };
 
+// Text that is not latin1 (U+010D's low byte is CR) and an exit header carrying CR LF.
+const wideText: PluginModule<Conf> = {
+  name: 'test-wide-text',
+  version: '0.1',
+  priority: 22000,
+  schema: ANY_OBJECT,
+  rewrite(_conf, ctx) {
+    if (ctx.header('x-bad-exit') !== undefined) {
+      return ctx.exit(302, undefined, { Location: '/next\r\nSet-Cookie: stolen=1' });
+    }
+    ctx.setHeader('X-Wide', 'a\u010db');
+    ctx.setResponseHeader('X-Wide-Reply', 'c\u010dd');
+    ctx.setUri('/w/\u010d');
+    return undefined;
+  },
+};
+
 const MODULES = [
+  wideText,
   realIp,
   denier,
   rewriter,
@@ -332,6 +350,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
           route('impatient', '/impatient', { 'test-impatient-reader': {} }),
           route('split', '/split', { 'test-splitter': { upstream_id: 'canary' } }),
           route('real-ip', '/real-ip', { 'test-real-ip': {} }),
+          route('wide', '/wide', { 'test-wide-text': {} }),
           { id: 'down', uri: '/down', plugins: { 'test-log-probe': {} }, upstream: down },
           {
             id: 'retry',
@@ -606,6 +625,20 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     assert.equal(plain.headers['x-real-ip'], '127.0.0.1');
     const injected = await rawRequest(gateway.port, 'GET /real-ip HTTP/1.1\r\nHost: a\r\nX-Inject: 1\r\n\r\n');
     assert.equal(injected.status, 500);
+  });
+
+  it('sends text a plugin set that is not latin1 as UTF-8 bytes, and refuses CR LF in exit headers', async () => {
+    const res = await rawRequest(gateway.port, 'GET /wide HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(res.status, 200);
+    const seen = JSON.parse(res.body.toString());
+    // Node reads header bytes as latin1: C4 8D is U+010D in UTF-8, and no CR reached the upstream;
+    // in the request target the same bytes go percent-encoded.
+    assert.equal(seen.headers['x-wide'], 'a\u00c4\u008db');
+    assert.equal(seen.url, '/w/%C4%8D');
+    assert.equal(res.headers['x-wide-reply'], 'c\u00c4\u008dd');
+    const bad = await rawRequest(gateway.port, 'GET /wide HTTP/1.1\r\nHost: a\r\nX-Bad-Exit: 1\r\n\r\n');
+    assert.equal(bad.status, 500);
+    assert.ok(!bad.rawHeaders.some(([name]) => name.toLowerCase() === 'set-cookie'));
   });
 
   it('runs the log phase once per request, after the answer, with status, consumer and bytes', async () => {
