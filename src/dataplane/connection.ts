@@ -541,6 +541,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       if (take > 0) reader.bodyParts!.push(Buffer.from(buf.subarray(0, take)));
       // Raw bytes include chunk framing: the exact limit is checked on the decoded body.
       if (req.bodyBytes > 2 * reader.bodyLimit + 4096) {
+        // What was read goes upstream ahead of the rest: the reader gives up, the request goes on.
+        reader.bodyPrefix = Buffer.concat(reader.bodyParts!);
         reader.bodyFailed(new Error(`request body larger than ${reader.bodyLimit} bytes`));
         req.clientKeepAlive = false;
         this.pauseReading();
@@ -561,6 +563,11 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         req.headSent = true;
         socket.cork();
         socket.write(req.upstreamHead!);
+        const prefix = req.plugins === null ? null : req.plugins.bodyPrefix;
+        if (prefix !== null) {
+          req.plugins!.bodyPrefix = null;
+          socket.write(prefix);
+        }
         ok = socket.write(slice);
         socket.uncork();
       }
@@ -634,7 +641,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     req.headSent = false;
     if (req.bodyDone) {
       req.headSent = true;
-      const body = plugins === null ? null : plugins.body;
+      // A body a plugin read whole, or the bytes read before a plugin's readBody() gave up.
+      const body = plugins === null ? null : (plugins.body ?? plugins.bodyPrefix);
       if (body !== null && body !== undefined && body.length > 0) {
         // A body a plugin read: it leaves whole, with the head (kept for a retry, so bodyStreamed stays false).
         conn.socket.cork();

@@ -167,6 +167,11 @@ export class RequestContext implements PluginContext {
   /** readBody()'s limit while the connection reads the body into `bodyParts`; -1 when nobody reads. */
   bodyLimit: number;
   bodyParts: Buffer[] | null;
+  /**
+   * The raw body bytes (chunk framing included) read before readBody() gave up on a body over its
+   * limit: they go upstream first, and the rest of the body streams after them. Null otherwise.
+   */
+  bodyPrefix: Buffer | null;
   private bodyWaiter: { resolve(body: Buffer | undefined): void; reject(err: Error): void } | null;
   private readonly bodySource: BodySource;
 
@@ -212,6 +217,7 @@ export class RequestContext implements PluginContext {
     this.body = null;
     this.bodyLimit = -1;
     this.bodyParts = null;
+    this.bodyPrefix = null;
     this.bodyWaiter = null;
     this.bodySource = bodySource;
     this.responseEdits = null;
@@ -296,10 +302,7 @@ export class RequestContext implements PluginContext {
     this.bodyParts = null;
     const limit = this.bodyLimit;
     this.bodyLimit = -1;
-    if (body.length > limit) {
-      waiter?.reject(bodyTooLarge(limit));
-      return;
-    }
+    // Kept even when over the reader's limit: the body was read from the client, so it goes upstream from here.
     this.body = body;
     // The body now goes upstream whole, so with a length instead of chunks.
     if (this.req.bodyKind === BodyKind.Chunked) {
@@ -312,7 +315,8 @@ export class RequestContext implements PluginContext {
         String(body.length),
       );
     }
-    waiter?.resolve(body);
+    if (body.length > limit) waiter?.reject(bodyTooLarge(limit));
+    else waiter?.resolve(body);
   }
 
   /** The body cannot be read (client gone, too large, bad framing). */

@@ -66,7 +66,7 @@ export function checkPluginModule(exported: unknown, file: string): PluginModule
   if (candidate.type !== undefined && candidate.type !== 'auth') {
     throw new PluginLoadError(`invalid plugin [${name}] type field: only "auth" is known`);
   }
-  for (const field of [...PHASES, 'check', 'compile', 'release'] as const) {
+  for (const field of [...PHASES, 'check', 'compile', 'release', 'phases'] as const) {
     if (candidate[field] !== undefined && typeof candidate[field] !== 'function') {
       throw new PluginLoadError(`invalid plugin [${name}] ${field} field: must be a function`);
     }

@@ -174,6 +174,7 @@ describe('checkPluginModule', () => {
       "invalid plugin [p]: found forbidden '_meta' field in the schema",
     ],
     ['phase not a function', { ...base, access: 1 }, 'invalid plugin [p] access field: must be a function'],
+    ['phases not a function', { ...base, phases: ['log'] }, 'invalid plugin [p] phases field: must be a function'],
     ['unknown type', { ...base, type: 'magic' }, /type field/],
     ['schema that does not compile', { ...base, schema: { type: 'nonsense' } }, /invalid plugin \[p\] schema: /],
   ];
