@@ -4,6 +4,9 @@
 # at most once per call.
 #
 #   bash scripts/ensure-packages.sh nginx-light wrk
+#
+# valgrind (callgrind, callgrind_control) is asked for by bench:instructions
+# only; no test runs it.
 set -euo pipefail
 
 missing=()

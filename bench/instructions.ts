@@ -1,0 +1,599 @@
+// `npm run bench:instructions`: instructions per request under valgrind's
+// callgrind, for each route of bench:plugins' throughput rows. Counting
+// instructions is deterministic, so two builds compare without the ±15 % noise
+// that throughput and CPU time show on this shared 2-core machine.
+//
+// One process runs the data plane (built-in plugins, shared dicts, the backend
+// of BENCH_BACKEND, default ffi) and a raw keep-alive client in front of one
+// nginx upstream, under `valgrind --tool=callgrind` with `node --single-threaded`
+// (V8 compiles and collects garbage on the main thread, where callgrind sees
+// it). It warms every route up first, then per route: zero the counters,
+// send BENCH_REQUESTS requests, dump. Each dump gives instructions per request
+// (client included, so also shown "minus bare"), TurboFan/baseline compile
+// time inside the window left out, GC shown apart.
+//
+//   npm run bench:instructions                       this checkout
+//   npm run bench:instructions -- /path/to/other     A/B: this checkout and another build, side by side
+//   BENCH_BUILD=/path/to/other npm run bench:instructions
+//
+// The other checkout must be built (npm run build:native && npx tsc -p tsconfig.json). Both builds run at the same
+// time, one valgrind each (callgrind runs the program on one thread).
+// BENCH_ROUTES=bare,risk picks routes (also limit-count-no-headers, ip-restriction); BENCH_WARMUP (20,000 per
+// route: fewer leaves TurboFan compiling inside the measured window) and BENCH_REQUESTS (3,000) set the counts;
+// BENCH_LIMIT_MINUTES (20) bounds the run.
+
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { killAllChildrenNow, startChild, stopAllChildren } from './lib/children';
+import {
+  callgrindArgs,
+  dumpCounters,
+  dumpFiles,
+  readCallgrindFile,
+  v8Costs,
+  zeroCounters,
+  type CallgrindProfile,
+} from './lib/callgrind';
+import { freePort } from './lib/net';
+import { startNginxUpstream } from './lib/nginx';
+import { writeReport } from './lib/report';
+import type { Route } from '../src/schema/types';
+import type { ConfigSnapshot } from '../src/store/types';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const WARMUP_REQUESTS = positiveInt(process.env.BENCH_WARMUP, 20_000);
+const MEASURED_REQUESTS = positiveInt(process.env.BENCH_REQUESTS, 3_000);
+const RUN_LIMIT_MS = positiveInt(process.env.BENCH_LIMIT_MINUTES, 20) * 60_000;
+const BACKEND = process.env.BENCH_BACKEND ?? 'ffi';
+/** Requests in flight from the in-process client, one per keep-alive connection. */
+const CLIENT_CONNECTIONS = 8;
+const CONTROL_TIMEOUT_MS = 60_000;
+/**
+ * BENCH_DUMPS=<dir>: keep each dump there (<build>-<route>.callgrind, for callgrind_annotate or kcachegrind) with
+ * V8's map of JIT code addresses to JS function names (<build>-perf.map, from --perf-basic-prof-only-functions;
+ * plain --perf-basic-prof makes V8 recompile constantly).
+ */
+const DUMPS_DIR = process.env.BENCH_DUMPS ? path.resolve(process.env.BENCH_DUMPS) : undefined;
+const API_KEY = 'bench-api-key-0123456789';
+/** Lines of the harness's stdout that ask the driver for a callgrind phase (anything else is the gateway's output). */
+const PHASE_PREFIX = 'callgrind-phase ';
+
+function positiveInt(text: string | undefined, fallback: number): number {
+  const value = Number(text);
+  return Number.isInteger(value) && value > 0 ? value : fallback;
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function signed(n: number, digits = 0): string {
+  return `${n >= 0 ? '+' : ''}${fmt(n, digits)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Routes: bench:plugins' throughput rows (its risk-control route and, with BENCH_PLUGIN_BREAKDOWN=1, one route per
+// plugin of it), the bare route, and two more that can be asked for by name.
+
+const LIMIT_COUNT = { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 };
+
+interface BenchRoute {
+  name: string;
+  uri: string;
+  plugins?: Record<string, object>;
+  /** Measured when BENCH_ROUTES is not set. */
+  byDefault: boolean;
+}
+
+const ROUTES: readonly BenchRoute[] = [
+  { name: 'bare', uri: '/hello', byDefault: true },
+  { name: 'key-auth', uri: '/only/key-auth', plugins: { 'key-auth': {} }, byDefault: true },
+  { name: 'limit-count', uri: '/only/limit-count', plugins: { 'limit-count': LIMIT_COUNT }, byDefault: true },
+  { name: 'prometheus', uri: '/only/prometheus', plugins: { prometheus: {} }, byDefault: true },
+  {
+    name: 'risk',
+    uri: '/risk',
+    plugins: { 'key-auth': {}, 'limit-count': LIMIT_COUNT, prometheus: {} },
+    byDefault: true,
+  },
+  {
+    name: 'limit-count-no-headers',
+    uri: '/only/limit-count-no-headers',
+    plugins: { 'limit-count': { ...LIMIT_COUNT, show_limit_quota_header: false } },
+    byDefault: false,
+  },
+  {
+    name: 'ip-restriction',
+    uri: '/only/ip-restriction',
+    plugins: { 'ip-restriction': { whitelist: ['127.0.0.0/8'] } },
+    byDefault: false,
+  },
+];
+
+/** BENCH_ROUTES ("bare,risk"): the routes measured, in catalog order; bare is always measured (the "minus bare" base). */
+function selectRoutes(text: string | undefined): BenchRoute[] {
+  const names = (text ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  if (names.length === 0) return ROUTES.filter((route) => route.byDefault);
+  for (const name of names) {
+    if (!ROUTES.some((route) => route.name === name)) {
+      throw new Error(`BENCH_ROUTES: unknown route '${name}' (one of ${ROUTES.map((route) => route.name).join(', ')})`);
+    }
+  }
+  return ROUTES.filter((route) => route.name === 'bare' || names.includes(route.name));
+}
+
+function routeSnapshot(routes: readonly BenchRoute[], upstreamPort: number): ConfigSnapshot {
+  const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
+  return {
+    version: 1,
+    routes: routes.map((route) => ({ id: route.name, uri: route.uri, plugins: route.plugins, upstream }) as Route),
+    services: [],
+    upstreams: [],
+    consumers: [{ username: 'bench', plugins: { 'key-auth': { key: API_KEY } } }],
+    consumer_groups: [],
+    global_rules: [],
+    plugin_configs: [],
+    plugin_metadata: [],
+    ssls: [],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The harness: the process valgrind runs. It loads the gateway from the build it is given, so the client and this
+// code are the same for both builds of an A/B and only the gateway differs.
+
+interface HarnessSettings {
+  build: string;
+  backend: string;
+  upstreamPort: number;
+  dictDir: string;
+  routes: string[];
+  warmup: number;
+  requests: number;
+}
+
+/** The build's modules, by path: the other checkout of an A/B may not be this one. */
+function loadGateway(build: string): {
+  server: typeof import('../src/dataplane/server');
+  native: typeof import('../src/native');
+  shdict: typeof import('../src/native/shdict');
+  loader: typeof import('../src/plugins/loader');
+  defaults: typeof import('../src/config/defaults');
+} {
+  const dist = path.join(build, 'dist', 'src');
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  return {
+    server: require(path.join(dist, 'dataplane', 'server')),
+    native: require(path.join(dist, 'native')),
+    shdict: require(path.join(dist, 'native', 'shdict')),
+    loader: require(path.join(dist, 'plugins', 'loader')),
+    defaults: require(path.join(dist, 'config', 'defaults')),
+  };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+}
+
+/** Ask the driver for a callgrind phase and block until it is done: one read() syscall, nothing counted meanwhile. */
+function callgrindPhase(request: string): void {
+  fs.writeSync(1, `${PHASE_PREFIX}${request}\n`);
+  const answer = Buffer.alloc(16);
+  for (;;) {
+    try {
+      if (fs.readSync(0, answer) > 0) return;
+      throw new Error('bench:instructions harness: the driver closed stdin');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
+}
+
+/** Send `total` GETs of `uri` over CLIENT_CONNECTIONS keep-alive connections, one in flight on each; every answer 200. */
+function drive(port: number, uri: string, total: number): Promise<void> {
+  const request = Buffer.from(`GET ${uri} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\napikey: ${API_KEY}\r\n\r\n`, 'latin1');
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let answered = 0;
+    const sockets: net.Socket[] = [];
+    const fail = (err: Error): void => {
+      for (const socket of sockets) socket.destroy();
+      reject(err);
+    };
+    for (let i = 0; i < Math.min(CLIENT_CONNECTIONS, total); i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      sockets.push(socket);
+      let pending = '';
+      socket.setNoDelay(true);
+      socket.on('error', fail);
+      socket.on('connect', () => {
+        sent++;
+        socket.write(request);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        pending += chunk.toString('latin1');
+        for (;;) {
+          const headEnd = pending.indexOf('\r\n\r\n');
+          if (headEnd < 0) return;
+          const length = /\r\ncontent-length:\s*(\d+)/i.exec(pending.slice(0, headEnd));
+          if (length === null)
+            return fail(new Error(`${uri}: an answer without Content-Length: ${pending.slice(0, 300)}`));
+          const end = headEnd + 4 + Number(length[1]);
+          if (pending.length < end) return;
+          if (!pending.startsWith('HTTP/1.1 200 ')) return fail(new Error(`${uri}: ${pending.slice(0, end)}`));
+          pending = pending.slice(end);
+          answered++;
+          if (sent < total) {
+            sent++;
+            socket.write(request);
+          } else {
+            socket.end();
+          }
+          if (answered === total) resolve();
+        }
+      });
+    }
+  });
+}
+
+async function runHarness(settings: HarnessSettings): Promise<void> {
+  const gateway = loadGateway(settings.build);
+  const backend = gateway.native.loadBackend(settings.backend as Parameters<typeof gateway.native.loadBackend>[0]);
+  const dicts = new Map<string, import('../src/native/shdict').SharedDict>();
+  for (const [name, size] of Object.entries(gateway.defaults.DEFAULT_SHARED_DICTS)) {
+    const capacity = gateway.shdict.parseDictSize(size);
+    dicts.set(
+      name,
+      gateway.shdict.openSharedDict(backend, name, capacity, { path: path.join(settings.dictDir, name), fresh: true }),
+    );
+  }
+  const loader = new gateway.loader.PluginLoader();
+  loader.load();
+  const plane = new gateway.server.DataPlane(backend, {
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    plugins: {
+      get registry() {
+        return loader.registry;
+      },
+      env: {
+        dict(name: string) {
+          const dict = dicts.get(name);
+          if (dict === undefined) throw new Error(`no such shared dictionary: ${name}`);
+          return dict;
+        },
+      },
+    },
+    dicts,
+  });
+  const routes = settings.routes.map((name) => ROUTES.find((route) => route.name === name) as BenchRoute);
+  plane.applyConfig(routeSnapshot(routes, settings.upstreamPort));
+  const [address] = await plane.listen();
+  for (const route of routes) await drive(address.port, route.uri, settings.warmup);
+  for (const route of routes) {
+    callgrindPhase(`zero ${route.name}`);
+    await drive(address.port, route.uri, settings.requests);
+    callgrindPhase(`dump ${route.name}`);
+  }
+  await plane.close(100);
+  for (const dict of dicts.values()) dict.close();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The driver: valgrind per build, the phases through callgrind_control, the dumps read into figures.
+
+interface RouteCount {
+  route: string;
+  requests: number;
+  /** Instructions per request, compile left out: the figure compared. */
+  perRequest: number;
+  /**
+   * perRequest without GC too: steadier between builds, as a window holds a whole number of collections (one more
+   * or less moves perRequest by a few thousand), but blind to a change in what is allocated.
+   */
+  perRequestWithoutGc: number;
+  /** perRequest minus the bare route's: what the route's plugins cost (the client and proxying are the same). */
+  minusBare: number;
+  compilePerRequest: number;
+  gcPerRequest: number;
+  /** The dump's whole count (compile included). */
+  totalInstructions: number;
+}
+
+interface BuildResult {
+  label: string;
+  path: string;
+  commit: string;
+  routes: RouteCount[];
+}
+
+function describeCommit(dir: string): string {
+  try {
+    const commit = execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const changed = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--untracked-files=no'], {
+      encoding: 'utf8',
+    }).trim();
+    return changed === '' ? commit : `${commit} + uncommitted changes`;
+  } catch {
+    return 'not a git checkout';
+  }
+}
+
+function checkBuild(dir: string): void {
+  for (const file of ['dist/src/dataplane/server.js', 'dist/src/plugins/loader.js', 'dist/src/native/index.js']) {
+    if (!fs.existsSync(path.join(dir, file))) {
+      throw new Error(
+        `${dir} is not built (no ${file}): run \`npm run build:native && npx tsc -p tsconfig.json\` there first`,
+      );
+    }
+  }
+}
+
+function hasCommand(command: string): boolean {
+  try {
+    execFileSync(command, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** nginx-light and valgrind, installed through scripts/ensure-packages.sh when missing; a clear message when that fails. */
+function ensurePackages(): void {
+  try {
+    execFileSync('bash', [path.join(ROOT, 'scripts', 'ensure-packages.sh'), 'nginx-light', 'valgrind'], {
+      stdio: 'inherit',
+    });
+  } catch {
+    // Not root and no sudo: fine when the commands are there anyway (checked below).
+  }
+  if (!hasCommand('valgrind') || !hasCommand('callgrind_control')) {
+    throw new Error(
+      'valgrind is not installed: bench:instructions runs the gateway under valgrind --tool=callgrind and drives it ' +
+        'with callgrind_control. On Debian/Ubuntu: `sudo apt-get install valgrind` ' +
+        '(or `bash scripts/ensure-packages.sh valgrind` as root)',
+    );
+  }
+}
+
+/** Run one build's harness under callgrind, serve its phase requests, and read its dumps. */
+async function measureBuild(
+  label: string,
+  build: string,
+  routes: readonly BenchRoute[],
+  upstreamPort: number,
+  workDir: string,
+): Promise<BuildResult> {
+  const dir = path.join(workDir, label);
+  fs.mkdirSync(path.join(dir, 'dicts'), { recursive: true });
+  const outFile = path.join(dir, 'callgrind.out');
+  const settings: HarnessSettings = {
+    build,
+    backend: BACKEND,
+    upstreamPort,
+    dictDir: path.join(dir, 'dicts'),
+    routes: routes.map((route) => route.name),
+    warmup: WARMUP_REQUESTS,
+    requests: MEASURED_REQUESTS,
+  };
+  const harness = [
+    process.execPath,
+    '--single-threaded',
+    ...(DUMPS_DIR === undefined ? [] : ['--perf-basic-prof-only-functions']),
+    path.join(__dirname, 'instructions.js'),
+    '--harness',
+    JSON.stringify(settings),
+  ];
+  const started = Date.now();
+  const elapsed = (): string => `${fmt((Date.now() - started) / 1000)} s`;
+  const child = startChild(`valgrind (${label})`, 'valgrind', callgrindArgs(outFile, harness), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const pid = child.process.pid as number;
+  const stdin = child.process.stdin as NodeJS.WritableStream;
+  console.log(`[${label}] valgrind pid ${pid}: warming up ${routes.length} routes x ${fmt(WARMUP_REQUESTS)} requests`);
+
+  // The harness blocks after each request line until answered, so phases arrive one at a time.
+  let phases = Promise.resolve();
+  let lineStart = '';
+  const handlePhase = async (phase: string, route: string): Promise<void> => {
+    if (phase === 'zero') {
+      if (route === routes[0].name) console.log(`[${label}] warmed up in ${elapsed()}`);
+      await zeroCounters(pid, CONTROL_TIMEOUT_MS);
+    } else {
+      await dumpCounters(pid, route, CONTROL_TIMEOUT_MS);
+      console.log(`[${label}] ${route} measured (${elapsed()})`);
+    }
+    stdin.write('go\n');
+  };
+  child.process.stdout?.on('data', (chunk: Buffer) => {
+    const lines = (lineStart + chunk.toString()).split('\n');
+    lineStart = lines.pop() as string;
+    for (const line of lines) {
+      if (!line.startsWith(PHASE_PREFIX)) continue;
+      const [phase, route] = line.slice(PHASE_PREFIX.length).split(' ');
+      phases = phases.then(() => handlePhase(phase, route));
+    }
+  });
+  const exitCode = await new Promise<number | null>((resolve) => child.process.on('exit', (code) => resolve(code)));
+  await phases;
+  if (exitCode !== 0) throw new Error(`[${label}] valgrind exited with ${exitCode}:\n${child.output()}`);
+
+  const perfMap = `/tmp/perf-${pid}.map`;
+  if (fs.existsSync(perfMap)) {
+    if (DUMPS_DIR !== undefined) fs.copyFileSync(perfMap, path.join(DUMPS_DIR, `${label}-perf.map`));
+    fs.rmSync(perfMap);
+  }
+  const files = dumpFiles(outFile);
+  if (files.length !== routes.length) {
+    throw new Error(`[${label}] ${files.length} callgrind dumps for ${routes.length} routes:\n${child.output()}`);
+  }
+  const counts = files.map((file, i) => {
+    const profile = readCallgrindFile(file);
+    if (DUMPS_DIR === undefined) fs.rmSync(file);
+    else fs.renameSync(file, path.join(DUMPS_DIR, `${label}-${routes[i].name}.callgrind`));
+    if (!profile.trigger.endsWith(routes[i].name)) {
+      throw new Error(`[${label}] dump ${file} is '${profile.trigger}', expected route ${routes[i].name}`);
+    }
+    return countRoute(routes[i].name, profile);
+  });
+  const bare = counts.find((count) => count.route === 'bare') as RouteCount;
+  for (const count of counts) count.minusBare = count.perRequest - bare.perRequest;
+  return { label, path: build, commit: describeCommit(build), routes: counts };
+}
+
+function countRoute(route: string, profile: CallgrindProfile): RouteCount {
+  if (profile.events[0] !== 'Ir') throw new Error(`callgrind counted ${profile.events.join(',')}, expected Ir first`);
+  const { total, compile, gc } = v8Costs(profile);
+  return {
+    route,
+    requests: MEASURED_REQUESTS,
+    perRequest: (total - compile) / MEASURED_REQUESTS,
+    perRequestWithoutGc: (total - compile - gc) / MEASURED_REQUESTS,
+    minusBare: 0,
+    compilePerRequest: compile / MEASURED_REQUESTS,
+    gcPerRequest: gc / MEASURED_REQUESTS,
+    totalInstructions: total,
+  };
+}
+
+function printOne(result: BuildResult): void {
+  console.log(`\n## instructions per request: ${result.path} (${result.commit})\n`);
+  console.log('| route | instructions/request | minus bare | without GC | GC | compile (left out) |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const count of result.routes) {
+    console.log(
+      `| ${count.route} | ${fmt(count.perRequest)} | ${count.route === 'bare' ? '' : signed(count.minusBare)} | ` +
+        `${fmt(count.perRequestWithoutGc)} | ${fmt(count.gcPerRequest)} | ${fmt(count.compilePerRequest)} |`,
+    );
+  }
+}
+
+interface RouteDifference {
+  route: string;
+  /** B − A, instructions per request. */
+  perRequest: number;
+  percent: number;
+  /** B − A of the "minus bare" figures: the change in what the route's plugins cost. */
+  minusBare: number;
+  /** B − A without GC. */
+  withoutGc: number;
+}
+
+function compareBuilds(a: BuildResult, b: BuildResult): RouteDifference[] {
+  return a.routes.map((countA, i) => {
+    const countB = b.routes[i];
+    return {
+      route: countA.route,
+      perRequest: countB.perRequest - countA.perRequest,
+      percent: ((countB.perRequest - countA.perRequest) / countA.perRequest) * 100,
+      minusBare: countB.minusBare - countA.minusBare,
+      withoutGc: countB.perRequestWithoutGc - countA.perRequestWithoutGc,
+    };
+  });
+}
+
+function printComparison(a: BuildResult, b: BuildResult, differences: RouteDifference[]): void {
+  console.log(`\n## A/B, instructions per request\n\nA: ${a.path} (${a.commit})\nB: ${b.path} (${b.commit})\n`);
+  console.log('| route | A | B | B − A | B − A % | minus bare A / B | B − A minus bare | B − A without GC |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  differences.forEach((difference, i) => {
+    const [countA, countB] = [a.routes[i], b.routes[i]];
+    const isBare = difference.route === 'bare';
+    console.log(
+      `| ${difference.route} | ${fmt(countA.perRequest)} | ${fmt(countB.perRequest)} | ` +
+        `${signed(difference.perRequest)} | ${signed(difference.percent, 1)}% | ` +
+        `${isBare ? '' : `${signed(countA.minusBare)} / ${signed(countB.minusBare)}`} | ` +
+        `${isBare ? '' : signed(difference.minusBare)} | ${signed(difference.withoutGc)} |`,
+    );
+  });
+}
+
+async function main(): Promise<void> {
+  const otherBuild = process.argv[2] ?? process.env.BENCH_BUILD;
+  const builds = [{ label: 'A', path: ROOT }];
+  if (otherBuild !== undefined && otherBuild !== '') builds.push({ label: 'B', path: path.resolve(otherBuild) });
+  for (const build of builds) checkBuild(build.path);
+  const routes = selectRoutes(process.env.BENCH_ROUTES);
+  ensurePackages();
+  if (DUMPS_DIR !== undefined) fs.mkdirSync(DUMPS_DIR, { recursive: true });
+
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'palisade-bench-instructions-'));
+  process.on('exit', () => {
+    killAllChildrenNow();
+    fs.rmSync(workDir, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+  const guard = setTimeout(() => {
+    console.error(
+      `bench:instructions: over ${RUN_LIMIT_MS / 60_000} minutes (BENCH_LIMIT_MINUTES), giving up; ` +
+        'valgrind is killed and its files removed',
+    );
+    process.exit(1);
+  }, RUN_LIMIT_MS);
+  guard.unref();
+
+  try {
+    const upstreamPort = await freePort();
+    await startNginxUpstream(workDir, upstreamPort);
+    const valgrindVersion = execFileSync('valgrind', ['--version'], { encoding: 'utf8' }).trim();
+    console.log(
+      `bench:instructions: ${valgrindVersion}, node ${process.version} --single-threaded, backend ${BACKEND}; ` +
+        `routes ${routes.map((route) => route.name).join(', ')}; ${fmt(WARMUP_REQUESTS)} warm-up and ` +
+        `${fmt(MEASURED_REQUESTS)} measured requests per route, ${CLIENT_CONNECTIONS} keep-alive connections`,
+    );
+    const results = await Promise.all(
+      builds.map((build) => measureBuild(build.label, build.path, routes, upstreamPort, workDir)),
+    );
+    const report: Record<string, unknown> = {
+      kind: 'bench:instructions',
+      date: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model,
+        node: process.version,
+        valgrind: valgrindVersion,
+      },
+      method:
+        'callgrind Ir per request, in-process client included, compile inside the window left out ' +
+        '(inclusive cost of V8 compile entry points), GC included and shown apart',
+      warmupRequests: WARMUP_REQUESTS,
+      measuredRequests: MEASURED_REQUESTS,
+      clientConnections: CLIENT_CONNECTIONS,
+      backend: BACKEND,
+      builds: results,
+    };
+    for (const result of results) printOne(result);
+    if (results.length === 2) {
+      const differences = compareBuilds(results[0], results[1]);
+      report.differenceBMinusA = differences;
+      printComparison(results[0], results[1], differences);
+    }
+    console.log(`\nreport: ${writeReport('instructions', report)}`);
+  } finally {
+    await stopAllChildren();
+  }
+}
+
+if (process.argv[2] === '--harness') {
+  runHarness(JSON.parse(process.argv[3]) as HarnessSettings).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(
+        `bench:instructions harness failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+      process.exit(1);
+    },
+  );
+} else {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(`bench:instructions failed: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
