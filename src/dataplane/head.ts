@@ -90,7 +90,7 @@ function connectionTokens(buf: Buffer, out: Int32Array): string[] {
 }
 
 function namedIn(buf: Buffer, start: number, end: number, tokens: readonly string[]): boolean {
-  for (const token of tokens) if (equalsLowerCase(buf, start, end, token)) return true;
+  for (let i = 0; i < tokens.length; i++) if (equalsLowerCase(buf, start, end, tokens[i])) return true;
   return false;
 }
 

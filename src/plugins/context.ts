@@ -39,6 +39,7 @@ const enum Edit {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 const NOT_LATIN1 = /[^\x00-\xff]/;
+const UNUSUAL_VALUE = /[\r\n\0]|[^\x00-\xff]/;
 const NOT_ASCII = /[^\x00-\x7f]/;
 const NOT_ASCII_RUNS = /[^\x00-\x7f]+/g;
 
@@ -63,7 +64,8 @@ function checkHeader<V extends string | null>(name: string, value: V): V {
     if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
     if (checkedNames.size < NAME_CACHE_LIMIT) checkedNames.add(name);
   }
-  if (value === null) return value;
+  // One test for the common case (plain latin1, no CR/LF/NUL); the rare rest looks closer.
+  if (value === null || !UNUSUAL_VALUE.test(value)) return value;
   const text = wireText(value);
   if (BAD_VALUE.test(text)) throw new TypeError(`invalid value for header ${name}`);
   return text as V;
