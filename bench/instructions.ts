@@ -32,8 +32,13 @@ import {
   callgrindArgs,
   dumpCounters,
   dumpFiles,
+  largestDifferences,
+  parsePerfMap,
   readCallgrindFile,
+  selfCostsByName,
   v8Costs,
+  type FunctionDifference,
+  type PerfMapEntry,
   zeroCounters,
   type CallgrindProfile,
 } from './lib/callgrind';
@@ -57,6 +62,9 @@ const CONTROL_TIMEOUT_MS = 60_000;
  * plain --perf-basic-prof makes V8 recompile constantly).
  */
 const DUMPS_DIR = process.env.BENCH_DUMPS ? path.resolve(process.env.BENCH_DUMPS) : undefined;
+/** BENCH_FUNCTIONS=<n>: with two builds, the n functions per route whose self cost changed most (JIT code named). */
+const FUNCTIONS_SHOWN = positiveInt(process.env.BENCH_FUNCTIONS, 0);
+const WANTS_PERF_MAP = DUMPS_DIR !== undefined || FUNCTIONS_SHOWN > 0;
 const API_KEY = 'bench-api-key-0123456789';
 /** Lines of the harness's stdout that ask the driver for a callgrind phase (anything else is the gateway's output). */
 const PHASE_PREFIX = 'callgrind-phase ';
@@ -297,6 +305,8 @@ interface RouteCount {
   perRequestWithoutGc: number;
   /** perRequest minus the bare route's: what the route's plugins cost (the client and proxying are the same). */
   minusBare: number;
+  /** perRequestWithoutGc minus the bare route's. */
+  minusBareWithoutGc: number;
   compilePerRequest: number;
   gcPerRequest: number;
   /** The dump's whole count (compile included). */
@@ -359,6 +369,12 @@ function ensurePackages(): void {
   }
 }
 
+interface Measurement {
+  result: BuildResult;
+  /** Per route (in order), self cost by function with JIT code named: with BENCH_FUNCTIONS only. */
+  functionCosts?: Map<string, number>[];
+}
+
 /** Run one build's harness under callgrind, serve its phase requests, and read its dumps. */
 async function measureBuild(
   label: string,
@@ -366,7 +382,7 @@ async function measureBuild(
   routes: readonly BenchRoute[],
   upstreamPort: number,
   workDir: string,
-): Promise<BuildResult> {
+): Promise<Measurement> {
   const dir = path.join(workDir, label);
   fs.mkdirSync(path.join(dir, 'dicts'), { recursive: true });
   const outFile = path.join(dir, 'callgrind.out');
@@ -382,7 +398,7 @@ async function measureBuild(
   const harness = [
     process.execPath,
     '--single-threaded',
-    ...(DUMPS_DIR === undefined ? [] : ['--perf-basic-prof-only-functions']),
+    ...(WANTS_PERF_MAP ? ['--perf-basic-prof-only-functions'] : []),
     path.join(__dirname, 'instructions.js'),
     '--harness',
     JSON.stringify(settings),
@@ -415,18 +431,27 @@ async function measureBuild(
     for (const line of lines) {
       if (!line.startsWith(PHASE_PREFIX)) continue;
       const [phase, route] = line.slice(PHASE_PREFIX.length).split(' ');
-      phases = phases.then(() => handlePhase(phase, route));
+      // A failed callgrind_control leaves the harness waiting: end it, so the failure is reported at once.
+      phases = phases
+        .then(() => handlePhase(phase, route))
+        .catch((err: unknown) => {
+          child.process.kill('SIGKILL');
+          throw err;
+        });
     }
   });
   const exitCode = await new Promise<number | null>((resolve) => child.process.on('exit', (code) => resolve(code)));
   await phases;
   if (exitCode !== 0) throw new Error(`[${label}] valgrind exited with ${exitCode}:\n${child.output()}`);
 
-  const perfMap = `/tmp/perf-${pid}.map`;
-  if (fs.existsSync(perfMap)) {
-    if (DUMPS_DIR !== undefined) fs.copyFileSync(perfMap, path.join(DUMPS_DIR, `${label}-perf.map`));
-    fs.rmSync(perfMap);
+  const perfMapFile = `/tmp/perf-${pid}.map`;
+  let perfMap: PerfMapEntry[] = [];
+  if (fs.existsSync(perfMapFile)) {
+    perfMap = parsePerfMap(fs.readFileSync(perfMapFile, 'utf8'));
+    if (DUMPS_DIR !== undefined) fs.copyFileSync(perfMapFile, path.join(DUMPS_DIR, `${label}-perf.map`));
+    fs.rmSync(perfMapFile);
   }
+  const functionCosts: Map<string, number>[] = [];
   const files = dumpFiles(outFile);
   if (files.length !== routes.length) {
     throw new Error(`[${label}] ${files.length} callgrind dumps for ${routes.length} routes:\n${child.output()}`);
@@ -438,11 +463,18 @@ async function measureBuild(
     if (!profile.trigger.endsWith(routes[i].name)) {
       throw new Error(`[${label}] dump ${file} is '${profile.trigger}', expected route ${routes[i].name}`);
     }
+    if (FUNCTIONS_SHOWN > 0) functionCosts.push(selfCostsByName(profile, perfMap));
     return countRoute(routes[i].name, profile);
   });
   const bare = counts.find((count) => count.route === 'bare') as RouteCount;
-  for (const count of counts) count.minusBare = count.perRequest - bare.perRequest;
-  return { label, path: build, commit: describeCommit(build), routes: counts };
+  for (const count of counts) {
+    count.minusBare = count.perRequest - bare.perRequest;
+    count.minusBareWithoutGc = count.perRequestWithoutGc - bare.perRequestWithoutGc;
+  }
+  return {
+    result: { label, path: build, commit: describeCommit(build), routes: counts },
+    functionCosts: FUNCTIONS_SHOWN > 0 ? functionCosts : undefined,
+  };
 }
 
 function countRoute(route: string, profile: CallgrindProfile): RouteCount {
@@ -454,6 +486,7 @@ function countRoute(route: string, profile: CallgrindProfile): RouteCount {
     perRequest: (total - compile) / MEASURED_REQUESTS,
     perRequestWithoutGc: (total - compile - gc) / MEASURED_REQUESTS,
     minusBare: 0,
+    minusBareWithoutGc: 0,
     compilePerRequest: compile / MEASURED_REQUESTS,
     gcPerRequest: gc / MEASURED_REQUESTS,
     totalInstructions: total,
@@ -462,12 +495,14 @@ function countRoute(route: string, profile: CallgrindProfile): RouteCount {
 
 function printOne(result: BuildResult): void {
   console.log(`\n## instructions per request: ${result.path} (${result.commit})\n`);
-  console.log('| route | instructions/request | minus bare | without GC | GC | compile (left out) |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| route | instructions/request | minus bare | without GC | minus bare | GC | compile (left out) |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const count of result.routes) {
+    const isBare = count.route === 'bare';
     console.log(
-      `| ${count.route} | ${fmt(count.perRequest)} | ${count.route === 'bare' ? '' : signed(count.minusBare)} | ` +
-        `${fmt(count.perRequestWithoutGc)} | ${fmt(count.gcPerRequest)} | ${fmt(count.compilePerRequest)} |`,
+      `| ${count.route} | ${fmt(count.perRequest)} | ${isBare ? '' : signed(count.minusBare)} | ` +
+        `${fmt(count.perRequestWithoutGc)} | ${isBare ? '' : signed(count.minusBareWithoutGc)} | ` +
+        `${fmt(count.gcPerRequest)} | ${fmt(count.compilePerRequest)} |`,
     );
   }
 }
@@ -477,39 +512,52 @@ interface RouteDifference {
   /** B − A, instructions per request. */
   perRequest: number;
   percent: number;
-  /** B − A of the "minus bare" figures: the change in what the route's plugins cost. */
-  minusBare: number;
-  /** B − A without GC. */
+  /** B − A without GC: the steadier figure (a window holds a whole number of collections). */
   withoutGc: number;
+  withoutGcPercent: number;
 }
 
 function compareBuilds(a: BuildResult, b: BuildResult): RouteDifference[] {
   return a.routes.map((countA, i) => {
     const countB = b.routes[i];
+    const withoutGc = countB.perRequestWithoutGc - countA.perRequestWithoutGc;
     return {
       route: countA.route,
       perRequest: countB.perRequest - countA.perRequest,
       percent: ((countB.perRequest - countA.perRequest) / countA.perRequest) * 100,
-      minusBare: countB.minusBare - countA.minusBare,
-      withoutGc: countB.perRequestWithoutGc - countA.perRequestWithoutGc,
+      withoutGc,
+      withoutGcPercent: (withoutGc / countA.perRequestWithoutGc) * 100,
     };
   });
 }
 
 function printComparison(a: BuildResult, b: BuildResult, differences: RouteDifference[]): void {
   console.log(`\n## A/B, instructions per request\n\nA: ${a.path} (${a.commit})\nB: ${b.path} (${b.commit})\n`);
-  console.log('| route | A | B | B − A | B − A % | minus bare A / B | B − A minus bare | B − A without GC |');
+  console.log('| route | A | B | B − A | without GC: A | B | B − A | minus bare without GC: A / B |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   differences.forEach((difference, i) => {
     const [countA, countB] = [a.routes[i], b.routes[i]];
-    const isBare = difference.route === 'bare';
     console.log(
       `| ${difference.route} | ${fmt(countA.perRequest)} | ${fmt(countB.perRequest)} | ` +
-        `${signed(difference.perRequest)} | ${signed(difference.percent, 1)}% | ` +
-        `${isBare ? '' : `${signed(countA.minusBare)} / ${signed(countB.minusBare)}`} | ` +
-        `${isBare ? '' : signed(difference.minusBare)} | ${signed(difference.withoutGc)} |`,
+        `${signed(difference.perRequest)} (${signed(difference.percent, 1)}%) | ` +
+        `${fmt(countA.perRequestWithoutGc)} | ${fmt(countB.perRequestWithoutGc)} | ` +
+        `${signed(difference.withoutGc)} (${signed(difference.withoutGcPercent, 1)}%) | ` +
+        `${difference.route === 'bare' ? '' : `${signed(countA.minusBareWithoutGc)} / ${signed(countB.minusBareWithoutGc)}`} |`,
     );
   });
+}
+
+function printFunctionDifferences(route: string, functions: FunctionDifference[]): void {
+  console.log(`\n### ${route}: self cost per request, the functions that changed most\n`);
+  console.log('| B − A | A | B | function |');
+  console.log('| ---: | ---: | ---: | --- |');
+  for (const { name, a, b } of functions) {
+    const perRequest = (cost: number): string => fmt(cost / MEASURED_REQUESTS, 1);
+    const shown = name.length > 120 ? `${name.slice(0, 117)}...` : name;
+    console.log(
+      `| ${signed((b - a) / MEASURED_REQUESTS, 1)} | ${perRequest(a)} | ${perRequest(b)} | ${shown.replace(/\|/g, '\\|')} |`,
+    );
+  }
 }
 
 async function main(): Promise<void> {
@@ -545,9 +593,10 @@ async function main(): Promise<void> {
         `routes ${routes.map((route) => route.name).join(', ')}; ${fmt(WARMUP_REQUESTS)} warm-up and ` +
         `${fmt(MEASURED_REQUESTS)} measured requests per route, ${CLIENT_CONNECTIONS} keep-alive connections`,
     );
-    const results = await Promise.all(
+    const measurements = await Promise.all(
       builds.map((build) => measureBuild(build.label, build.path, routes, upstreamPort, workDir)),
     );
+    const results = measurements.map((measurement) => measurement.result);
     const report: Record<string, unknown> = {
       kind: 'bench:instructions',
       date: new Date().toISOString(),
@@ -571,6 +620,15 @@ async function main(): Promise<void> {
       const differences = compareBuilds(results[0], results[1]);
       report.differenceBMinusA = differences;
       printComparison(results[0], results[1], differences);
+      const [costsA, costsB] = measurements.map((measurement) => measurement.functionCosts);
+      if (costsA !== undefined && costsB !== undefined) {
+        const functions = routes.map((route, i) => ({
+          route: route.name,
+          functions: largestDifferences(costsA[i], costsB[i], FUNCTIONS_SHOWN),
+        }));
+        report.functionDifferences = functions;
+        for (const { route, functions: changed } of functions) printFunctionDifferences(route, changed);
+      }
     }
     console.log(`\nreport: ${writeReport('instructions', report)}`);
   } finally {

@@ -178,7 +178,9 @@ export const COMPILE_FUNCTIONS: readonly RegExp[] = [
 /**
  * Garbage collection: every collection goes through Heap::CollectGarbage (the unmapper and the minor-GC task run
  * inside it or call it), incremental marking steps outside it. Reported apart; it stays in the per-request figure, as
- * a plugin's garbage is its cost. No concurrent marking with --single-threaded.
+ * a plugin's garbage is its cost. No concurrent marking with --single-threaded. Left out: sweeping that an allocation
+ * does on its way (Sweeper::RawSweep under RefillLab, outside a collection): the same function also runs inside
+ * scavenges, and callgrind's one cost per caller/callee pair cannot tell the two apart.
  */
 export const GC_FUNCTIONS: readonly RegExp[] = [
   /^v8::internal::Heap::CollectGarbage\(/,
@@ -196,4 +198,70 @@ export function v8Costs(profile: CallgrindProfile): { total: number; compile: nu
     compile: costInside(profile, COMPILE_FUNCTIONS),
     gc: costInside(profile, GC_FUNCTIONS),
   };
+}
+
+/** One line of V8's perf map (/tmp/perf-<pid>.map, "start size name", hex): JIT code and the JS function it runs. */
+export interface PerfMapEntry {
+  start: number;
+  end: number;
+  name: string;
+}
+
+export function parsePerfMap(text: string): PerfMapEntry[] {
+  const entries: PerfMapEntry[] = [];
+  for (const line of text.split('\n')) {
+    const match = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/i.exec(line);
+    if (match === null) continue;
+    const start = parseInt(match[1], 16);
+    entries.push({ start, end: start + parseInt(match[2], 16), name: match[3] });
+  }
+  return entries;
+}
+
+/**
+ * Self cost by function, with callgrind's unnamed JIT code ("0x..." in no object file) named by the perf map entry
+ * covering its address (the last one: V8 reuses code space), and TurboFan's many functions counted as one.
+ */
+export function selfCostsByName(profile: CallgrindProfile, perfMap: readonly PerfMapEntry[]): Map<string, number> {
+  const jitNames = new Map<string, string>();
+  const jitName = (address: string): string => {
+    let name = jitNames.get(address);
+    if (name === undefined) {
+      const value = parseInt(address, 16);
+      name = `JIT ${address}`;
+      for (const entry of perfMap) if (entry.start <= value && value < entry.end) name = entry.name;
+      jitNames.set(address, name);
+    }
+    return name;
+  };
+  const costs = new Map<string, number>();
+  for (const [name, cost] of profile.self) {
+    const shown = /^0x[0-9a-f]+$/.test(name)
+      ? jitName(name)
+      : name.includes('v8::internal::compiler::')
+        ? '(TurboFan compiler)'
+        : name;
+    addCost(costs, shown, cost);
+  }
+  return costs;
+}
+
+export interface FunctionDifference {
+  name: string;
+  a: number;
+  b: number;
+}
+
+/** The `count` functions whose self cost differs most between `a` and `b` (largest |b − a| first). */
+export function largestDifferences(
+  a: ReadonlyMap<string, number>,
+  b: ReadonlyMap<string, number>,
+  count: number,
+): FunctionDifference[] {
+  const names = new Set([...a.keys(), ...b.keys()]);
+  return [...names]
+    .map((name) => ({ name, a: a.get(name) ?? 0, b: b.get(name) ?? 0 }))
+    .filter((difference) => difference.a !== difference.b)
+    .sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a))
+    .slice(0, count);
 }

@@ -7,7 +7,16 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { costInside, dumpFiles, inclusiveCost, parseCallgrind, v8Costs } from '../../bench/lib/callgrind';
+import {
+  costInside,
+  dumpFiles,
+  inclusiveCost,
+  largestDifferences,
+  parseCallgrind,
+  parsePerfMap,
+  selfCostsByName,
+  v8Costs,
+} from '../../bench/lib/callgrind';
 
 const COMPILE = 'v8::internal::Runtime_CompileOptimized(int, unsigned long*, v8::internal::Isolate*)';
 const COLLECT =
@@ -144,6 +153,68 @@ describe('callgrind profile reader', () => {
       ['positions: instr line', 'events: Ir', 'fn=x', '0x401000 12 9', '+4 * 3'].join('\n'),
     );
     assert.deepEqual(Object.fromEntries(withAddresses.self), { x: 12 });
+  });
+});
+
+describe('naming JIT code and comparing functions', () => {
+  // V8 reused 0x1000..0x1040 for another function: the later line wins.
+  const perfMap = parsePerfMap(
+    [
+      '1000 40 JS:*oldHandler a.js:1:1',
+      '2000 20 JS:~parseHead head.js:10:3',
+      'junk line',
+      '1000 40 JS:*handle b.js:2:2',
+    ].join('\n'),
+  );
+
+  it('reads the perf map: hex start and size, the rest is the name', () => {
+    assert.deepEqual(perfMap[1], { start: 0x2000, end: 0x2020, name: 'JS:~parseHead head.js:10:3' });
+    assert.equal(perfMap.length, 3);
+  });
+
+  it('names JIT addresses by the last covering entry, keeps unknown ones, and folds TurboFan into one row', () => {
+    const profile = parseCallgrind(
+      [
+        'events: Ir',
+        'fn=(1) 0x0000000000001010',
+        '0 10',
+        'fn=(2) 0x0000000000002000',
+        '0 5',
+        'fn=(3) 0x0000000000009000',
+        '0 7',
+        'fn=(4) v8::internal::compiler::Pipeline::Run()',
+        '0 3',
+        'fn=(5) v8::internal::compiler::Typer::Run()',
+        '0 4',
+        'fn=(6) uv__io_poll',
+        '0 1',
+      ].join('\n'),
+    );
+    assert.deepEqual(Object.fromEntries(selfCostsByName(profile, perfMap)), {
+      'JS:*handle b.js:2:2': 10,
+      'JS:~parseHead head.js:10:3': 5,
+      'JIT 0x0000000000009000': 7,
+      '(TurboFan compiler)': 7,
+      uv__io_poll: 1,
+    });
+  });
+
+  it('lists the largest changes first, functions on one side only included, equal ones left out', () => {
+    const a = new Map([
+      ['same', 100],
+      ['faster', 500],
+      ['gone', 40],
+    ]);
+    const b = new Map([
+      ['same', 100],
+      ['faster', 300],
+      ['new', 60],
+    ]);
+    assert.deepEqual(largestDifferences(a, b, 2), [
+      { name: 'faster', a: 500, b: 300 },
+      { name: 'new', a: 0, b: 60 },
+    ]);
+    assert.equal(largestDifferences(a, b, 10).length, 3);
   });
 });
 
