@@ -20,7 +20,8 @@
 // time, one valgrind each (callgrind runs the program on one thread).
 // BENCH_ROUTES=bare,risk picks routes (also limit-count-no-headers, ip-restriction); BENCH_WARMUP (20,000 per
 // route: fewer leaves TurboFan compiling inside the measured window) and BENCH_REQUESTS (3,000) set the counts;
-// BENCH_LIMIT_MINUTES (20) bounds the run.
+// BENCH_LIMIT_MINUTES (20) bounds the run. BENCH_FUNCTIONS=15 adds, for an A/B, the 15 functions per route whose
+// self cost changed most; BENCH_DUMPS=<dir> keeps the dumps for callgrind_annotate.
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -37,14 +38,16 @@ import {
   readCallgrindFile,
   selfCostsByName,
   v8Costs,
-  type FunctionDifference,
-  type PerfMapEntry,
   zeroCounters,
   type CallgrindProfile,
+  type FunctionDifference,
+  type PerfMapEntry,
 } from './lib/callgrind';
 import { freePort } from './lib/net';
 import { startNginxUpstream } from './lib/nginx';
 import { writeReport } from './lib/report';
+import type { BackendName } from '../src/native';
+import type { SharedDict } from '../src/native/shdict';
 import type { Route } from '../src/schema/types';
 import type { ConfigSnapshot } from '../src/store/types';
 
@@ -52,7 +55,8 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const WARMUP_REQUESTS = positiveInt(process.env.BENCH_WARMUP, 20_000);
 const MEASURED_REQUESTS = positiveInt(process.env.BENCH_REQUESTS, 3_000);
 const RUN_LIMIT_MS = positiveInt(process.env.BENCH_LIMIT_MINUTES, 20) * 60_000;
-const BACKEND = process.env.BENCH_BACKEND ?? 'ffi';
+const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
+const BACKEND = (process.env.BENCH_BACKEND ?? 'ffi') as BackendName;
 /** Requests in flight from the in-process client, one per keep-alive connection. */
 const CLIENT_CONNECTIONS = 8;
 const CONTROL_TIMEOUT_MS = 60_000;
@@ -158,7 +162,7 @@ function routeSnapshot(routes: readonly BenchRoute[], upstreamPort: number): Con
 
 interface HarnessSettings {
   build: string;
-  backend: string;
+  backend: BackendName;
   upstreamPort: number;
   dictDir: string;
   routes: string[];
@@ -250,8 +254,8 @@ function drive(port: number, uri: string, total: number): Promise<void> {
 
 async function runHarness(settings: HarnessSettings): Promise<void> {
   const gateway = loadGateway(settings.build);
-  const backend = gateway.native.loadBackend(settings.backend as Parameters<typeof gateway.native.loadBackend>[0]);
-  const dicts = new Map<string, import('../src/native/shdict').SharedDict>();
+  const backend = gateway.native.loadBackend(settings.backend);
+  const dicts = new Map<string, SharedDict>();
   for (const [name, size] of Object.entries(gateway.defaults.DEFAULT_SHARED_DICTS)) {
     const capacity = gateway.shdict.parseDictSize(size);
     dicts.set(
@@ -565,6 +569,7 @@ async function main(): Promise<void> {
   const builds = [{ label: 'A', path: ROOT }];
   if (otherBuild !== undefined && otherBuild !== '') builds.push({ label: 'B', path: path.resolve(otherBuild) });
   for (const build of builds) checkBuild(build.path);
+  if (!BACKENDS.includes(BACKEND)) throw new Error(`BENCH_BACKEND: '${BACKEND}' is not one of ${BACKENDS.join(', ')}`);
   const routes = selectRoutes(process.env.BENCH_ROUTES);
   ensurePackages();
   if (DUMPS_DIR !== undefined) fs.mkdirSync(DUMPS_DIR, { recursive: true });
