@@ -220,16 +220,30 @@ export function parsePerfMap(text: string): PerfMapEntry[] {
 
 /**
  * Self cost by function, with callgrind's unnamed JIT code ("0x..." in no object file) named by the perf map entry
- * covering its address (the last one: V8 reuses code space), and TurboFan's many functions counted as one.
+ * covering its address (the last one: V8 reuses code space), and TurboFan's many functions counted as one. JS names
+ * lose `sourceRoot` and their line:column, so the same function of two checkouts has one name ("JS:*copyBytes
+ * dist/src/dataplane/head.js"; `*` optimized, `^` baseline, `~` interpreted).
  */
-export function selfCostsByName(profile: CallgrindProfile, perfMap: readonly PerfMapEntry[]): Map<string, number> {
+export function selfCostsByName(
+  profile: CallgrindProfile,
+  perfMap: readonly PerfMapEntry[],
+  sourceRoot = '',
+): Map<string, number> {
+  const root = sourceRoot === '' || sourceRoot.endsWith('/') ? sourceRoot : `${sourceRoot}/`;
   const jitNames = new Map<string, string>();
   const jitName = (address: string): string => {
     let name = jitNames.get(address);
     if (name === undefined) {
       const value = parseInt(address, 16);
-      name = `JIT ${address}`;
-      for (const entry of perfMap) if (entry.start <= value && value < entry.end) name = entry.name;
+      let covering: string | undefined;
+      for (const entry of perfMap) if (entry.start <= value && value < entry.end) covering = entry.name;
+      name =
+        covering === undefined
+          ? `JIT ${address}`
+          : covering
+              .split(root)
+              .join('')
+              .replace(/:\d+:\d+$/, '');
       jitNames.set(address, name);
     }
     return name;

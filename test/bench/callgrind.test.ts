@@ -160,19 +160,19 @@ describe('naming JIT code and comparing functions', () => {
   // V8 reused 0x1000..0x1040 for another function: the later line wins.
   const perfMap = parsePerfMap(
     [
-      '1000 40 JS:*oldHandler a.js:1:1',
-      '2000 20 JS:~parseHead head.js:10:3',
+      '1000 40 JS:*oldHandler /build/b/dist/a.js:1:1',
+      '2000 20 JS:~parseHead /build/b/dist/head.js:10:3',
       'junk line',
-      '1000 40 JS:*handle b.js:2:2',
+      '1000 40 JS:*handle /build/b/dist/b.js:2:2',
     ].join('\n'),
   );
 
   it('reads the perf map: hex start and size, the rest is the name', () => {
-    assert.deepEqual(perfMap[1], { start: 0x2000, end: 0x2020, name: 'JS:~parseHead head.js:10:3' });
+    assert.deepEqual(perfMap[1], { start: 0x2000, end: 0x2020, name: 'JS:~parseHead /build/b/dist/head.js:10:3' });
     assert.equal(perfMap.length, 3);
   });
 
-  it('names JIT addresses by the last covering entry, keeps unknown ones, and folds TurboFan into one row', () => {
+  it('names JIT addresses by the last covering entry without the checkout and line, keeps unknown ones, folds TurboFan', () => {
     const profile = parseCallgrind(
       [
         'events: Ir',
@@ -190,9 +190,9 @@ describe('naming JIT code and comparing functions', () => {
         '0 1',
       ].join('\n'),
     );
-    assert.deepEqual(Object.fromEntries(selfCostsByName(profile, perfMap)), {
-      'JS:*handle b.js:2:2': 10,
-      'JS:~parseHead head.js:10:3': 5,
+    assert.deepEqual(Object.fromEntries(selfCostsByName(profile, perfMap, '/build/b')), {
+      'JS:*handle dist/b.js': 10,
+      'JS:~parseHead dist/head.js': 5,
       'JIT 0x0000000000009000': 7,
       '(TurboFan compiler)': 7,
       uv__io_poll: 1,
