@@ -7,7 +7,7 @@
 // of BENCH_BACKEND, default ffi) and a raw keep-alive client in front of one
 // nginx upstream, under `valgrind --tool=callgrind` with `node --single-threaded`
 // (V8 compiles and collects garbage on the main thread, where callgrind sees
-// it). It warms every route up first, then per route: zero the counters,
+// it). It warms every route up first (in rounds over all), then per route: zero the counters,
 // send BENCH_REQUESTS requests, dump. Each dump gives instructions per request
 // (client included, so also shown "minus bare"), TurboFan/baseline compile
 // time inside the window left out, GC shown apart.
@@ -57,6 +57,8 @@ const MEASURED_REQUESTS = positiveInt(process.env.BENCH_REQUESTS, 3_000);
 const RUN_LIMIT_MS = positiveInt(process.env.BENCH_LIMIT_MINUTES, 20) * 60_000;
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BACKEND = (process.env.BENCH_BACKEND ?? 'ffi') as BackendName;
+/** Warm-up requests per route and round; rounds go over every route until each has had BENCH_WARMUP. */
+const WARMUP_ROUND = 2_000;
 /** Requests in flight from the in-process client, one per keep-alive connection. */
 const CLIENT_CONNECTIONS = 8;
 const CONTROL_TIMEOUT_MS = 60_000;
@@ -72,6 +74,8 @@ const WANTS_PERF_MAP = DUMPS_DIR !== undefined || FUNCTIONS_SHOWN > 0;
 const API_KEY = 'bench-api-key-0123456789';
 /** Lines of the harness's stdout that ask the driver for a callgrind phase (anything else is the gateway's output). */
 const PHASE_PREFIX = 'callgrind-phase ';
+/** V8's perf maps of this run's valgrind processes, removed at exit however the run ends. */
+const perfMapFiles = new Set<string>();
 
 function positiveInt(text: string | undefined, fallback: number): number {
   const value = Number(text);
@@ -284,7 +288,12 @@ async function runHarness(settings: HarnessSettings): Promise<void> {
   const routes = settings.routes.map((name) => ROUTES.find((route) => route.name === name) as BenchRoute);
   plane.applyConfig(routeSnapshot(routes, settings.upstreamPort));
   const [address] = await plane.listen();
-  for (const route of routes) await drive(address.port, route.uri, settings.warmup);
+  // Warm-up in rounds over every route, not each route at once: code first optimized for one route's types was
+  // deoptimized by the next routes and compiled again inside an earlier route's measured window (TurboFan traces).
+  for (let done = 0; done < settings.warmup; done += WARMUP_ROUND) {
+    const requests = Math.min(WARMUP_ROUND, settings.warmup - done);
+    for (const route of routes) await drive(address.port, route.uri, requests);
+  }
   for (const route of routes) {
     callgrindPhase(`zero ${route.name}`);
     await drive(address.port, route.uri, settings.requests);
@@ -413,6 +422,7 @@ async function measureBuild(
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const pid = child.process.pid as number;
+  if (WANTS_PERF_MAP) perfMapFiles.add(`/tmp/perf-${pid}.map`);
   const stdin = child.process.stdin as NodeJS.WritableStream;
   console.log(`[${label}] valgrind pid ${pid}: warming up ${routes.length} routes x ${fmt(WARMUP_REQUESTS)} requests`);
 
@@ -578,6 +588,7 @@ async function main(): Promise<void> {
   process.on('exit', () => {
     killAllChildrenNow();
     fs.rmSync(workDir, { recursive: true, force: true });
+    for (const file of perfMapFiles) fs.rmSync(file, { force: true });
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   const guard = setTimeout(() => {
