@@ -509,7 +509,9 @@ function countRoute(route: string, profile: CallgrindProfile): RouteCount {
 
 function printOne(result: BuildResult): void {
   console.log(`\n## instructions per request: ${result.path} (${result.commit})\n`);
-  console.log('| route | instructions/request | minus bare | without GC | minus bare | GC | compile (left out) |');
+  console.log(
+    '| route | instructions/request | minus bare | without GC | without GC, minus bare | GC | compile (left out) |',
+  );
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const count of result.routes) {
     const isBare = count.route === 'bare';
