@@ -3,6 +3,7 @@
 // profile files it writes (format: valgrind's docs/callgrind-format).
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { run } from './children';
 
 /**
@@ -25,18 +26,18 @@ export async function dumpCounters(pid: number, reason: string, timeoutMs: numbe
 
 /** The dump files of `outFile`, oldest first (`outFile.1`, `outFile.2`, ...; the exit dump `outFile` is left out). */
 export function dumpFiles(outFile: string): string[] {
-  const dir = outFile.slice(0, outFile.lastIndexOf('/') + 1) || './';
-  const base = outFile.slice(dir.length);
+  const dir = path.dirname(outFile);
+  const base = path.basename(outFile);
   return fs
     .readdirSync(dir)
     .map((name) => /^(.*)\.(\d+)$/.exec(name))
     .filter((match): match is RegExpExecArray => match !== null && match[1] === base)
     .sort((a, b) => Number(a[2]) - Number(b[2]))
-    .map((match) => dir + match[0]);
+    .map((match) => path.join(dir, match[0]));
 }
 
 export interface CallgrindProfile {
-  /** The dump's trigger (`desc: Trigger: ...`): the reason given to callgrind_control -d, or "Program termination". */
+  /** The dump's trigger (`desc: Trigger: ...`): "dump <reason>" for callgrind_control -d <reason>, or "Program termination". */
   trigger: string;
   /** Event names, in the order of the cost columns (`events:`), e.g. ['Ir']. */
   events: string[];
