@@ -68,6 +68,8 @@ const DRAIN_GRACE_MS = 5_000;
 /** How long the agent may take to stop before it is killed. */
 const AGENT_STOP_TIMEOUT_MS = 5_000;
 const STATUS_WRITE_DELAY_MS = 50;
+/** The least time between two config deltas sent to the children (a burst of writes is batched). */
+const BROADCAST_INTERVAL_MS = 10;
 const HEALTH_QUERY_TIMEOUT_MS = 3_000;
 /** Crashes within this window count towards the restart backoff. */
 const CRASH_WINDOW_MS = 30_000;
@@ -241,6 +243,7 @@ export class Primary {
   #stopping = false;
   #reloading: Promise<void> | undefined;
   #broadcastScheduled = false;
+  #lastBroadcastAt = -Infinity;
   #statusTimer: NodeJS.Timeout | undefined;
   readonly #workerCrashes: number[] = [];
   readonly #agentCrashes: number[] = [];
@@ -614,10 +617,17 @@ export class Primary {
   #scheduleBroadcast(): void {
     if (this.#broadcastScheduled) return;
     this.#broadcastScheduled = true;
-    setImmediate(() => {
+    const send = (): void => {
       this.#broadcastScheduled = false;
+      this.#lastBroadcastAt = performance.now();
       if (this.#store) this.#distribute(this.#mirror.replace(this.#store.snapshot()));
-    });
+    };
+    // A lone change goes out at once. In a burst of Admin API writes (an import of
+    // thousands of routes) at most one delta leaves per BROADCAST_INTERVAL_MS, so every
+    // child rebuilds its route table once per batch instead of once per write.
+    const waitMs = this.#lastBroadcastAt + BROADCAST_INTERVAL_MS - performance.now();
+    if (waitMs > 0) setTimeout(send, waitMs);
+    else setImmediate(send);
   }
 
   /** Send a delta the mirror has just taken to every worker (and to the agent when the primary is the source). */
