@@ -477,7 +477,7 @@ async function measureBuild(
     if (!profile.trigger.endsWith(routes[i].name)) {
       throw new Error(`[${label}] dump ${file} is '${profile.trigger}', expected route ${routes[i].name}`);
     }
-    if (FUNCTIONS_SHOWN > 0) functionCosts.push(selfCostsByName(profile, perfMap, build));
+    if (FUNCTIONS_SHOWN > 0) functionCosts.push(selfCostsByName(profile, perfMap, [build, ROOT]));
     return countRoute(routes[i].name, profile);
   });
   const bare = counts.find((count) => count.route === 'bare') as RouteCount;

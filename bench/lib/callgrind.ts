@@ -222,15 +222,17 @@ export function parsePerfMap(text: string): PerfMapEntry[] {
 /**
  * Self cost by function, with callgrind's unnamed JIT code ("0x..." in no object file) named by the perf map entry
  * covering its address (the last one: V8 reuses code space), and TurboFan's many functions counted as one. JS names
- * lose `sourceRoot` and their line:column, so the same function of two checkouts has one name ("JS:*copyBytes
- * dist/src/dataplane/head.js"; `*` optimized, `^` baseline, `~` interpreted).
+ * lose the checkout directories in `sourceRoots` and their line:column, so the same function of two checkouts has one
+ * name ("JS:*copyBytes dist/src/dataplane/head.js"; `*` optimized, `^` baseline, `~` interpreted).
  */
 export function selfCostsByName(
   profile: CallgrindProfile,
   perfMap: readonly PerfMapEntry[],
-  sourceRoot = '',
+  sourceRoots: readonly string[] = [],
 ): Map<string, number> {
-  const root = sourceRoot === '' || sourceRoot.endsWith('/') ? sourceRoot : `${sourceRoot}/`;
+  // Longest first, so a checkout inside another loses its whole path.
+  const roots = sourceRoots.map((root) => (root.endsWith('/') ? root : `${root}/`)).sort((a, b) => b.length - a.length);
+  const withoutRoots = (name: string): string => roots.reduce((shown, root) => shown.split(root).join(''), name);
   const jitNames = new Map<string, string>();
   const jitName = (address: string): string => {
     let name = jitNames.get(address);
@@ -238,13 +240,7 @@ export function selfCostsByName(
       const value = parseInt(address, 16);
       let covering: string | undefined;
       for (const entry of perfMap) if (entry.start <= value && value < entry.end) covering = entry.name;
-      name =
-        covering === undefined
-          ? `JIT ${address}`
-          : covering
-              .split(root)
-              .join('')
-              .replace(/:\d+:\d+$/, '');
+      name = covering === undefined ? `JIT ${address}` : withoutRoots(covering).replace(/:\d+:\d+$/, '');
       jitNames.set(address, name);
     }
     return name;

@@ -164,12 +164,13 @@ describe('naming JIT code and comparing functions', () => {
       '2000 20 JS:~parseHead /build/b/dist/head.js:10:3',
       'junk line',
       '1000 40 JS:*handle /build/b/dist/b.js:2:2',
+      '3000 10 JS:*drive /build/a/dist/bench/instructions.js:5:1',
     ].join('\n'),
   );
 
   it('reads the perf map: hex start and size, the rest is the name', () => {
     assert.deepEqual(perfMap[1], { start: 0x2000, end: 0x2020, name: 'JS:~parseHead /build/b/dist/head.js:10:3' });
-    assert.equal(perfMap.length, 3);
+    assert.equal(perfMap.length, 4);
   });
 
   it('names JIT addresses by the last covering entry without the checkout and line, keeps unknown ones, folds TurboFan', () => {
@@ -188,14 +189,17 @@ describe('naming JIT code and comparing functions', () => {
         '0 4',
         'fn=(6) uv__io_poll',
         '0 1',
+        'fn=(7) 0x0000000000003004',
+        '0 2',
       ].join('\n'),
     );
-    assert.deepEqual(Object.fromEntries(selfCostsByName(profile, perfMap, '/build/b')), {
+    assert.deepEqual(Object.fromEntries(selfCostsByName(profile, perfMap, ['/build/b', '/build/a'])), {
       'JS:*handle dist/b.js': 10,
       'JS:~parseHead dist/head.js': 5,
       'JIT 0x0000000000009000': 7,
       '(TurboFan compiler)': 7,
       uv__io_poll: 1,
+      'JS:*drive dist/bench/instructions.js': 2,
     });
   });
 
