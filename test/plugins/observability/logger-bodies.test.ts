@@ -23,6 +23,7 @@ import type { Route } from '../../../src/schema/types';
 import type { ConfigSnapshot } from '../../../src/store/types';
 import { localUpstream } from '../../helpers/dataplane';
 import { startUpstream, type TestUpstream } from '../../helpers/upstream';
+import { emptySnapshot } from '../runtime/support';
 
 type Entry = Record<string, Record<string, unknown>>;
 
@@ -113,7 +114,7 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
       plugins: { registry: loader.registry },
     });
     snapshot = {
-      version: 1,
+      ...emptySnapshot(1),
       routes: [
         route('plain', httpLogger({})),
         route('resp', httpLogger({ include_resp_body: true })),
@@ -132,15 +133,7 @@ describe('loggers with include_resp_body / include_req_body over real sockets', 
           ...httpLogger({ include_resp_body: true, _meta: { priority: 1000 } }),
         }),
       ],
-      services: [],
-      upstreams: [],
-      consumers: [],
-      consumer_groups: [],
-      global_rules: [],
-      plugin_configs: [],
-      plugin_metadata: [],
-      ssls: [],
-    } as ConfigSnapshot;
+    };
     dataPlane.applyConfig(snapshot);
     [{ port }] = await dataPlane.listen();
   });
