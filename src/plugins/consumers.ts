@@ -8,8 +8,8 @@ import type { Consumer } from '../schema/types';
 export class ConsumerIndex {
   readonly consumers: readonly Consumer[];
   private readonly byUsername = new Map<string, Consumer>();
-  /** `${plugin}\n${field}` -> credential value -> consumer. */
-  private readonly byCredential = new Map<string, Map<string, Consumer>>();
+  /** plugin -> field -> credential value -> consumer (nested, so a lookup builds no key string per request). */
+  private readonly byCredential = new Map<string, Map<string, Map<string, Consumer>>>();
 
   constructor(consumers: readonly Consumer[]) {
     this.consumers = consumers;
@@ -26,8 +26,12 @@ export class ConsumerIndex {
 
   /** The consumer whose `plugins[plugin][field]` equals `value` (string credentials only). */
   find(plugin: string, field: string, value: string): Consumer | undefined {
-    const key = `${plugin}\n${field}`;
-    let table = this.byCredential.get(key);
+    let fields = this.byCredential.get(plugin);
+    if (fields === undefined) {
+      fields = new Map();
+      this.byCredential.set(plugin, fields);
+    }
+    let table = fields.get(field);
     if (table === undefined) {
       table = new Map();
       for (const consumer of this.consumers) {
@@ -36,7 +40,7 @@ export class ConsumerIndex {
         // The first consumer with a value keeps it, as a store would refuse a duplicate.
         if (typeof credential === 'string' && !table.has(credential)) table.set(credential, consumer);
       }
-      this.byCredential.set(key, table);
+      fields.set(field, table);
     }
     return table.get(value);
   }
