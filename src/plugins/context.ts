@@ -250,6 +250,11 @@ export class RequestContext implements PluginContext {
     return requestVar(this.req, 'request_uri') as string;
   }
 
+  get upstreamTimeMs(): number | undefined {
+    const req = this.req;
+    return req.upstreamDoneAt > 0 ? req.upstreamDoneAt - req.attemptStartedAt : undefined;
+  }
+
   get remoteAddr(): string {
     return this.realAddress ?? this.req.client.remoteAddress;
   }

@@ -108,6 +108,8 @@ export interface PluginContext {
   readonly log: Logger;
   /** Request start, ms since the epoch. */
   readonly startTime: number;
+  /** $upstream_response_time in ms, as a number (undefined until the upstream response is complete). */
+  readonly upstreamTimeMs: number | undefined;
 }
 
 export type PhaseFunction<C> = (conf: C, ctx: PluginContext) => MaybePromise<PhaseResult>;

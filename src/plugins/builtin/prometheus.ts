@@ -63,8 +63,6 @@ const prometheus: PluginModule<PrometheusConf> = {
     const meter =
       recorder.meter(routeId, serviceId, conf.prefer_name) ??
       recorder.openMeter(routeId, serviceId, conf.prefer_name, (name) => text(ctx, name));
-    // $upstream_response_time is in seconds, as nginx reports it; without it there is no `upstream` latency.
-    const upstreamSeconds = ctx.var('upstream_response_time');
     meter.record(
       ctx.status,
       meter.needsPath ? ctx.uri : '',
@@ -72,7 +70,7 @@ const prometheus: PluginModule<PrometheusConf> = {
       ctx.consumer?.username ?? '',
       nodeOf(ctx),
       requestMs,
-      upstreamSeconds === undefined || upstreamSeconds === null ? undefined : Number(upstreamSeconds) * 1000,
+      ctx.upstreamTimeMs, // without it (no upstream answer) there is no `upstream` latency
       number(ctx, 'request_length'),
       number(ctx, 'bytes_sent'),
     );

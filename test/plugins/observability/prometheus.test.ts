@@ -72,6 +72,7 @@ describe('prometheus metrics', () => {
       startTime: Date.now() - 20,
       vars: { upstream_addr: '10.0.0.5:8080', upstream_response_time: '0.015', request_length: 80, bytes_sent: 200 },
     });
+    ctx.upstreamTimeMs = 15;
     ctx.attachConsumer(testConsumer('jack', {}));
     prometheus.log!(conf, ctx);
     const delta = workerMetrics().takeDelta();

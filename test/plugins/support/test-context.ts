@@ -98,6 +98,8 @@ export class TestPluginContext implements PluginContext {
   readonly routeId: string;
   readonly serviceId: string;
   readonly startTime: number;
+  /** $upstream_response_time in ms; tests set it when a plugin reads it. */
+  upstreamTimeMs: number | undefined = undefined;
   readonly log = new RecordingLogger();
 
   /** Request headers as received (lower-case names). */
