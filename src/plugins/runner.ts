@@ -6,7 +6,7 @@
 
 import { logger } from '../core/log';
 import type { RequestContext } from './context';
-import type { ChainEntry, PluginExit, PhaseResult } from './types';
+import type { ChainEntry, PluginChain, PluginExit, PhaseResult } from './types';
 
 const log = logger('plugins');
 
@@ -36,13 +36,23 @@ function exitOf(entry: ChainEntry, exit: PluginExit): PluginExit {
  */
 const NO_ENTRIES: readonly ChainEntry[] = [];
 
+// A merged chain comes from one route chain (mergeConsumer is memoized per route
+// chain and consumer), so its list of rewrites still to run is the same on every
+// request: worked out once, not filtered into a new array per request.
+const pendingRewrites = new WeakMap<PluginChain, readonly ChainEntry[]>();
+
 function consumerRewriteEntries(ctx: RequestContext): readonly ChainEntry[] {
   const consumer = ctx.consumer;
   if (consumer === undefined || ctx.chain !== ctx.routeChain) return NO_ENTRIES;
   const merged = ctx.chain.mergeConsumer(consumer);
   ctx.chain = merged;
-  const before = ctx.routeChain.rewrite;
-  return merged.rewrite.filter((entry) => entry.plugin.type !== 'auth' && !before.includes(entry));
+  let entries = pendingRewrites.get(merged);
+  if (entries === undefined) {
+    const before = ctx.routeChain.rewrite;
+    entries = merged.rewrite.filter((entry) => entry.plugin.type !== 'auth' && !before.includes(entry));
+    pendingRewrites.set(merged, entries);
+  }
+  return entries;
 }
 
 function stageEntries(ctx: RequestContext, stage: Stage): readonly ChainEntry[] {
