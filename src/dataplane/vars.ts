@@ -18,6 +18,11 @@ export function equalsLowerCase(buf: Buffer, start: number, end: number, lower: 
   return true;
 }
 
+/** How long the upstream took to answer (ms); undefined until its response is complete (plugin routes only). */
+export function upstreamTimeMs(req: RequestState): number | undefined {
+  return req.upstreamDoneAt > 0 ? req.upstreamDoneAt - req.attemptStartedAt : undefined;
+}
+
 /** Every value of the header `lowerName` joined with ", ", or undefined. */
 export function headerValue(req: RequestState, lowerName: string): string | undefined {
   const out = req.out;
@@ -135,9 +140,11 @@ export function requestVar(req: RequestState, name: string): VarValue {
       return req.responseStatus === 0 ? undefined : String(req.responseStatus);
     case 'upstream_addr':
       return req.node?.address;
-    case 'upstream_response_time':
-      // Seconds with ms resolution, as nginx reports it; known once the upstream response is complete.
-      return req.upstreamDoneAt > 0 ? ((req.upstreamDoneAt - req.attemptStartedAt) / 1000).toFixed(3) : undefined;
+    case 'upstream_response_time': {
+      // Seconds with ms resolution, as nginx reports it.
+      const ms = upstreamTimeMs(req);
+      return ms === undefined ? undefined : (ms / 1000).toFixed(3);
+    }
     case 'request_length':
       return req.headEnd - req.headStart + req.bodyBytes;
     case 'bytes_sent':

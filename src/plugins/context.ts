@@ -8,7 +8,7 @@ import type { VarValue } from '../core/expr';
 import { logger, type Logger } from '../core/log';
 import { HeaderList, type HeaderEdits, type RequestEdits } from '../dataplane/head';
 import { BodyKind, type RequestState } from '../dataplane/request';
-import { headerValue, requestVar } from '../dataplane/vars';
+import { headerValue, requestVar, upstreamTimeMs } from '../dataplane/vars';
 import type { SharedDict } from '../native/shdict';
 import type { Consumer, Upstream } from '../schema/types';
 import type { ConsumerIndex } from './consumers';
@@ -251,8 +251,7 @@ export class RequestContext implements PluginContext {
   }
 
   get upstreamTimeMs(): number | undefined {
-    const req = this.req;
-    return req.upstreamDoneAt > 0 ? req.upstreamDoneAt - req.attemptStartedAt : undefined;
+    return upstreamTimeMs(this.req);
   }
 
   get remoteAddr(): string {
