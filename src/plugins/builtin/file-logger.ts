@@ -12,6 +12,7 @@ import {
   checkLogEntryConf,
   compileLogEntry,
   logBatchOptions,
+  logBodyPhases,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -124,20 +125,7 @@ const fileLogger: PluginModule<CompiledFileLogger> = {
     };
   },
 
-  // access only with include_req_body, body_filter only with include_resp_body: a plain logger
-  // route neither waits for the request body nor holds the response.
-  phases(compiled) {
-    return compiled.entries.phases;
-  },
-
-  access(compiled, ctx) {
-    return compiled.entries.captureRequestBody(ctx, NAME);
-  },
-
-  body_filter(compiled, ctx, body) {
-    compiled.entries.captureResponseBody(ctx, NAME, body);
-    return undefined;
-  },
+  ...logBodyPhases<CompiledFileLogger>(NAME),
 
   log(compiled, ctx) {
     if (compiled.match !== undefined && !compiled.match((name) => ctx.var(name))) return;

@@ -9,6 +9,7 @@ import {
   checkLogEntryConf,
   compileLogEntry,
   logBatchOptions,
+  logBodyPhases,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -118,20 +119,7 @@ const httpLogger: PluginModule<CompiledHttpLogger> = {
     };
   },
 
-  // access only with include_req_body, body_filter only with include_resp_body: a plain logger
-  // route neither waits for the request body nor holds the response.
-  phases(compiled) {
-    return compiled.entries.phases;
-  },
-
-  access(compiled, ctx) {
-    return compiled.entries.captureRequestBody(ctx, NAME);
-  },
-
-  body_filter(compiled, ctx, body) {
-    compiled.entries.captureResponseBody(ctx, NAME, body);
-    return undefined;
-  },
+  ...logBodyPhases<CompiledHttpLogger>(NAME),
 
   log(compiled, ctx) {
     compiled.batches.push(compiled.entries.build(ctx, NAME));

@@ -12,6 +12,7 @@ import {
   checkLogEntryConf,
   compileLogEntry,
   logBatchOptions,
+  logBodyPhases,
   logEntrySchemaProperties,
   logMetadataSchema,
   type LogEntryBuilder,
@@ -222,22 +223,13 @@ const kafkaLogger: PluginModule<CompiledKafkaLogger> = {
     };
   },
 
-  // access only with include_req_body, body_filter only with include_resp_body: a plain logger
-  // route neither waits for the request body nor holds the response.
+  ...logBodyPhases<CompiledKafkaLogger>(NAME),
+
   phases(compiled) {
     // meta_format origin sends the request as text: a response body has no place in it.
     if (compiled.conf.meta_format === 'origin')
       return compiled.entries.phases.filter((phase) => phase !== 'body_filter');
     return compiled.entries.phases;
-  },
-
-  access(compiled, ctx) {
-    return compiled.entries.captureRequestBody(ctx, NAME);
-  },
-
-  body_filter(compiled, ctx, body) {
-    compiled.entries.captureResponseBody(ctx, NAME, body);
-    return undefined;
   },
 
   log(compiled, ctx) {

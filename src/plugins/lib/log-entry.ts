@@ -23,7 +23,7 @@
 import { hostname } from 'node:os';
 
 import { compileExpr, type CompiledExpr } from '../../core/expr';
-import type { JsonSchema, Phase, PluginContext } from '../types';
+import type { JsonSchema, Phase, PluginContext, PluginModule } from '../types';
 import type { BatchProcessorOptions } from './batch-processor';
 
 const PALISADE_VERSION = '0.1.0';
@@ -88,6 +88,24 @@ export interface LogEntryBuilder {
   build(ctx: PluginContext, plugin: string): Record<string, unknown>;
 }
 
+/**
+ * The body phases every logger shares: access only with include_req_body and
+ * body_filter only with include_resp_body (phases()), so a plain logger route
+ * neither waits for the request body nor holds the response.
+ */
+export function logBodyPhases<C extends { readonly entries: LogEntryBuilder }>(
+  plugin: string,
+): Required<Pick<PluginModule<C>, 'phases' | 'access' | 'body_filter'>> {
+  return {
+    phases: (compiled) => compiled.entries.phases,
+    access: (compiled, ctx) => compiled.entries.captureRequestBody(ctx, plugin),
+    body_filter: (compiled, ctx, body) => {
+      compiled.entries.captureResponseBody(ctx, plugin, body);
+      return undefined;
+    },
+  };
+}
+
 /** Scratch keys (ctx.scratch(plugin)) of the captured bodies. */
 const REQUEST_BODY = 'requestBody';
 const REQUEST_BODY_TRUNCATED = 'requestBodyTruncated';
@@ -123,6 +141,11 @@ function addBody(
   if (truncated) target.body_truncated = true;
 }
 
+/** An `include_*_body_expr` compiled, when its body is included and it is set. */
+function bodyCondition(included: boolean, expr: readonly unknown[] | undefined): CompiledExpr | undefined {
+  return included && expr !== undefined ? compileExpr(expr) : undefined;
+}
+
 /** Compile once per configuration: the format's variables and the body condition. */
 export function compileLogEntry(
   conf: LogEntryConf,
@@ -138,16 +161,10 @@ export function compileLogEntry(
             : [key, undefined, value],
         );
   const includeRequestBody = conf.include_req_body === true;
-  const requestCondition: CompiledExpr | undefined =
-    includeRequestBody && conf.include_req_body_expr !== undefined
-      ? compileExpr(conf.include_req_body_expr)
-      : undefined;
+  const requestCondition = bodyCondition(includeRequestBody, conf.include_req_body_expr);
   const maxRequestBytes = conf.max_req_body_bytes ?? DEFAULT_MAX_BODY_BYTES;
   const includeResponseBody = conf.include_resp_body === true;
-  const responseCondition: CompiledExpr | undefined =
-    includeResponseBody && conf.include_resp_body_expr !== undefined
-      ? compileExpr(conf.include_resp_body_expr)
-      : undefined;
+  const responseCondition = bodyCondition(includeResponseBody, conf.include_resp_body_expr);
   const maxResponseBytes = conf.max_resp_body_bytes ?? DEFAULT_MAX_BODY_BYTES;
   const phases: Phase[] = [];
   if (includeRequestBody) phases.push('access');
