@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase's wall time goes to stderr, so a slow CI log shows where the time went.
+phase_start=$SECONDS
+phase_done() {
+  echo "test.sh: $1 took $((SECONDS - phase_start)) s" >&2
+  phase_start=$SECONDS
+}
+
 # node-gyp needs make, a C/C++ compiler and python3 to build the native library;
 # the etcd store and system tests run a real etcd (etcd-server), limit-count a real Redis,
 # and the path-normalisation test compares the parser's $uri with a real nginx.
@@ -12,16 +19,19 @@ if [ -f scripts/fuzz.sh ]; then
   packages+=(clang)
 fi
 bash scripts/ensure-packages.sh "${packages[@]}"
+phase_done "system packages"
 
 if [ ! -d node_modules ] || [ ! -f node_modules/.package-lock.json ] ||
   [ package.json -nt node_modules/.package-lock.json ] ||
   { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   npm install --no-audit --no-fund
 fi
+phase_done "npm install"
 
 npm run build:native --silent
 npm run build --silent
 npm run lint --silent
+phase_done "build and lint"
 
 # tsc never deletes outputs: drop compiled tests whose source is gone, so a
 # renamed or removed test cannot keep running from dist/.
@@ -47,8 +57,14 @@ if [ "${#test_dirs[@]}" -eq 0 ]; then
   exit 1
 fi
 
-node --test --test-concurrency=1 "${test_dirs[@]}"
+status=0
+node --test --test-concurrency=1 "${test_dirs[@]}" || status=$?
+phase_done "tests"
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
 
 if [ -f scripts/fuzz.sh ]; then
   bash scripts/fuzz.sh 30
+  phase_done "fuzzing"
 fi

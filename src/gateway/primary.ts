@@ -33,6 +33,7 @@ import type { BackendName } from '../native/backend';
 import { RegistryCatalog } from '../plugins/catalog';
 import { PluginLoader, type PluginSettings } from '../plugins/loader';
 import type { ConfigSnapshot, ConfigStore } from '../store/types';
+import { forkChild, sendToChild } from './children';
 import { ConfigMirror, type ConfigDelta } from './config-mirror';
 import { ControlServer, type ProcessesReport } from './control';
 import {
@@ -377,7 +378,7 @@ export class Primary {
 
   /** Fork the agent and resolve once it is ready (and, as source, has sent the configuration). */
   #startAgent(): Promise<void> {
-    const worker = cluster.fork({ [AGENT_ENV]: AGENT_ENV_VALUE });
+    const worker = forkChild({ [AGENT_ENV]: AGENT_ENV_VALUE });
     const record: AgentRecord = { worker, state: 'starting', healthChecks: false };
     this.#agent = record;
     const settings = agentSettings(this.#config, this.#sharedDicts, this.#plugins.settings);
@@ -501,7 +502,7 @@ export class Primary {
 
   /** Fork one worker and resolve once it listens; reject if it fails to. */
   #startWorker(settings: WorkerSettings): Promise<WorkerRecord> {
-    const worker = cluster.fork();
+    const worker = forkChild();
     const record: WorkerRecord = {
       worker,
       settings,
@@ -602,12 +603,7 @@ export class Primary {
   }
 
   #send(worker: Worker, message: PrimaryMessage): void {
-    if (!worker.isConnected()) return;
-    try {
-      worker.send(message);
-    } catch (err) {
-      log.warn('could not message a child process', { pid: worker.process.pid, error: errorText(err) });
-    }
+    sendToChild(worker, message);
   }
 
   // ---- distribution ----

@@ -309,6 +309,14 @@ export function cli(
 
 /** Stop a gateway with SIGTERM and wait for its exit. */
 export async function stopGateway(gateway: Gateway, timeoutMs = 15_000): Promise<{ code: number | null }> {
+  const { exitCode, signalCode } = gateway.child;
+  if (exitCode !== null || signalCode !== null) {
+    // It died on its own: whatever failed in the test, its log says why.
+    process.stderr.write(
+      `gateway exited before it was stopped (code ${exitCode}, signal ${signalCode}); its stderr ends:\n` +
+        `${gateway.stderr().slice(-4000)}\n`,
+    );
+  }
   gateway.child.kill('SIGTERM');
   const timer = setTimeout(() => killGroup(gateway.child, 'SIGKILL'), timeoutMs);
   const result = await gateway.exited;

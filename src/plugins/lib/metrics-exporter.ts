@@ -87,7 +87,8 @@ export function startMetricsExporter(settings: MetricsExporterSettings): Metrics
       if (message.type === 'listening') resolve(message.port);
       else if (message.type === 'listen-failed') reject(new Error(message.error));
     });
-    child.once('error', reject);
+    // on, not once: a later failed IPC write is an 'error' event too, and unhandled it would throw in the agent.
+    child.on('error', reject);
     child.once('exit', () => {
       reject(new Error('the metrics exporter exited'));
       closed?.();
@@ -96,7 +97,8 @@ export function startMetricsExporter(settings: MetricsExporterSettings): Metrics
   // Not every caller awaits it (the agent logs a listener that failed).
   listening.catch(() => undefined);
   const send = (message: ToExporter): void => {
-    if (child.connected) child.send(message);
+    // The callback takes a failed write (EPIPE from an exporter that just died) instead of an 'error' event.
+    if (child.connected) child.send(message, (err) => void err);
   };
   return {
     pid: child.pid,
