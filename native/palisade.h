@@ -79,6 +79,8 @@ extern "C" {
 #define PAL_F_NO_BODY (1 << 6)        /* response: HEAD/1xx/204/304, no body whatever the headers */
 #define PAL_F_READ_TO_CLOSE (1 << 7)  /* response: body delimited by connection close */
 #define PAL_F_HOP_HEADERS (1 << 8)    /* a hop-by-hop header other than Connection/Keep-Alive/TE framing is named in Connection */
+#define PAL_F_HOP_LINES (1 << 9)      /* a line a proxy never forwards: TE, Trailer, Upgrade, Keep-Alive,
+                                         Proxy-Connection, or a Connection other than exactly `keep-alive` */
 
 /* ---- out[] layout (int32 slots) ---- */
 #define OUT_STATUS 0        /* copy of the return value */

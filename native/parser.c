@@ -174,6 +174,7 @@ struct head {
   int transfer_encoding_count;
   int chunked; /* the (last) Transfer-Encoding ends in chunked */
   int connection_close, connection_keep_alive, connection_upgrade, connection_other;
+  int hop_lines; /* PAL_F_HOP_LINES */
   int has_upgrade;
   int expect_continue;
 };
@@ -193,6 +194,7 @@ static void head_init(struct head *h, int is_request, int32_t version) {
   h->connection_keep_alive = 0;
   h->connection_upgrade = 0;
   h->connection_other = 0;
+  h->hop_lines = 0;
   h->has_upgrade = 0;
   h->expect_continue = 0;
 }
@@ -277,9 +279,16 @@ static int32_t on_host(struct head *h, const uint8_t *buf, size_t vs, size_t ve)
   return 0;
 }
 
-/* The few field names that matter for framing, found by length then name. */
+/*
+ * The few field names that matter for framing or that a proxy drops, found by
+ * length then name. A response whose only such line is `Connection:
+ * keep-alive` can go to a keep-alive client unchanged (no PAL_F_HOP_LINES).
+ */
 static int32_t on_field(struct head *h, const uint8_t *buf, size_t ns, size_t ne, size_t vs, size_t ve) {
   switch (ne - ns) {
+    case 2:
+      if (span_equals_lower(buf, ns, ne, "te", 2)) h->hop_lines = 1;
+      break;
     case 4:
       if (h->is_request && span_equals_lower(buf, ns, ne, "host", 4)) return on_host(h, buf, vs, ve);
       break;
@@ -289,13 +298,26 @@ static int32_t on_field(struct head *h, const uint8_t *buf, size_t ns, size_t ne
         h->expect_continue = 1;
       break;
     case 7:
-      if (span_equals_lower(buf, ns, ne, "upgrade", 7)) h->has_upgrade = 1;
+      if (span_equals_lower(buf, ns, ne, "upgrade", 7)) {
+        h->has_upgrade = 1;
+        h->hop_lines = 1;
+      } else if (span_equals_lower(buf, ns, ne, "trailer", 7)) {
+        h->hop_lines = 1;
+      }
       break;
     case 10:
-      if (span_equals_lower(buf, ns, ne, "connection", 10)) on_connection(h, buf, vs, ve);
+      if (span_equals_lower(buf, ns, ne, "connection", 10)) {
+        on_connection(h, buf, vs, ve);
+        if (!span_equals_lower(buf, vs, ve, "keep-alive", 10)) h->hop_lines = 1;
+      } else if (span_equals_lower(buf, ns, ne, "keep-alive", 10)) {
+        h->hop_lines = 1;
+      }
       break;
     case 14:
       if (span_equals_lower(buf, ns, ne, "content-length", 14)) return on_content_length(h, buf, vs, ve);
+      break;
+    case 16:
+      if (span_equals_lower(buf, ns, ne, "proxy-connection", 16)) h->hop_lines = 1;
       break;
     case 17:
       if (span_equals_lower(buf, ns, ne, "transfer-encoding", 17)) return on_transfer_encoding(h, buf, vs, ve);
@@ -361,6 +383,7 @@ static int32_t connection_flags(const struct head *h) {
   /* HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignore it there). */
   if (h->version == 1 && h->connection_upgrade && h->has_upgrade) flags |= PAL_F_UPGRADE;
   if (h->connection_other) flags |= PAL_F_HOP_HEADERS;
+  if (h->hop_lines) flags |= PAL_F_HOP_LINES;
   return flags;
 }
 

@@ -65,6 +65,8 @@ export const enum Flag {
   NoBody = 1 << 6,
   ReadToClose = 1 << 7,
   HopHeaders = 1 << 8,
+  /** A line a proxy never forwards: TE, Trailer, Upgrade, Keep-Alive, Proxy-Connection, or a Connection other than exactly `keep-alive`. */
+  HopLines = 1 << 9,
 }
 
 export const enum Out {

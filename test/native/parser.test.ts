@@ -169,7 +169,12 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
           const p = request(`GET / HTTP/${version}\r\nHost: h\r\n${headers}\r\n`);
           assert.ok(p.r > 0, headers);
           assert.equal(p.out[Out.Version], version === '1.1' ? 1 : 0);
-          assert.equal(p.out[Out.Flags], flags | Flag.HasHost, `${version} ${JSON.stringify(headers)}`);
+          // HopLines has its own test below.
+          assert.equal(
+            p.out[Out.Flags] & ~Flag.HopLines,
+            flags | Flag.HasHost,
+            `${version} ${JSON.stringify(headers)}`,
+          );
         }
         const noHost = request('GET / HTTP/1.0\r\n\r\n');
         assert.ok(noHost.r > 0);
@@ -485,6 +490,28 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
         assert.equal(spaced.out[Out.TargetStart], spaced.out[Out.TargetEnd]);
       });
 
+      it('flags the lines a proxy drops (HopLines), all but a plain Connection: keep-alive', () => {
+        const dropped = [
+          'TE: trailers\r\n',
+          'Trailer: Expires\r\n',
+          'Upgrade: h2c\r\n',
+          'Keep-Alive: timeout=5\r\n',
+          'Proxy-Connection: keep-alive\r\n',
+          'Connection: close\r\n',
+          'Connection: keep-alive, x-trace\r\n',
+          'connection: Keep-Alive\r\nconnection: upgrade\r\n',
+        ];
+        for (const line of dropped) {
+          const p = framing('200 OK', `Content-Length: 0\r\n${line}`);
+          assert.equal(p.out[Out.Flags] & Flag.HopLines, Flag.HopLines, JSON.stringify(line));
+        }
+        const kept = ['', 'Connection: keep-alive\r\n', 'CONNECTION:  Keep-Alive \r\n', 'Tee: x\r\nTrailers: x\r\n'];
+        for (const line of kept) {
+          const p = framing('200 OK', `Content-Length: 0\r\n${line}`);
+          assert.equal(p.out[Out.Flags] & Flag.HopLines, 0, JSON.stringify(line));
+        }
+      });
+
       it('has no body for HEAD, 1xx, 101, 204 and 304', () => {
         assert.equal(
           framing('200 OK', 'Content-Length: 10\r\n', Method.HEAD).out[Out.Flags],
@@ -492,7 +519,7 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
         );
         assert.equal(framing('100 Continue', '').out[Out.Flags], Flag.KeepAlive | Flag.NoBody);
         const upgrade = framing('101 Switching Protocols', 'Connection: Upgrade\r\nUpgrade: websocket\r\n');
-        assert.equal(upgrade.out[Out.Flags], Flag.KeepAlive | Flag.Upgrade | Flag.NoBody);
+        assert.equal(upgrade.out[Out.Flags], Flag.KeepAlive | Flag.Upgrade | Flag.NoBody | Flag.HopLines);
         assert.equal(framing('204 No Content', '').out[Out.Flags], Flag.KeepAlive | Flag.NoBody);
         assert.equal(
           framing('304 Not Modified', 'Transfer-Encoding: chunked\r\n').out[Out.Flags],
@@ -514,7 +541,7 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
         assert.equal(framing('200 OK', '').out[Out.Flags], Flag.ReadToClose);
         assert.equal(
           framing('200 OK', 'Connection: close\r\nContent-Length: 1\r\n').out[Out.Flags],
-          Flag.ContentLength,
+          Flag.ContentLength | Flag.HopLines,
         );
         const old = response('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n');
         assert.equal(old.out[Out.Version], 0);

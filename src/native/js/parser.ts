@@ -77,6 +77,9 @@ const LIT_100_CONTINUE = ascii('100-continue');
 const LIT_CONNECTION = ascii('connection');
 const LIT_CONTENT_LENGTH = ascii('content-length');
 const LIT_TRANSFER_ENCODING = ascii('transfer-encoding');
+const LIT_TE = ascii('te');
+const LIT_TRAILER = ascii('trailer');
+const LIT_PROXY_CONNECTION = ascii('proxy-connection');
 const LIT_HTTP_SCHEME = ascii('http://');
 const LIT_HTTPS_SCHEME = ascii('https://');
 const LIT_HTTP_SLASH = ascii('HTTP/');
@@ -198,6 +201,7 @@ class HeadState {
   connectionKeepAlive = false;
   connectionUpgrade = false;
   connectionOther = false;
+  hopLines = false; // Flag.HopLines
   hasUpgrade = false;
   expectContinue = false;
 
@@ -216,6 +220,7 @@ class HeadState {
     this.connectionKeepAlive = false;
     this.connectionUpgrade = false;
     this.connectionOther = false;
+    this.hopLines = false;
     this.hasUpgrade = false;
     this.expectContinue = false;
   }
@@ -303,9 +308,16 @@ function onHost(h: HeadState, buf: Buffer, vs: number, ve: number): number {
   return 0;
 }
 
-/** The few field names that matter for framing, found by length then name. */
+/**
+ * The few field names that matter for framing or that a proxy drops, found by
+ * length then name. A response whose only such line is `Connection:
+ * keep-alive` can go to a keep-alive client unchanged (no Flag.HopLines).
+ */
 function onField(h: HeadState, buf: Buffer, ns: number, ne: number, vs: number, ve: number): number {
   switch (ne - ns) {
+    case 2:
+      if (spanEqualsLower(buf, ns, ne, LIT_TE)) h.hopLines = true;
+      break;
     case 4:
       if (h.isRequest && spanEqualsLower(buf, ns, ne, LIT_HOST)) return onHost(h, buf, vs, ve);
       break;
@@ -314,13 +326,26 @@ function onField(h: HeadState, buf: Buffer, ns: number, ne: number, vs: number, 
         h.expectContinue = true;
       break;
     case 7:
-      if (spanEqualsLower(buf, ns, ne, LIT_UPGRADE)) h.hasUpgrade = true;
+      if (spanEqualsLower(buf, ns, ne, LIT_UPGRADE)) {
+        h.hasUpgrade = true;
+        h.hopLines = true;
+      } else if (spanEqualsLower(buf, ns, ne, LIT_TRAILER)) {
+        h.hopLines = true;
+      }
       break;
     case 10:
-      if (spanEqualsLower(buf, ns, ne, LIT_CONNECTION)) onConnection(h, buf, vs, ve);
+      if (spanEqualsLower(buf, ns, ne, LIT_CONNECTION)) {
+        onConnection(h, buf, vs, ve);
+        if (!spanEqualsLower(buf, vs, ve, LIT_KEEP_ALIVE)) h.hopLines = true;
+      } else if (spanEqualsLower(buf, ns, ne, LIT_KEEP_ALIVE)) {
+        h.hopLines = true;
+      }
       break;
     case 14:
       if (spanEqualsLower(buf, ns, ne, LIT_CONTENT_LENGTH)) return onContentLength(h, buf, vs, ve);
+      break;
+    case 16:
+      if (spanEqualsLower(buf, ns, ne, LIT_PROXY_CONNECTION)) h.hopLines = true;
       break;
     case 17:
       if (spanEqualsLower(buf, ns, ne, LIT_TRANSFER_ENCODING)) return onTransferEncoding(h, buf, vs, ve);
@@ -384,6 +409,7 @@ function connectionFlags(h: HeadState): number {
   // HTTP/1.0 has no Upgrade (RFC 9110 7.8: ignore it there).
   if (h.version === 1 && h.connectionUpgrade && h.hasUpgrade) flags |= Flag.Upgrade;
   if (h.connectionOther) flags |= Flag.HopHeaders;
+  if (h.hopLines) flags |= Flag.HopLines;
   return flags;
 }
 
