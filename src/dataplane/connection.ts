@@ -39,16 +39,18 @@ import {
   copyBytes,
   HeaderList,
   type HeaderEdits,
+  insertAfterStatusLine,
   responseHeaderList,
   responseHeadBound,
   responsePassesThrough,
   rewriteResponseHead,
   serializeResponseHead,
+  statusLineEnd,
   writeResponseHead,
 } from './head';
 import { BodyKind, RequestState, ResponseKind, ResponsePhase, type ClientEndpoint } from './request';
 import type { CompiledRoute, CompiledUpstream, RouteTable } from './route-table';
-import type { UpstreamConnection, UpstreamHandler } from './upstream-pool';
+import { READ_HEADROOM, type UpstreamConnection, type UpstreamHandler } from './upstream-pool';
 import { requestVar } from './vars';
 
 export interface DataPlaneLimits {
@@ -684,7 +686,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
     switch (req.responsePhase) {
       case ResponsePhase.Head:
-        this.onResponseHead(req, conn, req.responseHead === null ? chunk : Buffer.concat([req.responseHead, chunk]));
+        if (req.responseHead === null) this.onResponseHead(req, conn, chunk, true);
+        else this.onResponseHead(req, conn, Buffer.concat([req.responseHead, chunk]), false);
         return;
       case ResponsePhase.Body:
         this.deadline = Date.now() + req.route!.readTimeoutMs;
@@ -702,7 +705,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
   }
 
-  private onResponseHead(req: RequestState, conn: UpstreamConnection, buf: Buffer): void {
+  /** `inReadBuffer`: buf is the connection's last read, with READ_HEADROOM free bytes in front of it. */
+  private onResponseHead(req: RequestState, conn: UpstreamConnection, buf: Buffer, inReadBuffer: boolean): void {
     const ctx = this.ctx;
     const out = ctx.responseOut;
     req.responseStarted = true;
@@ -786,9 +790,22 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
     // Pass-through: the upstream's head bytes go out unchanged when no hop-by-hop
     // header needs removing and HTTP/1.1 keep-alive already says what we mean.
-    if (headEdits === null && req.clientKeepAlive && req.version === 1 && responsePassesThrough(buf, out)) {
-      this.forwardResponseBody(req, conn, buf, headEnd, start);
-      return;
+    if (req.clientKeepAlive && req.version === 1) {
+      if (headEdits === null) {
+        if (responsePassesThrough(buf, out)) {
+          this.forwardResponseBody(req, conn, buf, headEnd, start);
+          return;
+        }
+      } else if (inReadBuffer && responsePassesThrough(buf, out, headEdits.dropped)) {
+        // Only lines to add: into the headroom before the read, after the status line; nothing is copied.
+        const room = conn.withHeadroom(buf.length);
+        const statusEnd = READ_HEADROOM + statusLineEnd(buf, out, headEnd);
+        const from = insertAfterStatusLine(room, READ_HEADROOM + start, statusEnd, headEdits);
+        if (from >= 0) {
+          this.forwardResponseBody(req, conn, room, READ_HEADROOM + headEnd, from);
+          return;
+        }
+      }
     }
     let head: Buffer;
     if (responseHeadBound(start, headEnd, headEdits) <= responseScratch.length) {

@@ -164,24 +164,12 @@ export function copyBytes(target: Buffer, pos: number, source: Buffer, start: nu
   return pos;
 }
 
-/** `text` (latin1: code units below 256) into target at pos; returns the new position. */
-function writeLatin1(target: Buffer, pos: number, text: string): number {
-  for (let i = 0; i < text.length; i++) target[pos++] = text.charCodeAt(i);
-  return pos;
-}
-
 /** The added lines of `edits` into target at pos; returns the new position. */
 function writeAdded(target: Buffer, pos: number, edits: HeaderEdits): number {
   const added = edits.added;
-  for (let i = 0; i < added.length; i += 2) {
-    pos = writeLatin1(target, pos, added[i]);
-    target[pos++] = 0x3a; // ':'
-    target[pos++] = 0x20;
-    pos = writeLatin1(target, pos, added[i + 1]);
-    target[pos++] = 0x0d;
-    target[pos++] = 0x0a;
-  }
-  return pos;
+  let lines = '';
+  for (let i = 0; i < added.length; i += 2) lines += `${added[i]}: ${added[i + 1]}\r\n`;
+  return pos + target.write(lines, pos, 'latin1');
 }
 
 /** What plugins changed in the request (src/plugins/context.ts), applied while the upstream head is built. */
@@ -329,26 +317,22 @@ function editedRequestLine(req: RequestState, edits: RequestEdits): Buffer | nul
   return Buffer.from(`${method} ${target}`, 'latin1');
 }
 
+const NO_NAMES: readonly string[] = [];
+
 /**
  * Whether a response head can go to an HTTP/1.1 keep-alive client unchanged: no
  * hop-by-hop header, except a `Connection: keep-alive`, which already says what
- * we mean (nginx and most servers send it on every keep-alive response).
+ * we mean (nginx and most servers send it on every keep-alive response), and
+ * none of the `dropped` names (lower-case) of a plugin's edits.
  */
-export function responsePassesThrough(buf: Buffer, out: Int32Array): boolean {
+export function responsePassesThrough(buf: Buffer, out: Int32Array, dropped: readonly string[] = NO_NAMES): boolean {
+  // The parser flags every hop-by-hop line but a plain `Connection: keep-alive`.
+  if ((out[Out.Flags] & Flag.HopLines) !== 0) return false;
+  if (dropped.length === 0) return true;
   const count = out[Out.HeaderCount];
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
-    const nameStart = out[slot];
-    const nameEnd = out[slot + 1];
-    if (!isResponseHopHeader(buf, nameStart, nameEnd, false)) continue;
-    if (
-      nameEnd - nameStart === 10 &&
-      equalsLowerCase(buf, out[slot + 2], out[slot + 3], 'keep-alive') &&
-      equalsLowerCase(buf, nameStart, nameEnd, 'connection')
-    ) {
-      continue;
-    }
-    return false;
+    if (namedIn(buf, out[slot], out[slot + 1], dropped)) return false;
   }
   return true;
 }
@@ -368,6 +352,27 @@ export function rewriteResponseHead(
 ): Buffer {
   const head = Buffer.allocUnsafe(responseHeadBound(start, headEnd, edits));
   return head.subarray(0, writeResponseHead(head, buf, start, headEnd, out, keepAlive, edits));
+}
+
+/** Where a parsed head's first line ends (after its line break). */
+export function statusLineEnd(buf: Buffer, out: Int32Array, headEnd: number): number {
+  return out[Out.HeaderCount] > 0 ? out[Out.Headers] : headEnd - terminatorLength(buf, headEnd);
+}
+
+/**
+ * A response head that passes through (responsePassesThrough with the edits'
+ * dropped names), with `edits.added` written in place right after the status
+ * line. The status line buf[start, statusEnd) moves left by the added lines'
+ * length into the free bytes before `start`; returns where the head now
+ * starts, or -1 when fewer than that many bytes are free.
+ */
+export function insertAfterStatusLine(buf: Buffer, start: number, statusEnd: number, edits: HeaderEdits): number {
+  const to = start - addedLength(edits);
+  if (to < 0) return -1;
+  // Moving left, so a forward copy never reads a byte it has already overwritten.
+  const pos = copyBytes(buf, to, buf, start, statusEnd);
+  writeAdded(buf, pos, edits);
+  return to;
 }
 
 /** At most how many bytes rewriteResponseHead writes. */

@@ -26,6 +26,14 @@ export interface UpstreamHandler {
 const READ_BUFFER_BYTES = 16 * 1024;
 
 /**
+ * Free bytes kept in front of every read. Header lines a plugin adds to a
+ * response (X-RateLimit-*) are written there, right after the status line,
+ * which moves left to make room: the head and the body then leave in one write
+ * straight from the read buffer, with nothing copied (insertAfterStatusLine).
+ */
+export const READ_HEADROOM = 1024;
+
+/**
  * Full reads in a row after which a connection stops reading until the next
  * event-loop turn. libuv reads a readable socket up to 32 times in one callback
  * while each read fills the buffer (512 KiB), and every other request of the
@@ -59,7 +67,9 @@ export class UpstreamConnection {
   connected: boolean;
   closed: boolean;
   error: Error | undefined;
+  /** READ_HEADROOM free bytes, then `readView`, where reads land. */
   private readBuffer: Buffer;
+  private readView: Buffer;
   /** Reads in a row that filled the read buffer; a shorter read ends libuv's read loop and resets it. */
   private fullReads: number;
   private readonly resumeReading: () => void;
@@ -73,7 +83,8 @@ export class UpstreamConnection {
     this.connected = false;
     this.closed = false;
     this.error = undefined;
-    this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    this.readBuffer = Buffer.allocUnsafe(READ_HEADROOM + READ_BUFFER_BYTES);
+    this.readView = this.readBuffer.subarray(READ_HEADROOM);
     this.fullReads = 0;
     // One closure per connection, so a yield allocates nothing.
     this.resumeReading = () => {
@@ -84,7 +95,7 @@ export class UpstreamConnection {
       host: node.host,
       port: node.port,
       // A generator, not a fixed buffer: net asks it for the next read's buffer after every read.
-      onread: { buffer: () => this.readBuffer, callback: (length) => this.onRead(length) },
+      onread: { buffer: () => this.readView, callback: (length) => this.onRead(length) },
     });
     this.socket = socket;
     socket.setNoDelay(true);
@@ -106,7 +117,7 @@ export class UpstreamConnection {
   }
 
   /**
-   * net's onread callback: `length` bytes are at the start of `readBuffer`.
+   * net's onread callback: `length` bytes are at the start of `readView`.
    * Returning false stops reading (net calls readStop); after
    * FULL_READS_PER_TURN full reads in a row, reading starts again on the next
    * turn, so a large body is read in slices between other requests' callbacks.
@@ -117,8 +128,8 @@ export class UpstreamConnection {
       this.socket.destroy(); // bytes on an idle keep-alive socket: it can no longer be trusted
       return false;
     }
-    const full = length === this.readBuffer.length;
-    handler.onUpstreamData(this, this.readBuffer.subarray(0, length));
+    const full = length === READ_BUFFER_BYTES;
+    handler.onUpstreamData(this, this.readView.subarray(0, length));
     if (!full) {
       this.fullReads = 0;
       return true;
@@ -131,7 +142,16 @@ export class UpstreamConnection {
 
   /** The last chunk stays referenced: read the next one into a new buffer. */
   keepReadBuffer(): void {
-    this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    this.readBuffer = Buffer.allocUnsafe(READ_HEADROOM + READ_BUFFER_BYTES);
+    this.readView = this.readBuffer.subarray(READ_HEADROOM);
+  }
+
+  /**
+   * The last read's bytes, [READ_HEADROOM, READ_HEADROOM + length), with the
+   * headroom in front of them; valid only until the next read, like the chunk.
+   */
+  withHeadroom(length: number): Buffer {
+    return this.readBuffer.subarray(0, READ_HEADROOM + length);
   }
 
   destroy(): void {

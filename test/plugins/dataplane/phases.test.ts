@@ -288,10 +288,22 @@ const MODULES = [
 
 const backend = availableBackends().at(-1)!;
 
+/** Upstream answers for the header-insertion tests, by the last path segment. */
+const INSERT_RESPONSES: Record<string, string> = {
+  plain: 'HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello',
+  own: 'HTTP/1.1 200 OK\r\nx-checked-by: upstream\r\nContent-Length: 5\r\n\r\nhello',
+  split: 'HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Length: 5\r\n\r\nhello',
+  close: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello',
+  continue: 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello',
+  'no-headers': 'HTTP/1.1 204 No Content\r\n\r\n',
+};
+
 describe(`plugin phases in the data plane (${backend.name})`, () => {
   let upstream: TestUpstream;
   let canary: TestUpstream;
   let raw: RawUpstream;
+  /** Answers each request by its path (see INSERT_RESPONSES), in one write unless the path says split. */
+  let rawByPath: RawUpstream;
   let gateway: PluginDataPlane;
   const RAW_RESPONSE =
     'HTTP/1.1 200 OK\r\nX-Odd-CASE:  spaced value \r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello';
@@ -318,6 +330,21 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     canary = await startUpstream({ name: 'canary' });
     raw = await startRawUpstream((socket, received) => {
       if (received.includes('\r\n\r\n')) socket.write(RAW_RESPONSE);
+    });
+    const answered = new Map<number, number>();
+    rawByPath = await startRawUpstream((socket, received, index) => {
+      const requests = received.toString('latin1').split('\r\n\r\n').slice(0, -1);
+      for (let i = answered.get(index) ?? 0; i < requests.length; i++) {
+        const path = /^GET (\S+)/.exec(requests[i])?.[1] ?? '';
+        const response = INSERT_RESPONSES[path.slice('/insert/'.length)];
+        if (path.endsWith('split')) {
+          socket.write(response.slice(0, 20));
+          setTimeout(() => socket.write(response.slice(20)), 30);
+        } else {
+          socket.write(response);
+        }
+      }
+      answered.set(index, requests.length);
     });
     const up = localUpstream([upstream.port]);
     const deadPort = await closedPort();
@@ -364,6 +391,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
             },
           },
           { id: 'plain', uri: '/plain', upstream: localUpstream([raw.port]) },
+          { id: 'insert', uri: '/insert/*', plugins: { 'test-denier': {} }, upstream: localUpstream([rawByPath.port]) },
         ],
         upstreams: [{ id: 'canary', ...localUpstream([canary.port]) }],
         consumers: [
@@ -379,6 +407,7 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     await upstream.close();
     await canary.close();
     await raw.close();
+    await rawByPath.close();
   });
 
   it('answers an exit with its status, JSON body plus newline and headers, and keeps the connection', async () => {
@@ -668,6 +697,34 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
       ['undefined', 'string', 'undefined', 'string', 'undefined'],
     );
     assert.match(String(logged[1].upstreamTime), /^\d+\.\d{3}$/);
+  });
+
+  it('adds response headers set before the response after the status line, body and keep-alive intact', async () => {
+    const client = await RawClient.connect(gateway.port);
+    for (let round = 0; round < 2; round++) {
+      client.write('GET /insert/plain HTTP/1.1\r\nHost: a\r\n\r\n');
+      const expected = INSERT_RESPONSES.plain.replace('200 OK\r\n', '200 OK\r\nX-Checked-By: denier\r\n');
+      await eventually(() => client.unread.length >= expected.length);
+      assert.equal(client.unread.toString('latin1'), expected);
+      await client.read();
+    }
+    client.close();
+  });
+
+  it("adds response headers on every other shape of upstream head, replacing the upstream's own", async () => {
+    const client = await RawClient.connect(gateway.port);
+    for (const path of ['own', 'split', 'continue', 'no-headers', 'close']) {
+      client.write(`GET /insert/${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+      const response = await client.read();
+      assert.equal(response.status, path === 'no-headers' ? 204 : 200, path);
+      assert.deepEqual(
+        response.rawHeaders.filter(([name]) => name.toLowerCase() === 'x-checked-by'),
+        [['X-Checked-By', 'denier']],
+        path,
+      );
+      assert.equal(response.body.toString(), path === 'no-headers' ? '' : 'hello', path);
+    }
+    client.close();
   });
 
   it('passes a route without plugins through byte for byte', async () => {
