@@ -60,6 +60,10 @@ export interface EtcdServer {
   kill(): Promise<void>;
   /** Start etcd again on the same data dir and ports. */
   start(): Promise<void>;
+  /** Freeze etcd (SIGSTOP): its connections stay open and nothing answers, as with a hung server. */
+  pause(): void;
+  /** Let a paused etcd run again (SIGCONT). */
+  resume(): void;
   /** Kill etcd and remove its data dir. */
   close(): Promise<void>;
 }
@@ -127,6 +131,11 @@ export async function startEtcd(): Promise<EtcdServer> {
     await exited;
   };
 
+  const signal = (name: NodeJS.Signals): void => {
+    if (!child) throw new Error('etcd is not running');
+    child.kill(name);
+  };
+
   await start();
   return {
     url,
@@ -134,7 +143,10 @@ export async function startEtcd(): Promise<EtcdServer> {
     dataDir,
     kill,
     start,
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
     async close() {
+      child?.kill('SIGCONT'); // a stopped process takes SIGKILL too, but let it go cleanly either way
       await kill();
       rmSync(baseDir, { recursive: true, force: true });
     },

@@ -8,7 +8,10 @@
 // - etcd killed (SIGKILL) during traffic: every request keeps getting 200 from
 //   the last known config, an Admin API write fails with a 5xx JSON error and
 //   nothing crashes; once etcd is back on the same data dir and port, a route
-//   written through the Admin API is served by every worker.
+//   written through the Admin API is served by every worker;
+// - etcd that hangs (SIGSTOP: connections open, no answers): Admin API reads
+//   and writes answer 503 within deployment.etcd.timeout, the proxy keeps
+//   serving, and once etcd runs again both work.
 
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
@@ -300,6 +303,68 @@ describe('gateways on etcd: APISIX-written keys and etcd outages (system)', () =
         assert.deepEqual(workerPids(home), pidsBefore, 'a worker was replaced during the run');
       } finally {
         await load?.stop();
+        if (gateway) await stopGateway(gateway);
+        await etcd?.close();
+        await upstream.close();
+      }
+    },
+  );
+  test(
+    'etcd that stops answering: the Admin API answers 503 within the etcd timeout; the proxy keeps serving',
+    { timeout: 90_000 },
+    async (t) => {
+      let etcd: EtcdServer | undefined;
+      let gateway: Gateway | undefined;
+      const upstream = await startUpstream();
+      try {
+        etcd = await startEtcd();
+        const timeoutMs = 2000;
+        const home = await makeHome({
+          workers: WORKERS,
+          adminKey: ADMIN_KEY,
+          extra: ['deployment:', '  etcd:', `    timeout: ${timeoutMs}ms`],
+        });
+        const env = { PALISADE_ETCD_HOSTS: etcd.url, PALISADE_ETCD_PREFIX: `/palisade-hung-${process.pid}` };
+        gateway = await startAllWorkers(home, env);
+        assert.equal((await putRoute(home, ADMIN_KEY, '1', '/hello', upstream.port)).status, 201);
+        await served(home, '/hello');
+
+        etcd.pause();
+        const timed = async (what: string, send: () => Promise<{ status: number; body: string }>) => {
+          const started = Date.now();
+          const reply = await send();
+          const ms = Date.now() - started;
+          t.diagnostic(`${what} while etcd hangs: ${reply.status} after ${ms} ms: ${reply.body}`);
+          assert.equal(reply.status, 503, `${what}: ${reply.body}`);
+          assert.match((JSON.parse(reply.body) as { error_msg: string }).error_msg, /etcd/i, what);
+          // Answered by the etcd timeout, not by a hung request (the client here gives up after 15 s).
+          assert.ok(ms < timeoutMs * 4, `${what} took ${ms} ms with a ${timeoutMs} ms etcd timeout`);
+        };
+        await timed('GET', () =>
+          request(`${home.adminUrl}/routes/1`, { headers: adminHeaders(ADMIN_KEY), timeoutMs: 15_000 }),
+        );
+        await timed('PUT', () =>
+          request(`${home.adminUrl}/routes/2`, {
+            method: 'PUT',
+            headers: adminHeaders(ADMIN_KEY),
+            body: { uri: '/during', upstream: { type: 'roundrobin', nodes: { [`127.0.0.1:${upstream.port}`]: 1 } } },
+            timeoutMs: 15_000,
+          }),
+        );
+        await served(home, '/hello');
+        assert.ok(stillRunning(gateway), `the gateway exited while etcd hung:\n${gateway.stderr()}`);
+
+        etcd.resume();
+        await waitFor('the Admin API to read etcd again', 30_000, async () => {
+          const read = await request(`${home.adminUrl}/routes/1`, { headers: adminHeaders(ADMIN_KEY) });
+          return read.status === 200 ? true : undefined;
+        });
+        await waitFor('a write to be accepted again', 30_000, async () =>
+          (await putRoute(home, ADMIN_KEY, '3', '/after', upstream.port)).status === 201 ? true : undefined,
+        );
+        await served(home, '/after');
+      } finally {
+        etcd?.resume();
         if (gateway) await stopGateway(gateway);
         await etcd?.close();
         await upstream.close();
