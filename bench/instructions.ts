@@ -44,6 +44,15 @@ import {
   type PerfMapEntry,
 } from './lib/callgrind';
 import { freePort } from './lib/net';
+import {
+  BARE_ROUTE,
+  BENCH_API_KEY,
+  BENCH_CONSUMER,
+  EXTRA_ROUTES,
+  RISK_ROUTE,
+  SINGLE_PLUGIN_ROUTES,
+  type PluginRoute,
+} from './lib/plugin-routes';
 import { startNginxUpstream } from './lib/nginx';
 import { writeReport } from './lib/report';
 import type { BackendName } from '../src/native';
@@ -71,7 +80,6 @@ const DUMPS_DIR = process.env.BENCH_DUMPS ? path.resolve(process.env.BENCH_DUMPS
 /** BENCH_FUNCTIONS=<n>: with two builds, the n functions per route whose self cost changed most (JIT code named). */
 const FUNCTIONS_SHOWN = positiveInt(process.env.BENCH_FUNCTIONS, 0);
 const WANTS_PERF_MAP = DUMPS_DIR !== undefined || FUNCTIONS_SHOWN > 0;
-const API_KEY = 'bench-api-key-0123456789';
 /** Lines of the harness's stdout that ask the driver for a callgrind phase (anything else is the gateway's output). */
 const PHASE_PREFIX = 'callgrind-phase ';
 /** V8's perf maps of this run's valgrind processes, removed at exit however the run ends. */
@@ -94,39 +102,14 @@ function signed(n: number, digits = 0): string {
 // Routes: bench:plugins' throughput rows (its risk-control route and, with BENCH_PLUGIN_BREAKDOWN=1, one route per
 // plugin of it), the bare route, and two more that can be asked for by name.
 
-const LIMIT_COUNT = { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 };
-
-interface BenchRoute {
-  name: string;
-  uri: string;
-  plugins?: Record<string, object>;
+interface BenchRoute extends PluginRoute {
   /** Measured when BENCH_ROUTES is not set. */
   byDefault: boolean;
 }
 
 const ROUTES: readonly BenchRoute[] = [
-  { name: 'bare', uri: '/hello', byDefault: true },
-  { name: 'key-auth', uri: '/only/key-auth', plugins: { 'key-auth': {} }, byDefault: true },
-  { name: 'limit-count', uri: '/only/limit-count', plugins: { 'limit-count': LIMIT_COUNT }, byDefault: true },
-  { name: 'prometheus', uri: '/only/prometheus', plugins: { prometheus: {} }, byDefault: true },
-  {
-    name: 'risk',
-    uri: '/risk',
-    plugins: { 'key-auth': {}, 'limit-count': LIMIT_COUNT, prometheus: {} },
-    byDefault: true,
-  },
-  {
-    name: 'limit-count-no-headers',
-    uri: '/only/limit-count-no-headers',
-    plugins: { 'limit-count': { ...LIMIT_COUNT, show_limit_quota_header: false } },
-    byDefault: false,
-  },
-  {
-    name: 'ip-restriction',
-    uri: '/only/ip-restriction',
-    plugins: { 'ip-restriction': { whitelist: ['127.0.0.0/8'] } },
-    byDefault: false,
-  },
+  ...[BARE_ROUTE, ...SINGLE_PLUGIN_ROUTES, RISK_ROUTE].map((route) => ({ ...route, byDefault: true })),
+  ...EXTRA_ROUTES.map((route) => ({ ...route, byDefault: false })),
 ];
 
 /** BENCH_ROUTES ("bare,risk"): the routes measured, in catalog order; bare is always measured (the "minus bare" base). */
@@ -151,7 +134,7 @@ function routeSnapshot(routes: readonly BenchRoute[], upstreamPort: number): Con
     routes: routes.map((route) => ({ id: route.name, uri: route.uri, plugins: route.plugins, upstream }) as Route),
     services: [],
     upstreams: [],
-    consumers: [{ username: 'bench', plugins: { 'key-auth': { key: API_KEY } } }],
+    consumers: [BENCH_CONSUMER],
     consumer_groups: [],
     global_rules: [],
     plugin_configs: [],
@@ -211,7 +194,10 @@ function callgrindPhase(request: string): void {
 
 /** Send `total` GETs of `uri` over CLIENT_CONNECTIONS keep-alive connections, one in flight on each; every answer 200. */
 function drive(port: number, uri: string, total: number): Promise<void> {
-  const request = Buffer.from(`GET ${uri} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\napikey: ${API_KEY}\r\n\r\n`, 'latin1');
+  const request = Buffer.from(
+    `GET ${uri} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\napikey: ${BENCH_API_KEY}\r\n\r\n`,
+    'latin1',
+  );
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered = 0;

@@ -31,6 +31,7 @@ import { freePort, waitForHttp } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
+import { BENCH_API_KEY, BENCH_CONSUMER, RISK_ROUTE, SINGLE_PLUGIN_ROUTES } from './lib/plugin-routes';
 import { runWrk, type WrkResult } from './lib/wrk';
 import { writeReport } from './lib/report';
 
@@ -52,7 +53,6 @@ const RATE_SHARE = Number(process.env.BENCH_RATE_SHARE) > 0 ? Number(process.env
 const FIXED_RATE = positiveInt(process.env.BENCH_RATE, 0);
 /** Requests per second of the paced gzip client in b (each compresses 1 MiB). */
 const GZIP_PACED_RATE = positiveInt(process.env.BENCH_GZIP_RATE, 20);
-const API_KEY = 'bench-api-key-0123456789';
 /** BENCH_PLUGIN_BREAKDOWN=1 adds one throughput row per plugin of the risk-control route (about a minute more). */
 const PLUGIN_BREAKDOWN = process.env.BENCH_PLUGIN_BREAKDOWN === '1';
 // Whole-run guard: every child is killed when it fires.
@@ -159,20 +159,15 @@ interface ThroughputRow {
 
 /** Part a's routes: the consumer, the risk-control route and, with BENCH_PLUGIN_BREAKDOWN=1, one route per plugin. */
 async function addRiskRoutes(gateway: PalisadeTarget, upstream: object): Promise<void> {
-  await adminPut(gateway, 'consumers', { username: 'bench', plugins: { 'key-auth': { key: API_KEY } } });
-  const riskPlugins: Record<string, object> = {
-    'key-auth': {},
-    'limit-count': { count: 1_000_000_000, time_window: 60, policy: 'local', rejected_code: 503 },
-    prometheus: {},
-  };
-  await adminPut(gateway, 'routes/risk', { uri: '/risk', plugins: riskPlugins, upstream });
+  await adminPut(gateway, 'consumers', BENCH_CONSUMER);
+  await adminPut(gateway, 'routes/risk', { uri: RISK_ROUTE.uri, plugins: RISK_ROUTE.plugins, upstream });
   if (PLUGIN_BREAKDOWN) {
-    for (const [name, conf] of Object.entries(riskPlugins)) {
-      await adminPut(gateway, `routes/only-${name}`, { uri: `/only/${name}`, plugins: { [name]: conf }, upstream });
+    for (const route of SINGLE_PLUGIN_ROUTES) {
+      await adminPut(gateway, `routes/only-${route.name}`, { uri: route.uri, plugins: route.plugins, upstream });
     }
     await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/only/prometheus`, {}, 200);
   }
-  await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/risk`, { apikey: API_KEY }, 200);
+  await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/risk`, { apikey: BENCH_API_KEY }, 200);
 }
 
 /** Part b's gzip route, checked to answer compressed. */
@@ -227,16 +222,16 @@ async function benchThroughput(nginxPort: number, palisadePort: number): Promise
     {
       name: 'palisade key-auth + limit-count + prometheus',
       url: `http://127.0.0.1:${palisadePort}/risk`,
-      headers: [`apikey: ${API_KEY}`],
+      headers: [`apikey: ${BENCH_API_KEY}`],
       rounds: [],
     },
   ];
   if (PLUGIN_BREAKDOWN) {
-    for (const name of ['key-auth', 'limit-count', 'prometheus']) {
+    for (const route of SINGLE_PLUGIN_ROUTES) {
       targets.push({
-        name: `palisade ${name} only`,
-        url: `http://127.0.0.1:${palisadePort}/only/${name}`,
-        headers: [`apikey: ${API_KEY}`],
+        name: `palisade ${route.name} only`,
+        url: `http://127.0.0.1:${palisadePort}${route.uri}`,
+        headers: [`apikey: ${BENCH_API_KEY}`],
         rounds: [],
       });
     }
