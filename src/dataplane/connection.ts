@@ -33,7 +33,7 @@ import {
 import type { PluginChain, PluginExit } from '../plugins/types';
 import type { Upstream } from '../schema/types';
 import type { BalanceContext } from './balancer';
-import { decodeChunked } from './chunked';
+import { ChunkedDecoder, decodeChunked } from './chunked';
 import {
   buildUpstreamHead,
   copyBytes,
@@ -1331,7 +1331,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
     parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
     plugins.responseBytes += bytes.length;
+    // Decoded as it comes, so the end of the body needs no pass over all of it in one turn.
+    if (req.responseKind === ResponseKind.Chunked) (plugins.responseDecoder ??= new ChunkedDecoder()).push(bytes);
     if (plugins.responseBytes <= MAX_FILTERED_BODY) return;
+    plugins.responseDecoder = null;
     log.warn('response body too large for body_filter, sent unfiltered', {
       route: req.route?.id,
       limit: MAX_FILTERED_BODY,
@@ -1356,17 +1359,23 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   /** The held response body is complete: de-chunk it, run body_filter, send it with a length. */
   private sendHeldResponse(req: RequestState, plugins: RequestContext): void {
     const held = plugins.responseParts!;
-    const raw =
-      held.length === 1 && held[0].length === plugins.responseBytes
-        ? held[0]
-        : Buffer.concat(held, plugins.responseBytes);
+    const decoder = plugins.responseDecoder;
     plugins.responseParts = null;
+    plugins.responseDecoder = null;
     let body: Buffer;
-    try {
-      body = req.responseKind === ResponseKind.Chunked ? decodeChunked(raw) : raw;
-    } catch {
-      this.socket.destroy();
-      return;
+    if (req.responseKind === ResponseKind.Chunked) {
+      try {
+        // A chunked body with no bytes at all has no decoder: it cannot be complete.
+        body = (decoder ?? new ChunkedDecoder(0)).finish();
+      } catch {
+        this.socket.destroy();
+        return;
+      }
+    } else {
+      body =
+        held.length === 1 && held[0].length === plugins.responseBytes
+          ? held[0]
+          : Buffer.concat(held, plugins.responseBytes);
     }
     this.deadlineKind = Deadline.None;
     this.filterWholeBody(req, plugins, plugins.responseReason, body, false);

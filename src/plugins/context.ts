@@ -6,6 +6,7 @@
 
 import type { VarValue } from '../core/expr';
 import { logger, type Logger } from '../core/log';
+import type { ChunkedDecoder } from '../dataplane/chunked';
 import { HeaderList, type HeaderEdits, type RequestEdits } from '../dataplane/head';
 import { BodyKind, type RequestState } from '../dataplane/request';
 import { headerValue, requestVar, upstreamTimeMs } from '../dataplane/vars';
@@ -190,6 +191,8 @@ export class RequestContext implements PluginContext {
   /** Response body chunks held for body_filter (raw, framing included); null when streaming. */
   responseParts: Buffer[] | null;
   responseBytes: number;
+  /** A held chunked body, decoded read by read (the raw parts stay for a body that outgrows the hold). */
+  responseDecoder: ChunkedDecoder | null;
   /**
    * The upstream's Content-Encoding before header_filter (null: none), kept while a body is held:
    * a body that outgrows the hold goes out unfiltered and must not carry a filter's encoding.
@@ -229,6 +232,7 @@ export class RequestContext implements PluginContext {
     this.exitStatus = 0;
     this.responseParts = null;
     this.responseBytes = 0;
+    this.responseDecoder = null;
     this.upstreamEncoding = null;
     this.bytesSent = 0;
     this.logged = false;

@@ -49,6 +49,13 @@ function upstreamHandler(req: IncomingMessage, res: ServerResponse, body: Buffer
     res.end(BIG_HTML);
     return;
   }
+  if (req.url?.startsWith('/html/chunked')) {
+    // No length: chunked, 1 MiB in uneven writes over many reads, decoded as it arrives and compressed whole.
+    res.writeHead(200, { 'content-type': 'text/html' });
+    for (let at = 0; at < BIG_HTML.length; at += 70_001) res.write(BIG_HTML.subarray(at, at + 70_001));
+    res.end();
+    return;
+  }
   if (req.url?.startsWith('/html/huge-chunked')) {
     // No length: chunked, 9 MiB, more than the data plane holds for body_filter (8 MiB).
     res.writeHead(200, { 'content-type': 'text/html' });
@@ -201,6 +208,13 @@ describe('transformation and serverless plugins over real sockets', () => {
     const plain = await call(port, '/html/big');
     assert.equal(plain.headers['content-encoding'], undefined);
     assert.equal(plain.body.length, BIG_HTML.length);
+  });
+
+  it('gzip: a chunked body of 1 MiB is de-chunked and compressed whole', async () => {
+    const chunked = await call(port, '/html/chunked', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(chunked.status, 200);
+    assert.equal(chunked.headers['content-encoding'], 'gzip');
+    assert.deepEqual(gunzipSync(chunked.body), BIG_HTML);
   });
 
   it('gzip: a chunked body that outgrows the hold goes out unfiltered, without a gzip label', async () => {
