@@ -222,7 +222,14 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private readonly ctx: ProxyContext;
   private readonly ip: Buffer;
   /** Parse results of the current request head; one per connection since requests are handled one at a time. */
-  private readonly out = new Int32Array(OUT_SIZE);
+  /**
+   * Where the current request's head is parsed (header spans, route, $uri).
+   * A finished request keeps its array until its log phase has run; a request
+   * parsed before then (pipelined, or read in the same turn) gets a new one.
+   */
+  private out = new Int32Array(OUT_SIZE);
+  /** The finished request whose pending log phase still reads `out`. */
+  private outReader: RequestContext | null = null;
   private readonly requestChunks = new Int32Array(CHUNK_STATE_SIZE);
   private readonly responseChunks = new Int32Array(CHUNK_STATE_SIZE);
   private readonly vars: VarLookup;
@@ -394,6 +401,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   private parseHead(buf: Buffer): boolean {
     const ctx = this.ctx;
+    if (this.outReader !== null) {
+      if (!this.outReader.logPhaseRan) this.out = new Int32Array(OUT_SIZE);
+      this.outReader = null;
+    }
     const out = this.out;
     const maxHead = ctx.limits.maxHeadBytes;
     const table = ctx.table;
@@ -1504,6 +1515,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private pluginsDone(plugins: RequestContext): void {
     if (plugins.bodyParts !== null) plugins.bodyFailed(new Error('the client connection closed'));
     scheduleLogPhase(plugins);
+    if (plugins.chain.log.length > 0 && !plugins.logPhaseRan) this.outReader = plugins;
   }
 
   // ---- WebSocket and other upgrades ----

@@ -202,6 +202,8 @@ export class RequestContext implements PluginContext {
   bytesSent: number;
   /** The log phase was scheduled. */
   logged: boolean;
+  /** The log phase has run: the request's parsed head (req.out) is no longer read. */
+  logPhaseRan: boolean;
   private scratchpad: Map<string, Record<string, unknown>> | null;
 
   constructor(req: RequestState, chain: PluginChain, host: PluginHost, bodySource: BodySource) {
@@ -236,6 +238,7 @@ export class RequestContext implements PluginContext {
     this.upstreamEncoding = null;
     this.bytesSent = 0;
     this.logged = false;
+    this.logPhaseRan = false;
     this.scratchpad = null;
     req.plugins = this; // vars (consumer_name, status, remote_addr) read the context through the request
   }

@@ -118,6 +118,8 @@ interface LogRecord {
   bytes: number;
   latency: number;
   upstreamTime: unknown;
+  tag: string | undefined;
+  requestUri: unknown;
 }
 const logged: LogRecord[] = [];
 
@@ -134,6 +136,8 @@ const logProbe: PluginModule<Conf> = {
       bytes: (ctx as unknown as { bytesSent: number }).bytesSent,
       latency: Date.now() - ctx.startTime,
       upstreamTime: ctx.var('upstream_response_time'),
+      tag: ctx.header('x-tag'),
+      requestUri: ctx.var('request_uri'),
     });
   },
 };
@@ -668,6 +672,27 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     const bad = await rawRequest(gateway.port, 'GET /wide HTTP/1.1\r\nHost: a\r\nX-Bad-Exit: 1\r\n\r\n');
     assert.equal(bad.status, 500);
     assert.ok(!bad.rawHeaders.some(([name]) => name.toLowerCase() === 'set-cookie'));
+  });
+
+  it('gives the log phase its own request, not the next one pipelined behind it', async () => {
+    logged.length = 0;
+    const client = await RawClient.connect(gateway.port);
+    client.write(
+      'GET /text?n=1 HTTP/1.1\r\nHost: a\r\nX-Tag: first\r\n\r\n' +
+        'GET /text?n=2 HTTP/1.1\r\nHost: a\r\nX-Tag: second-longer\r\n\r\n' +
+        'GET /text?n=3 HTTP/1.1\r\nHost: a\r\nX-Tag: third\r\n\r\n',
+    );
+    for (let i = 0; i < 3; i++) assert.equal((await client.read()).status, 200);
+    client.close();
+    await eventually(() => logged.length >= 3);
+    assert.deepEqual(
+      logged.map((entry) => [entry.tag, entry.requestUri]),
+      [
+        ['first', '/text?n=1'],
+        ['second-longer', '/text?n=2'],
+        ['third', '/text?n=3'],
+      ],
+    );
   });
 
   it('runs the log phase once per request, after the answer, with status, consumer and bytes', async () => {
