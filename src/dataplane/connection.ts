@@ -20,7 +20,7 @@ import {
 } from '../core/errors';
 import { logger } from '../core/log';
 import type { NativeBackend } from '../native/backend';
-import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, OUT_SIZE, ParseError } from '../native/layout';
+import { Chunk, CHUNK_STATE_SIZE, contentLength, Flag, Method, Out, ParseError } from '../native/layout';
 import { RequestContext, type BodySource, type PluginHost } from '../plugins/context';
 import {
   exitBody,
@@ -34,6 +34,7 @@ import type { PluginChain, PluginExit } from '../plugins/types';
 import type { Upstream } from '../schema/types';
 import type { BalanceContext } from './balancer';
 import { ChunkedDecoder, decodeChunked } from './chunked';
+import { returnOut, takeOut } from './out-pool';
 import {
   buildUpstreamHead,
   copyBytes,
@@ -222,14 +223,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private readonly ctx: ProxyContext;
   private readonly ip: Buffer;
   /** Parse results of the current request head; one per connection since requests are handled one at a time. */
-  /**
-   * Where the current request's head is parsed (header spans, route, $uri).
-   * A finished request keeps its array until its log phase has run; a request
-   * parsed before then (pipelined, or read in the same turn) gets a new one.
-   */
-  private out = new Int32Array(OUT_SIZE);
-  /** The finished request whose pending log phase still reads `out`. */
-  private outReader: RequestContext | null = null;
+  /** Where the current request's head is parsed; null while no request is under way (see out-pool.ts). */
+  private out: Int32Array | null = null;
   private readonly requestChunks = new Int32Array(CHUNK_STATE_SIZE);
   private readonly responseChunks = new Int32Array(CHUNK_STATE_SIZE);
   private readonly vars: VarLookup;
@@ -401,11 +396,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   private parseHead(buf: Buffer): boolean {
     const ctx = this.ctx;
-    if (this.outReader !== null) {
-      if (!this.outReader.logPhaseRan) this.out = new Int32Array(OUT_SIZE);
-      this.outReader = null;
-    }
-    const out = this.out;
+    const out = (this.out ??= takeOut());
     const maxHead = ctx.limits.maxHeadBytes;
     const table = ctx.table;
     // One native call parses the head and matches the route table.
@@ -438,7 +429,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   private startRequest(buf: Buffer, headEnd: number, table: RouteTable): void {
     const ctx = this.ctx;
-    const out = this.out;
+    const out = this.out!;
     const flags = out[Out.Flags];
     // The request keeps its head for as long as it runs (upstream head, retries, vars): own a copy.
     const head = isSharedRead(buf) ? Buffer.from(buf.subarray(0, headEnd)) : buf;
@@ -958,9 +949,18 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
 
   /** Both the body and the answer are complete: keep the connection for the next request or close it. */
   private requestDone(req: RequestState): void {
-    if (!req.bodyDone || req.responsePhase !== ResponsePhase.Done) return;
+    // A second call for a request already done would hand the next request's out[] to the pool.
+    if (this.request !== req || !req.bodyDone || req.responsePhase !== ResponsePhase.Done) return;
     this.request = null;
     if (req.plugins !== null) this.pluginsDone(req.plugins);
+    // The parsed head goes back to the pool, or, while a log phase is to run, stays with its request.
+    const out = this.out;
+    this.out = null;
+    if (out !== null) {
+      const plugins = req.plugins;
+      if (plugins !== null && plugins.chain.log.length > 0 && !plugins.logPhaseRan) plugins.heldOut = out;
+      else returnOut(out);
+    }
     this.waitingUpstreamDrain = false;
     if (!req.clientKeepAlive || this.ctx.closing) {
       this.endClient();
@@ -1515,7 +1515,6 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   private pluginsDone(plugins: RequestContext): void {
     if (plugins.bodyParts !== null) plugins.bodyFailed(new Error('the client connection closed'));
     scheduleLogPhase(plugins);
-    if (plugins.chain.log.length > 0 && !plugins.logPhaseRan) this.outReader = plugins;
   }
 
   // ---- WebSocket and other upgrades ----

@@ -5,6 +5,7 @@
 // promise per request.
 
 import { logger } from '../core/log';
+import { returnOut } from '../dataplane/out-pool';
 import type { RequestContext } from './context';
 import type { ChainEntry, PluginChain, PluginExit, PhaseResult } from './types';
 
@@ -181,6 +182,11 @@ function runLogPhase(ctx: RequestContext): void {
     }
   }
   ctx.current = null;
+  // The request's head is read in the log phase itself, not after it (as ngx.var in APISIX).
+  if (ctx.heldOut !== null) {
+    returnOut(ctx.heldOut);
+    ctx.heldOut = null;
+  }
 }
 
 // Requests whose log phase is due: one setImmediate runs every log phase queued

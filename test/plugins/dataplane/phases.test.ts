@@ -695,6 +695,33 @@ describe(`plugin phases in the data plane (${backend.name})`, () => {
     );
   });
 
+  it('keeps every request its own parsed head across many keep-alive connections (out[] pooling)', async () => {
+    logged.length = 0;
+    const CONNECTIONS = 60;
+    const ROUNDS = 8;
+    const one = async (c: number): Promise<void> => {
+      const client = await RawClient.connect(gateway.port);
+      for (let n = 0; n < ROUNDS; n++) {
+        const tag = `c${c}-n${n}-${'x'.repeat((c * 7 + n) % 40)}`;
+        client.write(`GET /deny?c=${c}&n=${n} HTTP/1.1\r\nHost: a\r\nX-Tag: ${tag}\r\n\r\n`);
+        const response = await client.read();
+        assert.equal(response.status, 200);
+        const echo = JSON.parse(response.body.toString()) as { url: string; headers: Record<string, string> };
+        assert.equal(echo.url, `/deny?c=${c}&n=${n}`);
+        assert.equal(echo.headers['x-tag'], tag);
+        // An idle gap now and then, so arrays go back to the pool and come out on other connections.
+        if (n % 3 === 2) await sleep(1);
+      }
+      client.close();
+    };
+    await Promise.all(Array.from({ length: CONNECTIONS }, (_, c) => one(c)));
+    await eventually(() => logged.length >= CONNECTIONS * ROUNDS);
+    for (const entry of logged) {
+      const [, c, n] = /^\/deny\?c=(\d+)&n=(\d+)$/.exec(String(entry.requestUri)) ?? [];
+      assert.ok(entry.tag?.startsWith(`c${c}-n${n}-`), `${String(entry.requestUri)} logged tag ${entry.tag}`);
+    }
+  });
+
   it('runs the log phase once per request, after the answer, with status, consumer and bytes', async () => {
     logged.length = 0;
     await rawRequest(gateway.port, 'GET /deny HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\n\r\n');
