@@ -150,6 +150,11 @@ export interface PluginModule<C = unknown> {
   readonly before_proxy?: PhaseFunction<C>;
   readonly header_filter?: PhaseFunction<C>;
   readonly body_filter?: BodyFilterFunction<C>;
+  /**
+   * After the response. The request (headers, vars) is readable while this runs,
+   * as ngx.var is in APISIX's log phase; a logger that awaits copies what it
+   * needs first (the request's parsed head is reused once the phase returns).
+   */
   readonly log?: PhaseFunction<C>;
 
   /** Functions the offload pool can run for this plugin, by name (pure: payload in, result out). */
