@@ -25,6 +25,8 @@ export interface PalisadeOptions {
   extraConfig?: string[];
   /** The store's data dir (default `<dir>/palisade/data`), e.g. on tmpfs when Admin API writes should not wait on fsync. */
   dataDir?: string;
+  /** The checkout whose `bin/palisade` runs (default this one), to measure another build. */
+  root?: string;
 }
 
 export async function startPalisade(
@@ -64,7 +66,7 @@ export async function startPalisade(
   const child = startChild(
     'palisade',
     process.execPath,
-    [path.join(ROOT, 'bin', 'palisade'), 'start', '-c', configFile],
+    [path.join(options.root ?? ROOT, 'bin', 'palisade'), 'start', '-c', configFile],
     {
       env,
       cwd: home,
