@@ -50,3 +50,8 @@ export const PAL_ERR_ADMIN_STORE_UNAVAILABLE = factory('PAL_ERR_ADMIN_STORE_UNAV
 
 // Configuration files and start-up
 export const PAL_ERR_CONFIG = factory('PAL_ERR_CONFIG', 500);
+
+/** An error's message, or the thrown value as text, for a log line. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -22,6 +22,7 @@
 // primary starts a new agent, which begins again with a full snapshot.
 
 import { HEALTHCHECK_DICT } from '../config/defaults';
+import { errorText } from '../core/errors';
 import { logger, setLogLevel } from '../core/log';
 import { startActiveHealthChecks, type HealthChecker } from '../health';
 import { selectBackend } from '../native';
@@ -59,10 +60,6 @@ function upstreamMetricName(healthId: string): string {
 
 function send(message: AgentMessage): void {
   if (process.send && process.connected) process.send(message);
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export function runAgent(): void {

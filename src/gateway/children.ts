@@ -7,13 +7,10 @@
 // gets an 'error' listener, and every message a callback.
 
 import cluster, { type Worker } from 'node:cluster';
+import { errorText } from '../core/errors';
 import { logger } from '../core/log';
 
 const log = logger('primary');
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Fork a worker or the agent (cluster.setupPrimary has named the script). */
 export function forkChild(env?: NodeJS.ProcessEnv): Worker {

@@ -12,6 +12,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/types';
+import { errorText } from '../core/errors';
 import { logger } from '../core/log';
 
 const log = logger('control');
@@ -76,10 +77,6 @@ function reply(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export class ControlServer {

@@ -27,6 +27,7 @@ import { AdminServer } from '../admin/server';
 import { resolveAdminKeys } from '../config/admin-key';
 import { formatAddress } from '../config/format';
 import type { PalisadeConfig } from '../config/types';
+import { errorText } from '../core/errors';
 import { logger, setLogLevel } from '../core/log';
 import { selectBackend } from '../native';
 import type { BackendName } from '../native/backend';
@@ -212,10 +213,6 @@ function agentMetricsSettings(config: PalisadeConfig): AgentMetricsSettings | un
     path: prometheus.exportUri,
     prefix: prometheus.metricPrefix,
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Restart delay after the latest crash: 100 ms doubling per crash in the window, at most 5 s. */

@@ -6,6 +6,7 @@
 // worker keeps serving the last configuration it applied.
 
 import { HEALTHCHECK_DICT } from '../config/defaults';
+import { errorText } from '../core/errors';
 import { logger, setLogLevel } from '../core/log';
 import { DataPlane, type DataPlaneOptions } from '../dataplane/server';
 import { selectBackend } from '../native';
@@ -30,10 +31,6 @@ function sendAndFlush(message: WorkerMessage): Promise<void> {
     if (!process.send || !process.connected) return resolve();
     process.send(message, undefined, {}, () => resolve());
   });
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 let dicts = new Map<string, SharedDict>();

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { errorText } from '../core/errors';
 import { logger } from '../core/log';
 import { checkPluginModule, PluginLoadError, PluginRegistry, type LoadedPlugin } from './registry';
 
@@ -54,10 +55,6 @@ export interface ReloadReport {
 
 function digestOf(contents: Buffer): string {
   return createHash('sha256').update(contents).digest('hex');
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function isPluginFile(file: string): boolean {

@@ -32,6 +32,7 @@ import {
   PAL_ERR_ADMIN_CONFLICT,
   PAL_ERR_ADMIN_STORE_UNAVAILABLE,
   PAL_ERR_CONFIG,
+  errorText,
 } from '../core/errors';
 import { logger } from '../core/log';
 import { MemoryBackedStore } from './memory';
@@ -116,10 +117,6 @@ function readOnlyReason(options: EtcdStoreOptions, prefix: string): string | und
     return `the configuration is read-only: this etcd store only watches ${where}; write through the Admin API`;
   }
   return undefined;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function sameItems(a: ItemMaps, b: ItemMaps): boolean {
