@@ -1264,6 +1264,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         log.warn('response body too large for body_filter, sent unfiltered', { route: req.route?.id });
       } else {
         plugins.responseParts = [];
+        // A chunked body is decoded as it comes, so its end needs no pass over all of it in one turn.
+        if (req.responseKind === ResponseKind.Chunked) plugins.responseDecoder = new ChunkedDecoder();
         plugins.upstreamEncoding = plugins.responseHeaders!.get('content-encoding') ?? null;
       }
     }
@@ -1342,8 +1344,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     }
     parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
     plugins.responseBytes += bytes.length;
-    // Decoded as it comes, so the end of the body needs no pass over all of it in one turn.
-    if (req.responseKind === ResponseKind.Chunked) (plugins.responseDecoder ??= new ChunkedDecoder()).push(bytes);
+    plugins.responseDecoder?.push(bytes);
     if (plugins.responseBytes <= MAX_FILTERED_BODY) return;
     plugins.responseDecoder = null;
     log.warn('response body too large for body_filter, sent unfiltered', {
@@ -1374,10 +1375,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     plugins.responseParts = null;
     plugins.responseDecoder = null;
     let body: Buffer;
-    if (req.responseKind === ResponseKind.Chunked) {
+    if (decoder !== null) {
       try {
-        // A chunked body with no bytes at all has no decoder: it cannot be complete.
-        body = (decoder ?? new ChunkedDecoder(0)).finish();
+        body = decoder.finish();
       } catch {
         this.socket.destroy();
         return;
