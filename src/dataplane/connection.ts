@@ -957,8 +957,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     const out = this.out;
     this.out = null;
     if (out !== null) {
-      const plugins = req.plugins;
-      if (plugins !== null && plugins.chain.log.length > 0 && !plugins.logPhaseRan) plugins.heldOut = out;
+      // pluginsDone has just queued the log phase, which gives the array back after it ran.
+      if (req.plugins !== null && req.plugins.chain.log.length > 0) req.plugins.heldOut = out;
       else returnOut(out);
     }
     this.waitingUpstreamDrain = false;

@@ -202,8 +202,6 @@ export class RequestContext implements PluginContext {
   bytesSent: number;
   /** The log phase was scheduled. */
   logged: boolean;
-  /** The log phase has run: the request's parsed head (req.out) is no longer read. */
-  logPhaseRan: boolean;
   /** The request's parsed-head array, given back to the pool once the log phase has run (see out-pool.ts). */
   heldOut: Int32Array | null;
   private scratchpad: Map<string, Record<string, unknown>> | null;
@@ -240,7 +238,6 @@ export class RequestContext implements PluginContext {
     this.upstreamEncoding = null;
     this.bytesSent = 0;
     this.logged = false;
-    this.logPhaseRan = false;
     this.heldOut = null;
     this.scratchpad = null;
     req.plugins = this; // vars (consumer_name, status, remote_addr) read the context through the request

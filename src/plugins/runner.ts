@@ -170,7 +170,6 @@ function logFailure(ctx: RequestContext, entry: ChainEntry, err: unknown): void 
 }
 
 function runLogPhase(ctx: RequestContext): void {
-  ctx.logPhaseRan = true;
   for (const entry of ctx.chain.log) {
     try {
       if (entry.filter !== null && !entry.filter(ctx)) continue;
