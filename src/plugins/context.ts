@@ -40,7 +40,8 @@ const enum Edit {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 const NOT_LATIN1 = /[^\x00-\xff]/;
-const UNUSUAL_VALUE = /[\r\n\0]|[^\x00-\xff]/;
+/** Either of the two above: one test settles the common value. */
+const UNUSUAL_VALUE = new RegExp(`${BAD_VALUE.source}|${NOT_LATIN1.source}`);
 const NOT_ASCII = /[^\x00-\x7f]/;
 const NOT_ASCII_RUNS = /[^\x00-\x7f]+/g;
 
