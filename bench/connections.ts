@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { killAllChildrenNow, stopAllChildren } from './lib/children';
 import { freePort } from './lib/net';
 import { startPalisade } from './lib/palisade';
-import { writeReport } from './lib/report';
+import { machineInfo, writeReport } from './lib/report';
 
 const CONNECTIONS = positiveInt(process.env.BENCH_CONNECTIONS, 5000);
 const WARMUP_CONNECTIONS = 200;
@@ -90,8 +90,9 @@ async function main(): Promise<void> {
         `${Math.round(perConnection)} bytes per connection`,
     );
     const file = writeReport('connections', {
-      kind: 'connections',
+      kind: 'bench:connections',
       date: new Date().toISOString(),
+      machine: machineInfo(),
       connections: CONNECTIONS,
       checkout: root ?? path.resolve(__dirname, '..', '..'),
       backend: gateway.backend,

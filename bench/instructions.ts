@@ -54,7 +54,7 @@ import {
   type PluginRoute,
 } from './lib/plugin-routes';
 import { startNginxUpstream } from './lib/nginx';
-import { writeReport } from './lib/report';
+import { machineInfo, writeReport } from './lib/report';
 import type { BackendName } from '../src/native';
 import type { SharedDict } from '../src/native/shdict';
 import type { Route } from '../src/schema/types';
@@ -604,12 +604,7 @@ async function main(): Promise<void> {
     const report: Record<string, unknown> = {
       kind: 'bench:instructions',
       date: new Date().toISOString(),
-      machine: {
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model,
-        node: process.version,
-        valgrind: valgrindVersion,
-      },
+      machine: { ...machineInfo(), valgrind: valgrindVersion },
       method:
         'callgrind Ir per request, in-process client included, compile inside the window left out ' +
         '(inclusive cost of V8 compile entry points), GC included and shown apart',

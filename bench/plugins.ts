@@ -33,7 +33,7 @@ import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult 
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
 import { BENCH_API_KEY, BENCH_CONSUMER, RISK_ROUTE, SINGLE_PLUGIN_ROUTES } from './lib/plugin-routes';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { writeReport } from './lib/report';
+import { machineInfo, writeReport } from './lib/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ROUNDS = positiveInt(process.env.BENCH_ROUNDS, 5);
@@ -577,7 +577,7 @@ async function main(): Promise<void> {
   const report: Record<string, unknown> = {
     kind: 'bench:plugins',
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, load: os.loadavg() },
+    machine: machineInfo(),
     upstream: 'nginx 1 worker, return 200 "hello world\\n"; /bytes-1m a 1 MiB JSON-like file',
     parts: [...parts],
   };

@@ -13,7 +13,7 @@ import { freePort } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { startPalisade } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { writeReport } from './lib/report';
+import { machineInfo, writeReport } from './lib/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 // BENCH_ROUNDS / BENCH_SECONDS override these; on a shared machine more, shorter rounds give a steadier median.
@@ -131,12 +131,7 @@ async function main(): Promise<void> {
     const report = {
       kind: 'bench:quick',
       date: new Date().toISOString(),
-      machine: {
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model,
-        node: process.version,
-        platform: os.platform(),
-      },
+      machine: machineInfo(),
       load: { tool: 'wrk', threads: 1, connections: CONNECTIONS, seconds: ROUND_SECONDS, rounds: ROUNDS },
       upstream: 'nginx 1 worker, return 200 "hello world\\n"',
       targets: targets.map((t, i) => ({ ...summary[i], url: t.url, rounds: t.rounds })),

@@ -1,6 +1,7 @@
 // Where every benchmark leaves its JSON report: bench/results/<kind>-<time>.json
 // (machine-specific results, ignored by git through the root .gitignore).
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 const RESULTS_DIR = path.resolve(__dirname, '..', '..', '..', 'bench', 'results');
@@ -11,4 +12,15 @@ export function writeReport(kind: string, report: unknown): string {
   const file = path.join(RESULTS_DIR, `${kind}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   return path.relative(process.cwd(), file);
+}
+
+/** What a report says of the machine it ran on (the load average too: this machine is shared). */
+export function machineInfo(): Record<string, unknown> {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    node: process.version,
+    platform: os.platform(),
+    load: os.loadavg(),
+  };
 }
