@@ -20,17 +20,13 @@ import { killAllChildrenNow, stopAllChildren } from './lib/children';
 import { freePort } from './lib/net';
 import { startPalisade } from './lib/palisade';
 import { machineInfo, writeReport } from './lib/report';
+import { positiveInt } from './lib/settings';
 
 const CONNECTIONS = positiveInt(process.env.BENCH_CONNECTIONS, 5000);
 const WARMUP_CONNECTIONS = 200;
 /** Connections opened at once while filling up. */
 const BATCH = 100;
 const ANSWER_TIMEOUT_MS = 10_000;
-
-function positiveInt(text: string | undefined, fallback: number): number {
-  const value = Number(text);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
 
 function rssKiB(pid: number): number {
   const match = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));

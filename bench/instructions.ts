@@ -54,7 +54,8 @@ import {
   type PluginRoute,
 } from './lib/plugin-routes';
 import { startNginxUpstream } from './lib/nginx';
-import { machineInfo, writeReport } from './lib/report';
+import { fmt, machineInfo, writeReport } from './lib/report';
+import { positiveInt } from './lib/settings';
 import type { BackendName } from '../src/native';
 import type { SharedDict } from '../src/native/shdict';
 import type { Route } from '../src/schema/types';
@@ -84,15 +85,6 @@ const WANTS_PERF_MAP = DUMPS_DIR !== undefined || FUNCTIONS_SHOWN > 0;
 const PHASE_PREFIX = 'callgrind-phase ';
 /** V8's perf maps of this run's valgrind processes, removed at exit however the run ends. */
 const perfMapFiles = new Set<string>();
-
-function positiveInt(text: string | undefined, fallback: number): number {
-  const value = Number(text);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
-
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
 
 function signed(n: number, digits = 0): string {
   return `${n >= 0 ? '+' : ''}${fmt(n, digits)}`;

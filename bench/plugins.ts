@@ -33,7 +33,8 @@ import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult 
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
 import { BENCH_API_KEY, BENCH_CONSUMER, RISK_ROUTE, SINGLE_PLUGIN_ROUTES } from './lib/plugin-routes';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { machineInfo, writeReport } from './lib/report';
+import { fmt, machineInfo, writeReport } from './lib/report';
+import { positiveInt } from './lib/settings';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ROUNDS = positiveInt(process.env.BENCH_ROUNDS, 5);
@@ -78,19 +79,10 @@ function benchParts(text: string | undefined): Set<BenchPart> {
   return new Set(names as BenchPart[]);
 }
 
-function positiveInt(text: string | undefined, fallback: number): number {
-  const value = Number(text);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
 function ms(us: number): string {

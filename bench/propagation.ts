@@ -20,14 +20,10 @@ import { startEtcd, type EtcdServer } from '../test/helpers/etcd';
 import { killAllChildrenNow, startChild, stopAllChildren, type Child } from './lib/children';
 import { freePort, waitForHttp } from './lib/net';
 import { writeReport } from './lib/report';
+import { positiveInt } from './lib/settings';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ADMIN_KEY = 'bench-propagation-000000000000';
-
-function positiveInt(text: string | undefined, fallback: number): number {
-  const value = Number(text);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
 
 const ROUTES = positiveInt(process.env.BENCH_ROUTES, 10_000);
 const CHANGES = positiveInt(process.env.BENCH_CHANGES, 50);

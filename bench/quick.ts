@@ -13,7 +13,8 @@ import { freePort } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { startPalisade } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { machineInfo, writeReport } from './lib/report';
+import { fmt, machineInfo, writeReport } from './lib/report';
+import { positiveInt } from './lib/settings';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 // BENCH_ROUNDS / BENCH_SECONDS override these; on a shared machine more, shorter rounds give a steadier median.
@@ -21,10 +22,6 @@ const ROUNDS = positiveInt(process.env.BENCH_ROUNDS, 5);
 const ROUND_SECONDS = positiveInt(process.env.BENCH_SECONDS, 4);
 const WARMUP_SECONDS = 2;
 
-function positiveInt(text: string | undefined, fallback: number): number {
-  const value = Number(text);
-  return Number.isInteger(value) && value > 0 ? value : fallback;
-}
 const CONNECTIONS = 50;
 
 interface Target {
@@ -37,10 +34,6 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
 function ensurePackages(): void {

@@ -24,3 +24,8 @@ export function machineInfo(): Record<string, unknown> {
     load: os.loadavg(),
   };
 }
+
+/** `n` with thousands separators and exactly `digits` decimals, for the printed tables. */
+export function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
