@@ -19,6 +19,7 @@ import { addonPath, sharedLibraryPath } from '../src/native/paths';
 import { encodeRouterSpec } from '../src/native/router-spec';
 import type { RouteMatchSpec } from '../src/native/router-spec';
 import { openSharedDict, sharedDictPath } from '../src/native/shdict';
+import { median } from './lib/report';
 
 const BACKENDS: readonly BackendName[] = ['ffi', 'napi', 'js'];
 const BUILD_FILES: Record<BackendName, string | undefined> = { ffi: sharedLibraryPath, napi: addonPath, js: undefined };
@@ -44,12 +45,6 @@ interface Section {
 }
 
 // ---- helpers ----
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 function elapsedNs(fn: () => void): number {
   const start = process.hrtime.bigint();

@@ -33,7 +33,7 @@ import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult 
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
 import { BENCH_API_KEY, BENCH_CONSUMER, RISK_ROUTE, SINGLE_PLUGIN_ROUTES } from './lib/plugin-routes';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { fmt, machineInfo, writeReport } from './lib/report';
+import { fmt, machineInfo, median, writeReport } from './lib/report';
 import { positiveInt } from './lib/settings';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -77,12 +77,6 @@ function benchParts(text: string | undefined): Set<BenchPart> {
     }
   }
   return new Set(names as BenchPart[]);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 function ms(us: number): string {

@@ -13,7 +13,7 @@ import { freePort } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { startPalisade } from './lib/palisade';
 import { runWrk, type WrkResult } from './lib/wrk';
-import { fmt, machineInfo, writeReport } from './lib/report';
+import { fmt, machineInfo, median, writeReport } from './lib/report';
 import { positiveInt } from './lib/settings';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -28,12 +28,6 @@ interface Target {
   name: string;
   url: string;
   rounds: WrkResult[];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 function ensurePackages(): void {
