@@ -309,6 +309,7 @@ describe('gateways on etcd: APISIX-written keys and etcd outages (system)', () =
       }
     },
   );
+
   test(
     'etcd that stops answering: the Admin API answers 503 within the etcd timeout; the proxy keeps serving',
     { timeout: 90_000 },
