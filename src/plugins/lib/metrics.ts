@@ -18,11 +18,12 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
-import { gzipSync } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 
 import { Gauge, Registry } from 'prom-client';
 
 import type { Route, Service } from '../../schema/types';
+import { ByteArena } from './byte-arena';
 import type { ConfigSnapshot } from '../../store/types';
 
 /** APISIX's default latency buckets, in milliseconds. */
@@ -493,6 +494,9 @@ function escapeLabelValue(value: string): string {
   return value.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c));
 }
 
+/** The per-route families: http_status, http_latency, bandwidth. */
+const FAMILIES = 3;
+
 /** One label set's totals across every worker, with its label text escaped once. */
 class MergedSeries {
   /** `route="..",service="..",consumer="..",node=".."`: the latency and bandwidth labels after `type`. */
@@ -503,10 +507,10 @@ class MergedSeries {
   readonly latency: Float64Array;
   ingress = 0;
   egress = 0;
-  /** The lines of each family as last rendered (bytes: joining 40 MB of Buffers is a copy, of strings a flatten); undefined after a change. */
-  statusText: Buffer | undefined;
-  latencyText: Buffer | undefined;
-  bandwidthText: Buffer | undefined;
+  /** False after a change: its lines are written afresh at the next rendering, not copied from the last one. */
+  rendered = false;
+  /** Where its lines of each family (status, latency, bandwidth) lie in the last rendering: start, end per family. */
+  readonly spans = new Int32Array(2 * FAMILIES);
 
   constructor(labels: readonly string[], stride: number) {
     const [route, matchedUri, matchedHost, service, consumer, node] = labels.map((value) =>
@@ -559,6 +563,8 @@ export class MetricsAggregator {
   #requestsTotal = 0;
   #unnamed = 0;
   #version = 0;
+  /** The arena of the last rendering: the lines of label sets that did not change since are copied from it. */
+  #lastArena: ByteArena | undefined;
 
   constructor(options: MetricsAggregatorOptions = {}) {
     const prefix = options.prefix ?? 'apisix_';
@@ -637,7 +643,7 @@ export class MetricsAggregator {
       for (let i = statusEnd + 1; i < latencyEnd; i += 2) series.latency[numbers[i]] += numbers[i + 1];
       series.ingress += numbers[latencyEnd];
       series.egress += numbers[latencyEnd + 1];
-      series.statusText = series.latencyText = series.bandwidthText = undefined;
+      series.rendered = false;
       at = next;
     }
     this.#requests.set(this.#requestsTotal);
@@ -692,53 +698,54 @@ export class MetricsAggregator {
 
   /**
    * The per-route families as exposition text: http_status, http_latency,
-   * bandwidth. Each label set's lines are kept until it changes, so a scrape
-   * re-renders only the routes that saw traffic since the last one.
+   * bandwidth. A label set that did not change since the last rendering has
+   * its lines copied from that rendering's arena, so a scrape formats only the
+   * routes that saw traffic in between, and allocates nothing per route.
    */
-  renderRouteFamilies(): Buffer[] {
+  #writeRouteFamilies(arena: ByteArena): void {
     const prefix = this.prefix;
-    const parts: Buffer[] = [];
-    parts.push(
-      Buffer.from(
-        `# HELP ${prefix}http_status HTTP status codes per service in APISIX\n# TYPE ${prefix}http_status counter\n`,
-      ),
-    );
-    for (const series of this.#series.values()) {
-      if (series.statusText === undefined) {
+    // The last rendering's text, unless it is being written over now.
+    const previous = this.#lastArena === arena ? undefined : this.#lastArena;
+    const writeFamily = (family: number, header: string, lines: (series: MergedSeries) => string): void => {
+      arena.appendText(header);
+      for (const series of this.#series.values()) {
+        const start = arena.length;
+        const { spans } = series;
+        if (series.rendered && previous !== undefined)
+          arena.append(previous.view(spans[2 * family], spans[2 * family + 1]));
+        else arena.appendText(lines(series));
+        spans[2 * family] = start;
+        spans[2 * family + 1] = arena.length;
+      }
+    };
+
+    writeFamily(
+      0,
+      `# HELP ${prefix}http_status HTTP status codes per service in APISIX\n# TYPE ${prefix}http_status counter\n`,
+      (series) => {
         let text = '';
         for (const [code, count] of series.status) {
           text += `${prefix}http_status{code="${code}",${series.statusLabels}} ${count}\n`;
         }
-        series.statusText = Buffer.from(text);
-      }
-      parts.push(series.statusText);
-    }
-
+        return text;
+      },
+    );
     const name = `${prefix}http_latency`;
-    parts.push(
-      Buffer.from(
-        `# HELP ${name} HTTP request latency in milliseconds per service in APISIX\n# TYPE ${name} histogram\n`,
-      ),
+    writeFamily(
+      1,
+      `# HELP ${name} HTTP request latency in milliseconds per service in APISIX\n# TYPE ${name} histogram\n`,
+      (series) => this.#latencyLines(name, series),
     );
-    for (const series of this.#series.values()) {
-      series.latencyText ??= Buffer.from(this.#latencyLines(name, series));
-      parts.push(series.latencyText);
-    }
-
-    parts.push(
-      Buffer.from(
-        `# HELP ${prefix}bandwidth Total bandwidth in bytes consumed per service in APISIX\n` +
-          `# TYPE ${prefix}bandwidth counter\n`,
-      ),
-    );
-    for (const series of this.#series.values()) {
-      series.bandwidthText ??= Buffer.from(
+    writeFamily(
+      2,
+      `# HELP ${prefix}bandwidth Total bandwidth in bytes consumed per service in APISIX\n` +
+        `# TYPE ${prefix}bandwidth counter\n`,
+      (series) =>
         `${prefix}bandwidth{type="egress",${series.commonLabels}} ${series.egress}\n` +
-          `${prefix}bandwidth{type="ingress",${series.commonLabels}} ${series.ingress}\n`,
-      );
-      parts.push(series.bandwidthText);
-    }
-    return parts;
+        `${prefix}bandwidth{type="ingress",${series.commonLabels}} ${series.ingress}\n`,
+    );
+    for (const series of this.#series.values()) series.rendered = true;
+    this.#lastArena = arena;
   }
 
   #latencyLines(name: string, series: MergedSeries): string {
@@ -765,30 +772,21 @@ export class MetricsAggregator {
     return text;
   }
 
-  /** The whole exposition in pieces of about CHUNK_BYTES, ready to write one by one. */
-  async renderChunks(): Promise<Buffer[]> {
-    const parts = this.renderRouteFamilies();
-    parts.push(Buffer.from('\n' + (await this.registry.metrics())));
-    const chunks: Buffer[] = [];
-    let group: Buffer[] = [];
-    let groupBytes = 0;
-    for (const part of parts) {
-      group.push(part);
-      groupBytes += part.length;
-      if (groupBytes >= CHUNK_BYTES) {
-        chunks.push(Buffer.concat(group, groupBytes));
-        group = [];
-        groupBytes = 0;
-      }
-    }
-    if (groupBytes > 0) chunks.push(Buffer.concat(group, groupBytes));
-    return chunks;
+  /** Write the whole exposition into `arena`, from its start; returns its length in bytes. */
+  async renderInto(arena: ByteArena): Promise<number> {
+    const gauges = await this.registry.metrics();
+    arena.reset();
+    this.#writeRouteFamilies(arena);
+    arena.appendText('\n' + gauges);
+    return arena.length;
   }
 }
 
-/** The exposition text of everything merged so far (runs in the agent). */
+/** The exposition text of everything merged so far. */
 export async function renderMetricsBuffer(aggregator: MetricsAggregator): Promise<Buffer> {
-  return Buffer.concat(await aggregator.renderChunks());
+  const arena = new ByteArena();
+  await aggregator.renderInto(arena);
+  return arena.view();
 }
 
 /** renderMetricsBuffer() as text. */
@@ -812,18 +810,49 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** One rendering, kept for the scrapes that follow within maxAgeMs; gzipped once, when a scraper first asks. */
+/**
+ * One rendering, kept for the scrapes that follow within maxAgeMs; gzipped
+ * once, when a scraper first asks. Its text lives in an arena that the next
+ * rendering but one writes over, so it is counted while read (`readers`).
+ */
 interface Rendering {
-  readonly chunks: Buffer[];
-  readonly bytes: number;
+  readonly arena: ByteArena;
   readonly at: number;
   readonly version: number;
-  gzipped: Buffer | undefined;
+  /** Scrapes writing this text, and the gzip pass while it runs. */
+  readers: number;
+  gzipped: Promise<Buffer[]> | undefined;
 }
 
 function acceptsGzip(request: IncomingMessage): boolean {
   const accept = request.headers['accept-encoding'];
   return typeof accept === 'string' && /\bgzip\b/i.test(accept);
+}
+
+/** The text in pieces of CHUNK_BYTES (views, not copies), one write each. */
+function textChunks(text: Rendering): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let start = 0; start < text.arena.length; start += CHUNK_BYTES) {
+    chunks.push(text.arena.view(start, start + CHUNK_BYTES));
+  }
+  return chunks;
+}
+
+/**
+ * Gzip (level 1: 60 MB of exposition shrinks about 28x either way) piece by
+ * piece on libuv's threads, so neither a 60 MB input copy nor a long
+ * synchronous call in the exporter's event loop.
+ */
+function gzipChunks(chunks: readonly Buffer[]): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const gzip = createGzip({ level: 1, chunkSize: CHUNK_BYTES });
+    const out: Buffer[] = [];
+    gzip.on('data', (chunk: Buffer) => out.push(chunk));
+    gzip.once('end', () => resolve(out));
+    gzip.once('error', reject);
+    for (const chunk of chunks) gzip.write(chunk);
+    gzip.end();
+  });
 }
 
 /** Write the chunks one by one, waiting for the socket to drain between them (no 40 MB copy in the send queue). */
@@ -849,7 +878,10 @@ async function writeChunks(response: ServerResponse, chunks: readonly Buffer[]):
  * The metrics listener (127.0.0.1:9091/apisix/prometheus/metrics by default),
  * run by the agent's metrics exporter. The text is rendered at most once per
  * `maxAgeMs` and only when something changed; concurrent scrapes share one
- * rendering. The body is streamed in chunks; gzip only when the scraper asks.
+ * rendering. Two arenas take turns holding the text (a third only while a slow
+ * scraper still reads an old one), so rendering reuses memory instead of
+ * taking 60 MB afresh each time (see ./byte-arena.ts). The body is streamed in
+ * chunks; gzip only when the scraper asks.
  */
 export async function startMetricsServer(
   aggregator: MetricsAggregator,
@@ -859,26 +891,69 @@ export async function startMetricsServer(
   const maxAgeMs = options.maxAgeMs ?? 1000;
   let cached: Rendering | undefined;
   let rendering: Promise<Rendering> | undefined;
+  /** An arena no rendering uses any more, for the next one. */
+  let spare: ByteArena | undefined;
   let renders = 0;
 
-  const current = (): Promise<Rendering> => {
-    const now = Date.now();
-    if (cached !== undefined && (cached.version === aggregator.version || now - cached.at < maxAgeMs)) {
+  const release = (text: Rendering): void => {
+    text.readers--;
+    recycle(text);
+  };
+  const recycle = (text: Rendering): void => {
+    if (text !== cached && text.readers === 0 && spare === undefined) spare = text.arena;
+  };
+  const render = async (): Promise<Rendering> => {
+    try {
+      const version = aggregator.version;
+      const arena = spare ?? new ByteArena(cached?.arena.length);
+      spare = undefined;
+      await aggregator.renderInto(arena);
+      renders++;
+      const previous = cached;
+      cached = { arena, at: Date.now(), version, readers: 0, gzipped: undefined };
+      if (previous !== undefined) recycle(previous);
+      return cached;
+    } finally {
+      rendering = undefined;
+    }
+  };
+  /** The current rendering, counted as read until release(). */
+  const acquire = (): Promise<Rendering> => {
+    if (cached !== undefined && (cached.version === aggregator.version || Date.now() - cached.at < maxAgeMs)) {
+      cached.readers++;
       return Promise.resolve(cached);
     }
-    rendering ??= (async () => {
-      try {
-        const version = aggregator.version;
-        const chunks = await aggregator.renderChunks();
-        renders++;
-        const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-        cached = { chunks, bytes, at: Date.now(), version, gzipped: undefined };
-        return cached;
-      } finally {
-        rendering = undefined;
+    rendering ??= render();
+    // Runs right after the rendering settles, before any other scrape can replace it.
+    return rendering.then((text) => {
+      text.readers++;
+      return text;
+    });
+  };
+  const gzipped = (text: Rendering): Promise<Buffer[]> => {
+    text.gzipped ??= gzipChunks(textChunks(text)).catch((error: unknown) => {
+      text.gzipped = undefined;
+      throw error;
+    });
+    return text.gzipped;
+  };
+
+  const serve = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const text = await acquire();
+    try {
+      const headers: Record<string, string | number> = { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE };
+      let chunks = textChunks(text);
+      if (acceptsGzip(request)) {
+        chunks = await gzipped(text);
+        headers['content-encoding'] = 'gzip';
       }
-    })();
-    return rendering;
+      headers['content-length'] = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      response.writeHead(200, headers);
+      if (request.method === 'HEAD') response.end();
+      else await writeChunks(response, chunks);
+    } finally {
+      release(text);
+    }
   };
 
   const server = createServer((request, response) => {
@@ -889,28 +964,11 @@ export async function startMetricsServer(
       response.end('{"error_msg":"404 Route Not Found"}\n');
       return;
     }
-    current().then(
-      (text) => {
-        const headers: Record<string, string | number> = { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE };
-        let chunks = text.chunks;
-        if (acceptsGzip(request)) {
-          // Level 1: a 40 MB exposition shrinks about 20x either way, and the exporter has no other work.
-          text.gzipped ??= gzipSync(Buffer.concat(text.chunks, text.bytes), { level: 1 });
-          chunks = [text.gzipped];
-          headers['content-encoding'] = 'gzip';
-          headers['content-length'] = text.gzipped.length;
-        } else {
-          headers['content-length'] = text.bytes;
-        }
-        response.writeHead(200, headers);
-        if (request.method === 'HEAD') return void response.end();
-        void writeChunks(response, chunks);
-      },
-      (error: unknown) => {
-        response.writeHead(500, { 'content-type': 'text/plain' });
-        response.end(`failed to render metrics: ${(error as Error).message}\n`);
-      },
-    );
+    serve(request, response).catch((error: unknown) => {
+      if (response.headersSent) return void response.destroy();
+      response.writeHead(500, { 'content-type': 'text/plain' });
+      response.end(`failed to render metrics: ${(error as Error).message}\n`);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { getPriority } from 'node:os';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -19,6 +20,7 @@ import {
   type MetricsDelta,
 } from '../../../src/plugins/lib/metrics';
 import type { Route, Service } from '../../../src/schema/types';
+import { SCHED_IDLE, processPolicies } from '../../helpers/sched';
 import { emptySnapshot } from '../runtime/support';
 import { checkPluginConf, compilePluginConf, testConsumer, testContext } from '../support/test-context';
 
@@ -206,6 +208,59 @@ describe('prometheus metrics', () => {
     assert.match(text, /apisix_http_status\{code="200",route="9999"/);
   });
 
+  it('copies unchanged routes from the last rendering into text equal to a fresh rendering', async () => {
+    const worker = new MetricsRecorder();
+    for (let route = 0; route < 200; route++) worker.record({ ...sample, route: String(route) });
+    const deltas = [worker.takeDelta()!];
+    const incremental = new MetricsAggregator();
+    incremental.apply(deltas[0]);
+    await renderMetrics(incremental);
+    for (const round of [1, 2, 3]) {
+      // Some routes change (a new status code, other latencies), the rest are copied.
+      for (let route = round; route < 200; route += 7) {
+        worker.record({ ...sample, route: String(route), status: 500 + round, requestMs: 100 * round });
+      }
+      const delta = worker.takeDelta()!;
+      deltas.push(delta);
+      incremental.apply(delta);
+      const fresh = new MetricsAggregator();
+      for (const each of deltas) fresh.apply(each);
+      const text = await renderMetrics(incremental);
+      assert.match(text, new RegExp(`^apisix_http_status\\{code="50${round}",route="${round}",`, 'm'));
+      assert.equal(text, await renderMetrics(fresh), `round ${round}`);
+    }
+  });
+
+  it('keeps the text a slow scraper reads while newer renderings are made', async () => {
+    const aggregator = new MetricsAggregator();
+    const worker = new MetricsRecorder();
+    // About 18 MB of text: more than the loopback socket buffers hold, so the server is still reading it.
+    for (let route = 0; route < 3000; route++) worker.record({ ...sample, route: String(route) });
+    aggregator.apply(worker.takeDelta());
+    const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs: 0 });
+    try {
+      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
+      const expected = (await fetchRaw(url)).body;
+      const slow = await new Promise<IncomingMessage>((resolve, reject) => {
+        httpRequest(url, { agent: false }, resolve).on('error', reject).end();
+      });
+      slow.pause();
+      for (const status of [501, 502]) {
+        worker.record({ ...sample, route: '0', status });
+        aggregator.apply(worker.takeDelta());
+        assert.match((await fetchRaw(url)).body.toString(), new RegExp(`code="${status}"`));
+      }
+      const chunks: Buffer[] = [];
+      slow.on('data', (chunk: Buffer) => chunks.push(chunk));
+      slow.resume();
+      await once(slow, 'end');
+      assert.equal(server.renders, 3);
+      assert.ok(Buffer.concat(chunks).equals(expected), 'the slow scraper got the text as it was rendered');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('labels matched_uri and matched_host with the route pattern that matched, from the configuration', () => {
     const recorder = workerMetrics();
     recorder.takeDelta();
@@ -339,11 +394,14 @@ describe('prometheus metrics', () => {
     }
   });
 
-  it('the exporter process serves the merged deltas at nice 19 and exits when closed', async () => {
+  it('the exporter process serves the merged deltas under SCHED_IDLE at nice 19 and exits when closed', async () => {
     const exporter = startMetricsExporter({ host: '127.0.0.1', port: 0, path: '/metrics', prefix: 'palisade_' });
     try {
       const port = await exporter.listening;
       assert.equal(getPriority(exporter.pid!), 19);
+      if (process.platform === 'linux') {
+        assert.deepEqual(new Set(processPolicies(exporter.pid!).values()), new Set([SCHED_IDLE]), 'every thread');
+      }
       const worker = new MetricsRecorder();
       worker.record(sample);
       exporter.apply(worker.takeDelta()!);
