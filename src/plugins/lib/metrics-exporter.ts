@@ -1,7 +1,8 @@
 // The metrics exporter: a process of its own, forked by the agent, that
 // merges the workers' deltas and serves the exposition text on the metrics
-// listener. It runs at nice 19 in a session of its own, so merging and
-// rendering 10,000 routes' metrics (about 40 MB of text) only get a core the
+// listener. It runs under SCHED_IDLE (src/core/priority.ts), and at nice 19 in
+// a session of its own where that policy is not available, so merging and
+// rendering 10,000 routes' metrics (about 60 MB of text) only get a core the
 // workers leave idle.
 //
 // Why a process and not a thread of the agent: on Linux with autogroup
@@ -21,6 +22,8 @@
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
+
+import { idleThisProcess } from '../../core/priority';
 
 import {
   MetricsAggregator,
@@ -128,6 +131,7 @@ function runMetricsExporter(settings: MetricsExporterSettings): void {
   } catch {
     // Not Linux, or no autogroup: the nice value of the process is what there is.
   }
+  idleThisProcess();
   const aggregator = new MetricsAggregator({ prefix: settings.prefix });
   let server: MetricsServer | undefined;
 
