@@ -874,7 +874,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     const plugins = req.plugins;
     if (plugins !== null && end > writeFrom) {
       if (plugins.responseParts !== null) {
-        this.holdResponseBytes(req, plugins, buf.subarray(writeFrom, end));
+        this.holdResponseBytes(req, conn, plugins, buf.subarray(writeFrom, end));
         writeFrom = end; // held, not written
       } else {
         plugins.bytesSent += end - writeFrom;
@@ -1331,15 +1331,18 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   }
 
   /** Response body bytes for body_filter; past MAX_FILTERED_BODY the response streams through unfiltered. */
-  private holdResponseBytes(req: RequestState, plugins: RequestContext, bytes: Buffer): void {
+  private holdResponseBytes(req: RequestState, conn: UpstreamConnection, plugins: RequestContext, bytes: Buffer): void {
     const parts = plugins.responseParts!;
     if (req.responseKind === ResponseKind.Length) {
       // One buffer for the whole body, known in length and bounded by MAX_FILTERED_BODY at the head:
       // a copy per read plus a concat left twice the body in short-lived garbage, and major GCs on
       // this thread stalled every other request. Unpooled, so gzip can transfer it to a pool thread.
       if (parts.length === 0) parts.push(Buffer.allocUnsafeSlow(bytes.length + req.responseRemaining));
-      bytes.copy(parts[0], plugins.responseBytes);
+      const body = parts[0];
+      // After the first bytes, reads land in the body itself (readInto): nothing to copy.
+      if (bytes.buffer !== body.buffer) bytes.copy(body, plugins.responseBytes);
       plugins.responseBytes += bytes.length;
+      conn.readInto(body.subarray(plugins.responseBytes));
       return;
     }
     parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
