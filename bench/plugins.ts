@@ -5,7 +5,8 @@
 //      interleaved rounds, medians, ratios vs nginx;
 //   b. offload: open-loop latency of the bare route at a fixed rate, alone
 //      and while another client keeps fetching a gzip-compressed 1 MiB body
-//      (compressed on the worker-thread pool);
+//      (compressed on the worker-thread pool; the body from a second nginx, so
+//      the bare route's upstream is not the one busy sending it);
 //   c. scrape impact: 10,000 prometheus routes (PUT over keep-alive Admin API
 //      connections, timed until served), traffic over all of them, open-loop
 //      latency without and with a scrape of the agent's metrics listener every
@@ -564,11 +565,13 @@ async function main(): Promise<void> {
     kind: 'bench:plugins',
     date: new Date().toISOString(),
     machine: machineInfo(),
-    upstream: 'nginx 1 worker, return 200 "hello world\\n"; /bytes-1m a 1 MiB JSON-like file',
+    upstream:
+      'nginx 1 worker, return 200 "hello world\\n"; /bytes-1m a 1 MiB JSON-like file, served in part b by a second nginx',
     parts: [...parts],
   };
   try {
-    const [upstreamPort, nginxPort, palisadePort, metricsPort] = await Promise.all([
+    const [upstreamPort, bulkPort, nginxPort, palisadePort, metricsPort] = await Promise.all([
+      freePort(),
       freePort(),
       freePort(),
       freePort(),
@@ -579,6 +582,9 @@ async function main(): Promise<void> {
         `${parts.has('a') ? 'nginx proxy ' : ''}and palisade (workers: 1) ...`,
     );
     await startNginxUpstream(tmp, upstreamPort);
+    // b's 1 MiB bodies come from an nginx of their own: one nginx worker sending them would hold up the
+    // bare route's upstream answers too, which measures nginx's queue rather than the gateway's.
+    if (parts.has('b')) await startNginxUpstream(tmp, bulkPort, 'nginx-bulk');
     if (parts.has('a')) await startNginxProxy(tmp, nginxPort, upstreamPort);
     const gateway = await startPalisade(tmp, palisadePort, upstreamPort, {
       extraConfig: ['plugin_attr:', '  prometheus:', `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`],
@@ -587,7 +593,7 @@ async function main(): Promise<void> {
     console.log(`palisade backend ${gateway.backend}`);
     const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
     if (parts.has('a')) await addRiskRoutes(gateway, upstream);
-    if (parts.has('b')) await addGzipRoute(gateway, upstream);
+    if (parts.has('b')) await addGzipRoute(gateway, { type: 'roundrobin', nodes: { [`127.0.0.1:${bulkPort}`]: 1 } });
 
     // a. throughput
     let throughput: ThroughputRow[] | undefined;

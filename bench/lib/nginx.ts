@@ -35,8 +35,9 @@ function startNginx(name: string, prefix: string, conf: string): Child {
   return startChild(name, NGINX, ['-p', prefix, '-c', file, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;']);
 }
 
-export async function startNginxUpstream(dir: string, port: number): Promise<Child> {
-  const prefix = path.join(dir, 'nginx-upstream');
+/** `name`: the prefix directory (and process name), so a second upstream can run beside the first. */
+export async function startNginxUpstream(dir: string, port: number, name = 'nginx-upstream'): Promise<Child> {
+  const prefix = path.join(dir, name);
   fs.mkdirSync(prefix, { recursive: true });
   // /bytes-1m: a compressible 1 MiB body (repeated JSON-like text), for gzip benchmarks.
   const line = '{"id":12345,"name":"palisade","tags":["a","b","c"],"ok":true}\n';
@@ -49,7 +50,7 @@ export async function startNginxUpstream(dir: string, port: number): Promise<Chi
   }
 }
 `;
-  const child = startNginx('nginx upstream', prefix, conf);
+  const child = startNginx(name.replace('-', ' '), prefix, conf);
   await waitForHttp(`http://127.0.0.1:${port}/hello`, 10_000, 200);
   return child;
 }
