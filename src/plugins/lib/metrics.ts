@@ -776,7 +776,13 @@ export class MetricsAggregator {
   async renderInto(arena: ByteArena): Promise<number> {
     const gauges = await this.registry.metrics();
     arena.reset();
-    this.#writeRouteFamilies(arena);
+    try {
+      this.#writeRouteFamilies(arena);
+    } catch (error) {
+      // Spans may point into this unfinished arena now: the next rendering writes every label set afresh.
+      this.#lastArena = undefined;
+      throw error;
+    }
     arena.appendText('\n' + gauges);
     return arena.length;
   }
