@@ -8,7 +8,7 @@
 // once a second):
 //   - no such process: 1.4-1.6 ms;
 //   - at nice 19 in its own autogroup: 2.9-6.6 ms;
-//   - under SCHED_IDLE: 2.1-2.6 ms;
+//   - under SCHED_IDLE: 2.1-2.7 ms;
 //   - under SCHED_IDLE, rendering into reused memory (../plugins/lib/byte-arena.ts): 1.6-1.7 ms.
 //
 // Not for the offload pool's threads: they share a process with the proxying
