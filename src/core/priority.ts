@@ -11,10 +11,10 @@
 //   - under SCHED_IDLE: 2.1-2.7 ms;
 //   - under SCHED_IDLE, rendering into reused memory (../plugins/lib/byte-arena.ts): 1.6-1.7 ms.
 //
-// Not for the offload pool's threads: they share a process with the proxying
-// thread, and under SCHED_IDLE the bare route's p99 beside a closed-loop gzip
-// client came out worse (4.3-4.8 ms against 2.8-3.6 ms at nice 19, one run of
-// bench:plugins part b), so they stay at nice 19 (src/plugins/offload.ts).
+// Not for the offload pool's threads: in bench:plugins part b the bare route's
+// p99 beside a closed-loop gzip client was 3.3-4.8 ms with them under
+// SCHED_IDLE (two runs) and 4.0-4.2 ms at nice 19 the same day. No gain was
+// shown, so they stay at nice 19 (src/plugins/offload.ts).
 //
 // sched_setscheduler() is called through koffi on libc directly: it is a
 // system call, not part of the native hot path, so no backend mirrors it.
