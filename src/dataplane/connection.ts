@@ -222,7 +222,6 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   readonly localPort: number;
   private readonly ctx: ProxyContext;
   private readonly ip: Buffer;
-  /** Parse results of the current request head; one per connection since requests are handled one at a time. */
   /** Where the current request's head is parsed; null while no request is under way (see out-pool.ts). */
   private out: Int32Array | null = null;
   private readonly requestChunks = new Int32Array(CHUNK_STATE_SIZE);

@@ -45,9 +45,8 @@ export const FULL_READS_PER_TURN = 4;
 
 /**
  * The most one read puts straight into a body held whole (readInto): the
- * kernel copies into the body's own buffer, so no copy follows in JS, and
- * FULL_READS_PER_TURN of these (256 KiB) cost a turn less than four 16 KiB
- * reads copied by hand.
+ * kernel copies into the body's own buffer, so no copy follows in JS. With
+ * FULL_READS_PER_TURN, one event-loop turn takes in at most 256 KiB of it.
  */
 const DIRECT_READ_BYTES = 64 * 1024;
 
