@@ -7,6 +7,7 @@ import { SCHED_IDLE, SCHED_OTHER, processPolicies } from '../helpers/sched';
 
 const linux = { skip: process.platform !== 'linux' };
 const PRIORITY_MODULE = path.resolve(__dirname, '../../src/core/priority.js');
+const SCHED_HELPER = path.resolve(__dirname, '../helpers/sched.js');
 
 describe('SCHED_IDLE for background work', () => {
   it('idleThisProcess moves every thread, and threads started later inherit it', linux, () => {
@@ -14,11 +15,7 @@ describe('SCHED_IDLE for background work', () => {
       `const moved = require(${JSON.stringify(PRIORITY_MODULE)}).idleThisProcess();` +
       // A libuv pool thread starts after the move.
       `require('node:crypto').pbkdf2(Buffer.alloc(1), Buffer.alloc(1), 1, 8, 'sha256', () => {` +
-      `  const fs = require('node:fs');` +
-      `  const policies = fs.readdirSync('/proc/self/task').map((tid) => {` +
-      `    const stat = fs.readFileSync('/proc/self/task/' + tid + '/stat', 'latin1');` +
-      `    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);` +
-      `  });` +
+      `  const policies = [...require(${JSON.stringify(SCHED_HELPER)}).processPolicies(process.pid).values()];` +
       `  console.log(JSON.stringify({ moved, policies }));` +
       `});`;
     const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
