@@ -9,6 +9,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import { freePort } from './ports';
+
 const START_TIMEOUT_MS = 15_000;
 const repoRoot = path.resolve(__dirname, '../../..');
 
@@ -33,17 +35,6 @@ export function etcdBinary(): string {
   const installed = findOnPath('etcd');
   if (!installed) throw new Error('etcd is not installed and etcd-server did not provide it');
   return installed;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 const running = new Set<ChildProcess>();

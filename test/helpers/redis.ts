@@ -9,7 +9,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+import { freePort } from './ports';
+
 const START_TIMEOUT_MS = 15_000;
+/** Redis Cluster's bus port is the client port + 10000; every server here keeps it free. */
+const CLUSTER_BUS_OFFSET = 10_000;
 const repoRoot = path.resolve(__dirname, '../../..');
 
 function findOnPath(name: string): string | undefined {
@@ -35,28 +39,6 @@ export function redisBinary(name: 'redis-server' | 'redis-cli' = 'redis-server')
   const installed = findOnPath(name);
   if (!installed) throw new Error(`${name} is not installed and redis-server did not provide it`);
   return installed;
-}
-
-async function isFree(port: number): Promise<boolean> {
-  const server = net.createServer();
-  return new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port whose cluster-bus port (port + 10000) is free as well. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', resolve);
-    });
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (port + 10000 < 65536 && (await isFree(port + 10000))) return port;
-  }
 }
 
 /** Send one inline command and read the reply's first chunk. */
@@ -95,7 +77,7 @@ export interface RedisServer {
 async function startServer(extraArgs: string[]): Promise<RedisServer> {
   const binary = redisBinary();
   const dir = mkdtempSync(path.join(tmpdir(), 'palisade-redis-'));
-  const port = await freePort();
+  const port = await freePort(CLUSTER_BUS_OFFSET);
   let output = '';
   const child = spawn(
     binary,

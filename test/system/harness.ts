@@ -10,20 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { HEALTHCHECK_DICT } from '../../src/config/defaults';
 import { sharedDictFile } from '../../src/gateway/shared-dicts';
+import { freePort } from '../helpers/ports';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const ADMIN_PREFIX = '/apisix/admin';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
