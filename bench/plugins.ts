@@ -11,7 +11,13 @@
 //      connections, timed until served), traffic over all of them, open-loop
 //      latency without and with a scrape of the agent's metrics listener every
 //      second, the two swapping order each round; merged histograms and the
-//      median of per-round ratios.
+//      median of per-round ratios. The exporter renders at most once per
+//      refresh_interval (BENCH_REFRESH_SECONDS, default 15 as in the gateway),
+//      and each round measures that long (BENCH_SCRAPE_SECONDS), so a scraped
+//      round holds a rendering as in steady scraping; BENCH_REFRESH_SECONDS=1
+//      renders for every scrape.
+//      The scraper stands in for a Prometheus on another host: a process of
+//      its own under SCHED_IDLE (BENCH_SCRAPER_IDLE=0: normal priority).
 // Latency figures come from bench/lib/openloop (its own process, from the
 // intended start time, µs histograms merged across rounds).
 //
@@ -19,7 +25,7 @@
 // absent from the printed tables and the JSON report. b and c offer a share of
 // the bare route's wrk maximum from a; without a, one wrk calibration run of the
 // bare route gives it (BENCH_RATE skips both). Example of a short run of c alone:
-//   BENCH_PARTS=c BENCH_ROUTES=300 BENCH_RATE=200 BENCH_LATENCY_ROUNDS=2 BENCH_LATENCY_SECONDS=2 npm run bench:plugins
+//   BENCH_PARTS=c BENCH_ROUTES=300 BENCH_RATE=200 BENCH_LATENCY_ROUNDS=2 BENCH_REFRESH_SECONDS=2 npm run bench:plugins
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -33,6 +39,7 @@ import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
 import { BENCH_API_KEY, BENCH_CONSUMER, RISK_ROUTE, SINGLE_PLUGIN_ROUTES } from './lib/plugin-routes';
+import { startScraper } from './lib/scraper';
 import { runWrk, type WrkResult } from './lib/wrk';
 import { fmt, machineInfo, median, writeReport } from './lib/report';
 import { positiveInt } from './lib/settings';
@@ -43,6 +50,10 @@ const ROUND_SECONDS = positiveInt(process.env.BENCH_SECONDS, 4);
 const LATENCY_ROUNDS = positiveInt(process.env.BENCH_LATENCY_ROUNDS, 3);
 const LATENCY_SECONDS = positiveInt(process.env.BENCH_LATENCY_SECONDS, 6);
 const LATENCY_WARMUP_SECONDS = 2;
+/** plugin_attr.prometheus.refresh_interval of the gateway under test, in seconds (the gateway's default). */
+const REFRESH_SECONDS = positiveInt(process.env.BENCH_REFRESH_SECONDS, 15);
+/** Measured seconds of each round of c: one refresh_interval, so a scraped round holds one rendering. */
+const SCRAPE_ROUND_SECONDS = positiveInt(process.env.BENCH_SCRAPE_SECONDS, REFRESH_SECONDS);
 const ROUTES = positiveInt(process.env.BENCH_ROUTES, 10_000);
 const CONNECTIONS = 50;
 const OPEN_LOOP_CONNECTIONS = 32;
@@ -58,7 +69,7 @@ const GZIP_PACED_RATE = positiveInt(process.env.BENCH_GZIP_RATE, 20);
 /** BENCH_PLUGIN_BREAKDOWN=1 adds one throughput row per plugin of the risk-control route (about a minute more). */
 const PLUGIN_BREAKDOWN = process.env.BENCH_PLUGIN_BREAKDOWN === '1';
 // Whole-run guard: every child is killed when it fires.
-const RUN_LIMIT_MS = 9 * 60_000;
+const RUN_LIMIT_MS = 15 * 60_000;
 /** Keep-alive connections that load part c's routes through the Admin API (the store records one write at a time). */
 const LOAD_CONNECTIONS = 8;
 
@@ -88,7 +99,7 @@ function ms(us: number): string {
 function fetchHead(
   url: string,
   headers: Record<string, string>,
-): Promise<{ status: number; encoding: string; bytes: number }> {
+): Promise<{ status: number; encoding: string; etag: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const request = http.get(url, { headers, agent: false, timeout: 10_000 }, (response) => {
       let bytes = 0;
@@ -97,6 +108,7 @@ function fetchHead(
         resolve({
           status: response.statusCode ?? 0,
           encoding: String(response.headers['content-encoding'] ?? ''),
+          etag: String(response.headers.etag ?? ''),
           bytes,
         }),
       );
@@ -371,53 +383,25 @@ async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: numbe
   return (performance.now() - started) / 1000;
 }
 
+/** BENCH_SCRAPER_IDLE=0: the scraper at normal priority, taking the gateway's cores as it receives (./lib/scraper.ts). */
+const SCRAPER_IDLE = process.env.BENCH_SCRAPER_IDLE !== '0';
+
 /** Prometheus asks for gzip (BENCH_SCRAPE_GZIP=0: plain text, and the scraper here reads all 40 MB itself). */
 const SCRAPE_HEADERS: Record<string, string> =
   process.env.BENCH_SCRAPE_GZIP === '0' ? {} : { 'Accept-Encoding': 'gzip' };
-
-interface ScrapeRun {
-  /** Time (ms) of each scrape that answered 200. */
-  ms: number[];
-  /** Scrapes that failed or answered another status: a round full of them measured no scrape at all. */
-  failed: number;
-  bytes: number;
-}
-
-/** Fetch the metrics endpoint once a second (never two at once) until stopped. */
-function startScraper(url: string): { stop(): Promise<ScrapeRun> } {
-  const times: number[] = [];
-  let failed = 0;
-  let bytes = 0;
-  let stopped = false;
-  const loop = async (): Promise<void> => {
-    while (!stopped) {
-      const begin = performance.now();
-      const answer = await fetchHead(url, SCRAPE_HEADERS).catch(() => undefined);
-      if (answer?.status === 200) {
-        times.push(performance.now() - begin);
-        bytes = answer.bytes;
-      } else {
-        failed++;
-      }
-      const wait = begin + 1000 - performance.now();
-      if (wait > 0 && !stopped) await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-  };
-  const running = loop();
-  return {
-    async stop() {
-      stopped = true;
-      await running;
-      return { ms: times, failed, bytes };
-    },
-  };
-}
 
 async function benchScrape(
   gateway: PalisadeTarget,
   metricsUrl: string,
   rate: number,
-): Promise<{ conditions: LatencyCondition[]; scrapeBytes: number; scrapeMs: number[]; scrapeFailures: number }> {
+): Promise<{
+  conditions: LatencyCondition[];
+  scrapeBytes: number;
+  scrapeMs: number[];
+  renderMs: number[];
+  rendersMeasured: number[];
+  scrapeFailures: number;
+}> {
   const paths = Array.from({ length: ROUTES }, (_, i) => `/p/${i}`);
   const load = {
     host: '127.0.0.1',
@@ -426,14 +410,15 @@ async function benchScrape(
     paths,
     rate,
     connections: OPEN_LOOP_CONNECTIONS,
-    seconds: LATENCY_SECONDS,
+    seconds: SCRAPE_ROUND_SECONDS,
     warmupSeconds: LATENCY_WARMUP_SECONDS,
     spin: SPIN,
   };
   // One pass over every route first, so each has metrics before anything is measured.
   console.log(`  priming metrics on ${fmt(ROUTES)} routes ...`);
   await runOpenLoop({ ...load, seconds: Math.ceil(ROUTES / rate) + 1, warmupSeconds: 0 });
-  await new Promise((resolve) => setTimeout(resolve, 2000));
+  // Past refresh_interval since the listener's first answer, so the first scrape here renders every route.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(2, REFRESH_SECONDS) * 1000));
   const first = await fetchHead(metricsUrl, {});
   const firstScraped = await fetchHead(metricsUrl, SCRAPE_HEADERS);
   console.log(
@@ -443,16 +428,19 @@ async function benchScrape(
         : ''),
   );
   if (first.status !== 200) throw new Error(`metrics endpoint ${metricsUrl} answered ${first.status}`);
+  let lastEtag = firstScraped.etag;
 
   // The reference in the same rounds: the bare route alone at the same rate.
   const bare: LatencyCondition = { name: 'bare route alone (same rounds)', rounds: [], side: [] };
   const quiet: LatencyCondition = { name: `${fmt(ROUTES)} prometheus routes, no scrape`, rounds: [], side: [] };
   const scraped: LatencyCondition = {
-    name: `${fmt(ROUTES)} prometheus routes, scrape every 1 s`,
+    name: `${fmt(ROUTES)} prometheus routes, scrape every 1 s, rendered at most every ${REFRESH_SECONDS} s`,
     rounds: [],
     side: [],
   };
   const scrapeMs: number[] = [];
+  const renderMs: number[] = [];
+  const rendersMeasured: number[] = [];
   let scrapeFailures = 0;
   let scrapeBytes = firstScraped.bytes;
   const runQuiet = async (round: number): Promise<void> => {
@@ -461,25 +449,38 @@ async function benchScrape(
     logRound(`round ${round} no scrape`, result, '');
   };
   const runScraped = async (round: number): Promise<void> => {
-    const scraper = startScraper(metricsUrl);
+    const scraper = startScraper({
+      url: metricsUrl,
+      headers: SCRAPE_HEADERS,
+      intervalMs: 1000,
+      idle: SCRAPER_IDLE,
+      lastEtag,
+      windowSeconds: [LATENCY_WARMUP_SECONDS, LATENCY_WARMUP_SECONDS + SCRAPE_ROUND_SECONDS],
+    });
     const result = await runOpenLoop(load);
     const scrapes = await scraper.stop();
     if (scrapes.ms.length === 0) throw new Error(`round ${round}: no scrape answered 200 (${scrapes.failed} failed)`);
+    lastEtag = scrapes.lastEtag;
     scraped.rounds.push(result);
     scrapeMs.push(...scrapes.ms);
+    renderMs.push(...scrapes.renderMs);
+    rendersMeasured.push(scrapes.rendersMeasured);
     scrapeFailures += scrapes.failed;
     scrapeBytes = scrapes.bytes || scrapeBytes;
     scraped.side.push(median(scrapes.ms));
     logRound(
       `round ${round} scrape every 1 s`,
       result,
-      `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms` +
-        (scrapes.failed > 0 ? `, ${scrapes.failed} failed)` : ')'),
+      `  (${scrapes.ms.length} scrapes, median ${fmt(median(scrapes.ms), 1)} ms; ` +
+        `${scrapes.renderMs.length} rendered, ${scrapes.rendersMeasured} of them in the measured window` +
+        (scrapes.failed > 0 ? `; ${scrapes.failed} failed)` : ')'),
     );
     // The exporter's last merge and gzip end before the next condition starts.
     await new Promise((resolve) => setTimeout(resolve, 1000));
   };
-  console.log(`\nc. scrape impact: open loop ${fmt(rate)} req/s over ${fmt(ROUTES)} routes, ${LATENCY_ROUNDS} rounds`);
+  console.log(
+    `\nc. scrape impact: open loop ${fmt(rate)} req/s over ${fmt(ROUTES)} routes, ${LATENCY_ROUNDS} rounds of ${SCRAPE_ROUND_SECONDS} s`,
+  );
   for (let round = 1; round <= LATENCY_ROUNDS; round++) {
     const reference = await runOpenLoop({ ...load, path: '/hello', paths: undefined });
     bare.rounds.push(reference);
@@ -496,7 +497,7 @@ async function benchScrape(
   mergeCondition(bare);
   mergeCondition(quiet);
   mergeCondition(scraped);
-  return { conditions: [bare, quiet, scraped], scrapeBytes, scrapeMs, scrapeFailures };
+  return { conditions: [bare, quiet, scraped], scrapeBytes, scrapeMs, renderMs, rendersMeasured, scrapeFailures };
 }
 
 function percentChange(before: number, after: number): number {
@@ -513,7 +514,9 @@ function printScrape(
   rate: number,
   report: Record<string, unknown>,
 ): void {
-  console.log(`\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes\n`);
+  console.log(
+    `\n## c. scrape impact: open loop ${fmt(rate)} req/s spread over ${fmt(ROUTES)} prometheus routes, rounds of ${SCRAPE_ROUND_SECONDS} s\n`,
+  );
   console.log(LATENCY_HEADER);
   for (const condition of scrape.conditions) printLatency(condition);
   const [bareRoute, quiet, scraped] = scrape.conditions.map((c) => c.merged as LatencySummary);
@@ -536,6 +539,12 @@ function printScrape(
       `scrape ${fmt(scrape.scrapeBytes / 1024)} KiB (${SCRAPE_HEADERS['Accept-Encoding'] ? 'gzip' : 'text'}), ` +
       `median ${fmt(median(scrape.scrapeMs), 1)} ms, max ${fmt(Math.max(...scrape.scrapeMs), 1)} ms` +
       (scrape.scrapeFailures > 0 ? `, ${scrape.scrapeFailures} failed` : ''),
+  );
+  console.log(
+    `refresh_interval ${REFRESH_SECONDS} s, scraper ${SCRAPER_IDLE ? 'under SCHED_IDLE' : 'at normal priority'}: ` +
+      `${scrape.renderMs.length} of ${scrape.scrapeMs.length} scrapes rendered ` +
+      `(median ${fmt(median(scrape.renderMs), 1)} ms); renderings in each scraped round's measured window: ` +
+      scrape.rendersMeasured.join(', '),
   );
   console.log(
     `median of per-round ratios, scrape / no scrape: p99 ${fmt(scrapeRatio, 2)}x (target <= 1.10; rounds ` +
@@ -587,7 +596,12 @@ async function main(): Promise<void> {
     if (parts.has('b')) await startNginxUpstream(tmp, bulkPort, 'nginx-bulk');
     if (parts.has('a')) await startNginxProxy(tmp, nginxPort, upstreamPort);
     const gateway = await startPalisade(tmp, palisadePort, upstreamPort, {
-      extraConfig: ['plugin_attr:', '  prometheus:', `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`],
+      extraConfig: [
+        'plugin_attr:',
+        '  prometheus:',
+        `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`,
+        `    refresh_interval: ${REFRESH_SECONDS}`,
+      ],
       dataDir,
     });
     console.log(`palisade backend ${gateway.backend}`);
@@ -650,7 +664,16 @@ async function main(): Promise<void> {
         const metricsUrl = `http://127.0.0.1:${metricsPort}/apisix/prometheus/metrics`;
         await waitForHttp(metricsUrl, 10_000, 200);
         scrape = await benchScrape(gateway, metricsUrl, rate);
-        report.scrape = { rate, routes: ROUTES, loadSeconds, loadConnections: LOAD_CONNECTIONS, ...scrape };
+        report.scrape = {
+          rate,
+          routes: ROUTES,
+          loadSeconds,
+          loadConnections: LOAD_CONNECTIONS,
+          refreshSeconds: REFRESH_SECONDS,
+          roundSeconds: SCRAPE_ROUND_SECONDS,
+          scraperIdle: SCRAPER_IDLE,
+          ...scrape,
+        };
       } catch (err) {
         scrapeSkipped = (err as Error).message;
         console.log(`  scrape impact not measured: ${scrapeSkipped}`);

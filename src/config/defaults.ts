@@ -36,3 +36,5 @@ export const DEFAULT_SERVERLESS_ENABLED = false;
 export const DEFAULT_PROMETHEUS_EXPORT_ADDR = '127.0.0.1:9091';
 export const DEFAULT_PROMETHEUS_EXPORT_URI = '/apisix/prometheus/metrics';
 export const DEFAULT_PROMETHEUS_METRIC_PREFIX = 'apisix_';
+/** Seconds a rendering of the metrics is served before a scrape renders anew (APISIX's default). */
+export const DEFAULT_PROMETHEUS_REFRESH_INTERVAL = 15;

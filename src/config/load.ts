@@ -418,7 +418,7 @@ function parsePrometheus(pluginAttr: unknown): PrometheusConfig | undefined {
   const attr = isPlainObject(given) ? given : {};
   rejectUnknownKeys(
     attr,
-    ['export_addr', 'export_uri', 'metric_prefix', 'enable_export_server'],
+    ['export_addr', 'export_uri', 'metric_prefix', 'enable_export_server', 'refresh_interval'],
     'plugin_attr.prometheus',
   );
   if (!parseBoolean(attr.enable_export_server, true, 'plugin_attr.prometheus.enable_export_server')) return undefined;
@@ -445,6 +445,11 @@ function parsePrometheus(pluginAttr: unknown): PrometheusConfig | undefined {
     exportAddr: parseListenAddress(addr, 'plugin_attr.prometheus.export_addr', '127.0.0.1'),
     exportUri,
     metricPrefix,
+    refreshIntervalMs: parsePositiveDurationMs(
+      attr.refresh_interval ?? defaults.DEFAULT_PROMETHEUS_REFRESH_INTERVAL,
+      'plugin_attr.prometheus.refresh_interval',
+      '0 would render the whole exposition for every scrape',
+    ),
   };
 }
 

@@ -103,6 +103,8 @@ export interface PrometheusConfig {
   exportUri: string;
   /** Prepended to every metric name (`apisix_http_status`, ...). */
   metricPrefix: string;
+  /** How long (ms) one rendering is served to scrapes before a scrape renders anew (`refresh_interval`). */
+  refreshIntervalMs: number;
 }
 
 /** Which plugins the gateway loads (config.yaml `plugins`, `plugin_dir`, `plugin_upload`, `serverless`). */

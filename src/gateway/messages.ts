@@ -9,6 +9,7 @@ import type { LogLevel } from '../core/log';
 import type { EtcdConfig, ListenAddress, ProxyLimits } from '../config/types';
 import type { BackendName } from '../native/backend';
 import type { MetricsDelta } from '../plugins/lib/metrics';
+import type { MetricsExporterSettings } from '../plugins/lib/metrics-exporter';
 import type { PluginSettings } from '../plugins/loader';
 import type { OffloadPoolOptions } from '../plugins/offload';
 import type { ConfigSnapshot } from '../store/types';
@@ -48,12 +49,8 @@ export interface AgentSettings {
   metrics: AgentMetricsSettings | undefined;
 }
 
-export interface AgentMetricsSettings {
-  host: string;
-  port: number;
-  path: string;
-  prefix: string;
-}
+/** Where and how the agent's metrics exporter serves the merged metrics. */
+export type AgentMetricsSettings = MetricsExporterSettings;
 
 /** Status of the agent's active health checks, in the control API's shape. */
 export type HealthReportBody = unknown;

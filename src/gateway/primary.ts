@@ -212,6 +212,7 @@ function agentMetricsSettings(config: PalisadeConfig): AgentMetricsSettings | un
     port: prometheus.exportAddr.port,
     path: prometheus.exportUri,
     prefix: prometheus.metricPrefix,
+    refreshIntervalMs: prometheus.refreshIntervalMs,
   };
 }
 

@@ -169,6 +169,16 @@ describe('loadConfig', () => {
       /plugin_attr\.offload\.threads must be an integer from 1 to 64/,
     ],
     ['offload-unknown', 'plugin_attr: { offload: { size: 2 } }\n', /plugin_attr\.offload\.size unknown key/],
+    [
+      'prometheus-refresh-zero',
+      'plugin_attr: { prometheus: { refresh_interval: 0 } }\n',
+      /plugin_attr\.prometheus\.refresh_interval must be at least 1ms/,
+    ],
+    [
+      'prometheus-refresh-word',
+      'plugin_attr: { prometheus: { refresh_interval: soon } }\n',
+      /plugin_attr\.prometheus\.refresh_interval must be a duration/,
+    ],
     ['yaml', 'proxy: [\n', /invalid YAML/],
     ['top-level', '- a\n- b\n', /top level must be a mapping/],
   ];
@@ -198,6 +208,14 @@ describe('loadConfig', () => {
       nice: 10,
     });
     assert.deepEqual(loadConfig({ configPath: writeConfig('offload-none', 'workers: 1\n'), env: {} }).offload, {});
+  });
+
+  test('plugin_attr.prometheus.refresh_interval: 15 s unless set, in seconds or with a unit', () => {
+    const refresh = (name: string, text: string) =>
+      loadConfig({ configPath: writeConfig(name, text), env: {} }).prometheus?.refreshIntervalMs;
+    assert.equal(refresh('refresh-default', 'workers: 1\n'), 15_000);
+    assert.equal(refresh('refresh-seconds', 'plugin_attr: { prometheus: { refresh_interval: 30 } }\n'), 30_000);
+    assert.equal(refresh('refresh-ms', 'plugin_attr: { prometheus: { refresh_interval: 500ms } }\n'), 500);
   });
 
   test('admin.max_body_bytes: 1 is the smallest accepted', () => {

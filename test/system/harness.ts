@@ -168,7 +168,15 @@ export function writeConfig(home: GatewayHome, options: HomeOptions = {}): void 
     'store:',
     '  type: embedded',
     '  data_dir: ./data',
-    ...(ownPluginAttr ? [] : ['plugin_attr:', '  prometheus:', `    export_addr: 127.0.0.1:${home.metricsPort}`]),
+    // refresh_interval short: a test that scrapes polls until new counts show (the default is 15 s).
+    ...(ownPluginAttr
+      ? []
+      : [
+          'plugin_attr:',
+          '  prometheus:',
+          `    export_addr: 127.0.0.1:${home.metricsPort}`,
+          '    refresh_interval: 200ms',
+        ]),
     ...extra,
     '',
   ];

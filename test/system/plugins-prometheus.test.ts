@@ -32,8 +32,17 @@ after(async () => {
   await etcd?.close();
 });
 
+/** The listener on `port`; refresh_interval short, as these tests poll until new counts show (the default is 15 s). */
 function prometheusConfig(port: number, extra: string[] = []): string[] {
-  return ['plugin_attr:', '  prometheus:', '    export_addr:', '      ip: 127.0.0.1', `      port: ${port}`, ...extra];
+  return [
+    'plugin_attr:',
+    '  prometheus:',
+    '    export_addr:',
+    '      ip: 127.0.0.1',
+    `      port: ${port}`,
+    '    refresh_interval: 200ms',
+    ...extra,
+  ];
 }
 
 /** The sum of the samples of `metric` whose labels contain every one of `labels` (`name="value"`). */

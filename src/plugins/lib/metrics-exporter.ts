@@ -48,6 +48,8 @@ export interface MetricsExporterSettings {
   port: number;
   path: string;
   prefix: string;
+  /** plugin_attr.prometheus.refresh_interval: how long one rendering serves scrapes. */
+  refreshIntervalMs: number;
 }
 
 /** Gauges the agent reads from what it holds; each field replaces that gauge's whole state. */
@@ -159,7 +161,12 @@ function runMetricsExporter(settings: MetricsExporterSettings): void {
   const listen = async (): Promise<MetricsServer> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await startMetricsServer(aggregator, { host: settings.host, port: settings.port, path: settings.path });
+        return await startMetricsServer(aggregator, {
+          host: settings.host,
+          port: settings.port,
+          path: settings.path,
+          maxAgeMs: settings.refreshIntervalMs,
+        });
       } catch (error) {
         // After an agent restart the previous exporter may still hold the port for a moment.
         const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';

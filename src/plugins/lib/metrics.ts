@@ -22,6 +22,7 @@ import { createGzip } from 'node:zlib';
 
 import { Gauge, Registry } from 'prom-client';
 
+import { DEFAULT_PROMETHEUS_REFRESH_INTERVAL } from '../../config/defaults';
 import type { Route, Service } from '../../schema/types';
 import { ByteArena } from './byte-arena';
 import type { ConfigSnapshot } from '../../store/types';
@@ -804,7 +805,10 @@ export interface MetricsServerOptions {
   host?: string;
   port?: number;
   path?: string;
-  /** A scrape within this long of the last rendering gets the cached text; default 1000 ms. */
+  /**
+   * A scrape within this long of the last rendering gets that rendering
+   * (`plugin_attr.prometheus.refresh_interval`); default 15 s, as APISIX.
+   */
   maxAgeMs?: number;
 }
 
@@ -823,7 +827,10 @@ export interface MetricsServer {
  */
 interface Rendering {
   readonly arena: ByteArena;
+  /** When its counts were taken (Date.now()). */
   readonly at: number;
+  /** Which rendering of this listener it is (1, 2, ...), in its ETag. */
+  readonly serial: number;
   readonly version: number;
   /** Scrapes writing this text, and the gzip pass while it runs. */
   readers: number;
@@ -884,7 +891,9 @@ async function writeChunks(response: ServerResponse, chunks: readonly Buffer[]):
  * The metrics listener (127.0.0.1:9091/apisix/prometheus/metrics by default),
  * run by the agent's metrics exporter. The text is rendered at most once per
  * `maxAgeMs` and only when something changed; concurrent scrapes share one
- * rendering. Two arenas take turns holding the text (a third only while a slow
+ * rendering. Like APISIX since its metrics cache (refresh_interval), a scrape
+ * may get counts up to that old, and its `Age` header says how old; unlike
+ * APISIX, nothing is rendered while nobody scrapes. Two arenas take turns holding the text (a third only while a slow
  * scraper still reads an old one), so rendering reuses memory instead of
  * taking 60 MB afresh each time (see ./byte-arena.ts). The body is streamed in
  * chunks; gzip only when the scraper asks.
@@ -894,12 +903,14 @@ export async function startMetricsServer(
   options: MetricsServerOptions = {},
 ): Promise<MetricsServer> {
   const path = options.path ?? DEFAULT_METRICS_PATH;
-  const maxAgeMs = options.maxAgeMs ?? 1000;
+  const maxAgeMs = options.maxAgeMs ?? DEFAULT_PROMETHEUS_REFRESH_INTERVAL * 1000;
   let cached: Rendering | undefined;
   let rendering: Promise<Rendering> | undefined;
   /** An arena no rendering uses any more, for the next one. */
   let spare: ByteArena | undefined;
   let renders = 0;
+  /** In the ETag, so a restarted exporter's first renderings are not taken for its predecessor's. */
+  const started = Date.now().toString(36);
 
   const release = (text: Rendering): void => {
     text.readers--;
@@ -911,12 +922,14 @@ export async function startMetricsServer(
   const render = async (): Promise<Rendering> => {
     try {
       const version = aggregator.version;
+      // The counts are as of now; the rendering's age is counted from here.
+      const at = Date.now();
       const arena = spare ?? new ByteArena(cached?.arena.length);
       spare = undefined;
       await aggregator.renderInto(arena);
       renders++;
       const previous = cached;
-      cached = { arena, at: Date.now(), version, readers: 0, gzipped: undefined };
+      cached = { arena, at, serial: renders, version, readers: 0, gzipped: undefined };
       if (previous !== undefined) recycle(previous);
       return cached;
     } finally {
@@ -947,7 +960,13 @@ export async function startMetricsServer(
   const serve = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const text = await acquire();
     try {
-      const headers: Record<string, string | number> = { 'content-type': Registry.PROMETHEUS_CONTENT_TYPE };
+      const headers: Record<string, string | number> = {
+        'content-type': Registry.PROMETHEUS_CONTENT_TYPE,
+        // How old the counts are, in whole seconds (RFC 9111 §5.1), and which rendering this is: weak, as the
+        // gzipped and plain bodies of one rendering share it.
+        age: Math.floor((Date.now() - text.at) / 1000),
+        etag: `W/"${started}-${text.serial}"`,
+      };
       let chunks = textChunks(text);
       if (acceptsGzip(request)) {
         chunks = await gzipped(text);

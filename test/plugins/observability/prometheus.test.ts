@@ -169,6 +169,43 @@ describe('prometheus metrics', () => {
     }
   });
 
+  it('serves one rendering for refresh_interval, with its Age and ETag, then renders the new counts', async () => {
+    const aggregator = new MetricsAggregator();
+    const worker = new MetricsRecorder();
+    worker.record(sample);
+    aggregator.apply(worker.takeDelta());
+    const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs: 1500 });
+    try {
+      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
+      const status200 = /^apisix_http_status\{code="200",route="1",.*\} (\d+)$/m;
+      const first = await fetchRaw(url);
+      assert.equal(first.body.toString().match(status200)?.[1], '1');
+      assert.equal(first.headers.age, '0');
+      assert.match(String(first.headers.etag), /^W\/"[0-9a-z]+-1"$/);
+
+      // Counted after the rendering: the next scrapes within refresh_interval still get the first counts.
+      worker.record(sample);
+      aggregator.apply(worker.takeDelta());
+      const cached = await fetchRaw(url, { 'Accept-Encoding': 'gzip' });
+      assert.equal(gunzipSync(cached.body).toString().match(status200)?.[1], '1');
+      assert.equal(cached.headers.etag, first.headers.etag, 'the gzipped body of the same rendering');
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const older = await fetchRaw(url);
+      assert.equal(older.headers.age, '1');
+      assert.equal(older.body.toString().match(status200)?.[1], '1');
+      assert.equal(server.renders, 1);
+
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const fresh = await fetchRaw(url);
+      assert.equal(fresh.body.toString().match(status200)?.[1], '2');
+      assert.equal(fresh.headers.age, '0');
+      assert.match(String(fresh.headers.etag), /^W\/"[0-9a-z]+-2"$/);
+      assert.equal(server.renders, 2);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('ships only what changed, periodically and once more when stopped', async () => {
     workerMetrics().takeDelta();
     const shipped: number[] = [];
@@ -395,7 +432,13 @@ describe('prometheus metrics', () => {
   });
 
   it('the exporter process serves the merged deltas under SCHED_IDLE at nice 19 and exits when closed', async () => {
-    const exporter = startMetricsExporter({ host: '127.0.0.1', port: 0, path: '/metrics', prefix: 'palisade_' });
+    const exporter = startMetricsExporter({
+      host: '127.0.0.1',
+      port: 0,
+      path: '/metrics',
+      prefix: 'palisade_',
+      refreshIntervalMs: 1,
+    });
     try {
       const port = await exporter.listening;
       assert.equal(getPriority(exporter.pid!), 19);
