@@ -893,10 +893,11 @@ async function writeChunks(response: ServerResponse, chunks: readonly Buffer[]):
  * `maxAgeMs` and only when something changed; concurrent scrapes share one
  * rendering. Like APISIX since its metrics cache (refresh_interval), a scrape
  * may get counts up to that old, and its `Age` header says how old; unlike
- * APISIX, nothing is rendered while nobody scrapes. Two arenas take turns holding the text (a third only while a slow
- * scraper still reads an old one), so rendering reuses memory instead of
- * taking 60 MB afresh each time (see ./byte-arena.ts). The body is streamed in
- * chunks; gzip only when the scraper asks.
+ * APISIX, nothing is rendered while nobody scrapes. Two arenas take turns
+ * holding the text (a third only while a slow scraper still reads an old one),
+ * so rendering reuses memory instead of taking 60 MB afresh each time (see
+ * ./byte-arena.ts). The body is streamed in chunks; gzip only when the scraper
+ * asks.
  */
 export async function startMetricsServer(
   aggregator: MetricsAggregator,
