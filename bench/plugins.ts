@@ -6,7 +6,9 @@
 //   b. offload: open-loop latency of the bare route at a fixed rate, alone
 //      and while another client keeps fetching a gzip-compressed 1 MiB body
 //      (compressed on the worker-thread pool; the body from a second nginx, so
-//      the bare route's upstream is not the one busy sending it);
+//      the bare route's upstream is not the one busy sending it). The gzip
+//      clients and that nginx stand in for other hosts: they run under
+//      SCHED_IDLE (BENCH_SIDE_IDLE=0: normal priority);
 //   c. scrape impact: 10,000 prometheus routes (PUT over keep-alive Admin API
 //      connections, timed until served), traffic over all of them, open-loop
 //      latency without and with a scrape of the agent's metrics listener every
@@ -17,7 +19,7 @@
 //      round holds a rendering as in steady scraping; BENCH_REFRESH_SECONDS=1
 //      renders for every scrape.
 //      The scraper stands in for a Prometheus on another host: a process of
-//      its own under SCHED_IDLE (BENCH_SCRAPER_IDLE=0: normal priority).
+//      its own under SCHED_IDLE (BENCH_SIDE_IDLE=0: normal priority).
 // Latency figures come from bench/lib/openloop (its own process, from the
 // intended start time, µs histograms merged across rounds).
 //
@@ -64,6 +66,12 @@ const SPIN = process.env.BENCH_SPIN !== '0';
 // generator + gateway + upstream saturate near 30% (the queue grows and every figure is queueing).
 const RATE_SHARE = Number(process.env.BENCH_RATE_SHARE) > 0 ? Number(process.env.BENCH_RATE_SHARE) : 0.1;
 const FIXED_RATE = positiveInt(process.env.BENCH_RATE, 0);
+/**
+ * Side load runs under SCHED_IDLE: b's gzip clients and the nginx sending them 1 MiB, c's scraper. They stand in
+ * for clients and servers on other hosts; on this 2-core machine, at normal priority, their own CPU (receiving,
+ * sending) would be taken from the gateway and counted as its cost. BENCH_SIDE_IDLE=0: normal priority.
+ */
+const SIDE_IDLE = process.env.BENCH_SIDE_IDLE !== '0';
 /** Requests per second of the paced gzip client in b (each compresses 1 MiB). */
 const GZIP_PACED_RATE = positiveInt(process.env.BENCH_GZIP_RATE, 20);
 /** BENCH_PLUGIN_BREAKDOWN=1 adds one throughput row per plugin of the risk-control route (about a minute more). */
@@ -339,6 +347,7 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
       seconds: sideSeconds,
       warmupSeconds: 0,
       spin: false,
+      idle: SIDE_IDLE,
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     const withPaced = await runOpenLoop(load);
@@ -357,6 +366,7 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
       connections: 1,
       seconds: sideSeconds,
       headers: ['Accept-Encoding: gzip'],
+      idle: SIDE_IDLE,
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     const withFlat = await runOpenLoop(load);
@@ -382,9 +392,6 @@ async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: numbe
   await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/p/${ROUTES - 1}`, {}, 200);
   return (performance.now() - started) / 1000;
 }
-
-/** BENCH_SCRAPER_IDLE=0: the scraper at normal priority, taking the gateway's cores as it receives (./lib/scraper.ts). */
-const SCRAPER_IDLE = process.env.BENCH_SCRAPER_IDLE !== '0';
 
 /** Prometheus asks for gzip (BENCH_SCRAPE_GZIP=0: plain text, and the scraper here reads all 40 MB itself). */
 const SCRAPE_HEADERS: Record<string, string> =
@@ -453,7 +460,7 @@ async function benchScrape(
       url: metricsUrl,
       headers: SCRAPE_HEADERS,
       intervalMs: 1000,
-      idle: SCRAPER_IDLE,
+      idle: SIDE_IDLE,
       lastEtag,
       windowSeconds: [LATENCY_WARMUP_SECONDS, LATENCY_WARMUP_SECONDS + SCRAPE_ROUND_SECONDS],
     });
@@ -541,7 +548,7 @@ function printScrape(
       (scrape.scrapeFailures > 0 ? `, ${scrape.scrapeFailures} failed` : ''),
   );
   console.log(
-    `refresh_interval ${REFRESH_SECONDS} s, scraper ${SCRAPER_IDLE ? 'under SCHED_IDLE' : 'at normal priority'}: ` +
+    `refresh_interval ${REFRESH_SECONDS} s, scraper ${SIDE_IDLE ? 'under SCHED_IDLE' : 'at normal priority'}: ` +
       `${scrape.renderMs.length} of ${scrape.scrapeMs.length} scrapes rendered ` +
       `(median ${fmt(median(scrape.renderMs), 1)} ms); renderings in each scraped round's measured window: ` +
       scrape.rendersMeasured.join(', '),
@@ -593,7 +600,7 @@ async function main(): Promise<void> {
     await startNginxUpstream(tmp, upstreamPort);
     // b's 1 MiB bodies come from an nginx of their own: one nginx worker sending them would hold up the
     // bare route's upstream answers too, which measures nginx's queue rather than the gateway's.
-    if (parts.has('b')) await startNginxUpstream(tmp, bulkPort, 'nginx-bulk');
+    if (parts.has('b')) await startNginxUpstream(tmp, bulkPort, 'nginx-bulk', SIDE_IDLE);
     if (parts.has('a')) await startNginxProxy(tmp, nginxPort, upstreamPort);
     const gateway = await startPalisade(tmp, palisadePort, upstreamPort, {
       extraConfig: [
@@ -671,7 +678,7 @@ async function main(): Promise<void> {
           loadConnections: LOAD_CONNECTIONS,
           refreshSeconds: REFRESH_SECONDS,
           roundSeconds: SCRAPE_ROUND_SECONDS,
-          scraperIdle: SCRAPER_IDLE,
+          scraperIdle: SIDE_IDLE,
           ...scrape,
         };
       } catch (err) {

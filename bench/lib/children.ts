@@ -12,6 +12,15 @@ export interface Child {
 
 const running = new Set<Child>();
 
+/**
+ * `command args` run under SCHED_IDLE (util-linux chrt; children and threads
+ * inherit it): for side load standing in for other hosts' clients and
+ * servers, which must not take this machine's cores from what is measured.
+ */
+export function idleCommand(command: string, args: string[]): [string, string[]] {
+  return ['chrt', ['--idle', '0', command, ...args]];
+}
+
 export function startChild(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {
   // detached: own process group, so a kill reaches the whole tree (e.g. cluster workers).
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });

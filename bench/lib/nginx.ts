@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startChild, type Child } from './children';
+import { idleCommand, startChild, type Child } from './children';
 import { waitForHttp } from './net';
 
 const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
@@ -27,16 +27,26 @@ http {
 `;
 }
 
-function startNginx(name: string, prefix: string, conf: string): Child {
+function startNginx(name: string, prefix: string, conf: string, idle = false): Child {
   fs.mkdirSync(prefix, { recursive: true });
   const file = path.join(prefix, 'nginx.conf');
   fs.writeFileSync(file, conf);
   // `daemon off`: nginx stays our child, so the run can always kill it.
-  return startChild(name, NGINX, ['-p', prefix, '-c', file, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;']);
+  const args = ['-p', prefix, '-c', file, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'];
+  const [command, commandArgs] = idle ? idleCommand(NGINX, args) : [NGINX, args];
+  return startChild(name, command, commandArgs);
 }
 
-/** `name`: the prefix directory (and process name), so a second upstream can run beside the first. */
-export async function startNginxUpstream(dir: string, port: number, name = 'nginx-upstream'): Promise<Child> {
+/**
+ * `name`: the prefix directory (and process name), so a second upstream can run beside the first.
+ * `idle`: under SCHED_IDLE, for an upstream of side load (see idleCommand).
+ */
+export async function startNginxUpstream(
+  dir: string,
+  port: number,
+  name = 'nginx-upstream',
+  idle = false,
+): Promise<Child> {
   const prefix = path.join(dir, name);
   fs.mkdirSync(prefix, { recursive: true });
   // /bytes-1m: a compressible 1 MiB body (repeated JSON-like text), for gzip benchmarks.
@@ -50,7 +60,7 @@ export async function startNginxUpstream(dir: string, port: number, name = 'ngin
   }
 }
 `;
-  const child = startNginx(name.replace('-', ' '), prefix, conf);
+  const child = startNginx(name.replace('-', ' '), prefix, conf, idle);
   await waitForHttp(`http://127.0.0.1:${port}/hello`, 10_000, 200);
   return child;
 }

@@ -13,6 +13,8 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
 
+import { idleThisProcess } from '../../src/core/priority';
+
 export interface OpenLoopOptions {
   host: string;
   port: number;
@@ -33,6 +35,11 @@ export interface OpenLoopOptions {
    * setImmediate when the next send is under 2 ms away (µs precision, one core busy). Default true.
    */
   spin?: boolean;
+  /**
+   * Run the generator under SCHED_IDLE: for side load that stands in for clients on other hosts, whose CPU on
+   * this machine should not be taken from what is measured. Default false.
+   */
+  idle?: boolean;
 }
 
 export interface LatencySummary {
@@ -341,6 +348,7 @@ function generate(options: OpenLoopOptions): Promise<OpenLoopResult> {
 
 if (require.main === module) {
   process.once('message', (options: OpenLoopOptions) => {
+    if (options.idle === true) idleThisProcess();
     generate(options).then(
       (result) => process.send?.({ result }, () => process.exit(0)),
       (err: unknown) => process.send?.({ error: String(err) }, () => process.exit(1)),

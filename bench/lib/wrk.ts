@@ -1,7 +1,7 @@
 // Run wrk and read its summary. wrk is a closed-loop generator: its latency
 // percentiles are indicative only (coordinated omission), its req/s is sound.
 
-import { run } from './children';
+import { idleCommand, run } from './children';
 
 export interface WrkResult {
   requestsPerSecond: number;
@@ -40,7 +40,14 @@ export function parseWrkOutput(output: string): WrkResult {
 
 export async function runWrk(
   url: string,
-  options: { threads: number; connections: number; seconds: number; headers?: string[] },
+  options: {
+    threads: number;
+    connections: number;
+    seconds: number;
+    headers?: string[];
+    /** Run under SCHED_IDLE (side load, see idleCommand). */
+    idle?: boolean;
+  },
 ): Promise<WrkResult> {
   const args = [
     ...(options.headers ?? []).flatMap((header) => ['-H', header]),
@@ -52,6 +59,7 @@ export async function runWrk(
     '5s',
     url,
   ];
-  const output = await run('wrk', args, (options.seconds + 15) * 1000);
+  const [command, commandArgs] = options.idle === true ? idleCommand('wrk', args) : ['wrk', args];
+  const output = await run(command, commandArgs, (options.seconds + 15) * 1000);
   return parseWrkOutput(output);
 }
