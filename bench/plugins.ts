@@ -31,12 +31,11 @@
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { killAllChildrenNow, stopAllChildren } from './lib/children';
-import { freePort, waitForHttp } from './lib/net';
+import { freePort, getCounted, waitForHttp } from './lib/net';
 import { startNginxProxy, startNginxUpstream } from './lib/nginx';
 import { mergeHistograms, runOpenLoop, type LatencySummary, type OpenLoopResult } from './lib/openloop';
 import { adminPut, adminPutAll, startPalisade, type AdminWrite, type PalisadeTarget } from './lib/palisade';
@@ -103,35 +102,11 @@ function ms(us: number): string {
   return `${fmt(us / 1000, 3)} ms`;
 }
 
-/** GET with headers; resolves with the status, the Content-Encoding and the body size. */
-function fetchHead(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; encoding: string; etag: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const request = http.get(url, { headers, agent: false, timeout: 10_000 }, (response) => {
-      let bytes = 0;
-      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      response.on('end', () =>
-        resolve({
-          status: response.statusCode ?? 0,
-          encoding: String(response.headers['content-encoding'] ?? ''),
-          etag: String(response.headers.etag ?? ''),
-          bytes,
-        }),
-      );
-      response.on('error', reject);
-    });
-    request.on('timeout', () => request.destroy(new Error(`timeout: ${url}`)));
-    request.on('error', reject);
-  });
-}
-
 async function waitForStatus(url: string, headers: Record<string, string>, status: number): Promise<void> {
   const deadline = Date.now() + 15_000;
   let last = 0;
   while (Date.now() < deadline) {
-    last = (await fetchHead(url, headers).catch(() => ({ status: 0 }))).status;
+    last = (await getCounted(url, headers).catch(() => ({ status: 0 }))).status;
     if (last === status) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -186,7 +161,7 @@ async function addGzipRoute(gateway: PalisadeTarget, upstream: object): Promise<
   });
   const url = `http://127.0.0.1:${gateway.proxyPort}/bytes-1m`;
   await waitForStatus(url, {}, 200);
-  const gzipCheck = await fetchHead(url, { 'Accept-Encoding': 'gzip' });
+  const gzipCheck = await getCounted(url, { 'Accept-Encoding': 'gzip' });
   if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
     throw new Error(`gzip route: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
   }
@@ -426,8 +401,8 @@ async function benchScrape(
   await runOpenLoop({ ...load, seconds: Math.ceil(ROUTES / rate) + 1, warmupSeconds: 0 });
   // Past refresh_interval since the listener's first answer, so the first scrape here renders every route.
   await new Promise((resolve) => setTimeout(resolve, Math.max(2, REFRESH_SECONDS) * 1000));
-  const first = await fetchHead(metricsUrl, {});
-  const firstScraped = await fetchHead(metricsUrl, SCRAPE_HEADERS);
+  const first = await getCounted(metricsUrl, {});
+  const firstScraped = await getCounted(metricsUrl, SCRAPE_HEADERS);
   console.log(
     `  metrics endpoint: ${first.status}, ${fmt(first.bytes / 1024)} KiB of text` +
       (firstScraped.encoding === 'gzip'

@@ -42,6 +42,30 @@ export function httpRequest(
   });
 }
 
+/** A GET whose body is counted, not kept (large bodies: metrics, 1 MiB files): status, encoding, ETag, bytes. */
+export function getCounted(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; encoding: string; etag: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers, agent: false, timeout: 10_000 }, (response) => {
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          encoding: String(response.headers['content-encoding'] ?? ''),
+          etag: String(response.headers.etag ?? ''),
+          bytes,
+        }),
+      );
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error(`timeout: ${url}`)));
+    request.on('error', reject);
+  });
+}
+
 /** Poll `url` until it answers with `status` (any status when omitted), or throw after `timeoutMs`. */
 export async function waitForHttp(url: string, timeoutMs: number, status?: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

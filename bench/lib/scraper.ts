@@ -8,10 +8,10 @@
 // gateway host's part: the exporter's rendering and its sending.
 
 import { fork } from 'node:child_process';
-import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 import { idleThisProcess } from '../../src/core/priority';
+import { getCounted } from './net';
 
 export interface ScraperOptions {
   url: string;
@@ -56,24 +56,6 @@ export function startScraper(options: ScraperOptions): { stop(): Promise<ScrapeR
   };
 }
 
-function fetchOnce(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; etag: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const request = http.get(url, { headers, agent: false, timeout: 10_000 }, (response) => {
-      let bytes = 0;
-      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
-      response.on('end', () =>
-        resolve({ status: response.statusCode ?? 0, etag: String(response.headers.etag ?? ''), bytes }),
-      );
-      response.on('error', reject);
-    });
-    request.on('timeout', () => request.destroy(new Error(`timeout: ${url}`)));
-    request.on('error', reject);
-  });
-}
-
 async function scrape(options: ScraperOptions, stopped: () => boolean): Promise<ScrapeRun> {
   const run: ScrapeRun = { ms: [], renderMs: [], rendersMeasured: 0, failed: 0, bytes: 0, lastEtag: '' };
   run.lastEtag = options.lastEtag ?? '';
@@ -81,7 +63,7 @@ async function scrape(options: ScraperOptions, stopped: () => boolean): Promise<
   const [from, to] = options.windowSeconds;
   while (!stopped()) {
     const begin = performance.now();
-    const answer = await fetchOnce(options.url, options.headers).catch(() => undefined);
+    const answer = await getCounted(options.url, options.headers).catch(() => undefined);
     if (answer?.status === 200) {
       const took = performance.now() - begin;
       run.ms.push(took);
