@@ -34,7 +34,8 @@ export class ByteArena {
 
   /** Append `text` as UTF-8. */
   appendText(text: string): void {
-    this.#reserve(Buffer.byteLength(text));
+    // At most 3 bytes per UTF-16 code unit: where that fits, the text is encoded once, not measured first.
+    if (this.#bytes.length - this.#length < 3 * text.length) this.#reserve(Buffer.byteLength(text));
     this.#length += this.#bytes.write(text, this.#length);
   }
 
