@@ -63,6 +63,21 @@ const sample = {
   egressBytes: 300,
 };
 
+/** An aggregator holding what one worker recorded of `samples`, served on a free port. */
+async function serveSamples(samples: ReadonlyArray<typeof sample>, maxAgeMs?: number) {
+  const aggregator = new MetricsAggregator();
+  const worker = new MetricsRecorder();
+  for (const one of samples) worker.record(one);
+  aggregator.apply(worker.takeDelta());
+  const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs });
+  return { aggregator, worker, server, url: `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}` };
+}
+
+/** `count` samples, each on a route of its own ("0", "1", ...). */
+function routeSamples(count: number): Array<typeof sample> {
+  return Array.from({ length: count }, (_, route) => ({ ...sample, route: String(route) }));
+}
+
 describe('prometheus metrics', () => {
   it('records a request from the log phase with APISIX labels', () => {
     const conf = compilePluginConf(prometheus, {});
@@ -141,13 +156,8 @@ describe('prometheus metrics', () => {
   });
 
   it('serves the text over HTTP on its own port, rendering once per change', async () => {
-    const aggregator = new MetricsAggregator();
-    const worker = new MetricsRecorder();
-    worker.record(sample);
-    aggregator.apply(worker.takeDelta());
-    const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs: 0 });
+    const { aggregator, worker, server, url } = await serveSamples([sample], 0);
     try {
-      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
       const first = await fetch(url);
       assert.equal(first.status, 200);
       assert.match(first.headers.get('content-type') ?? '', /^text\/plain; version=0.0.4/);
@@ -170,13 +180,8 @@ describe('prometheus metrics', () => {
   });
 
   it('serves one rendering for refresh_interval, with its Age and ETag, then renders the new counts', async () => {
-    const aggregator = new MetricsAggregator();
-    const worker = new MetricsRecorder();
-    worker.record(sample);
-    aggregator.apply(worker.takeDelta());
-    const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs: 1500 });
+    const { aggregator, worker, server, url } = await serveSamples([sample], 1500);
     try {
-      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
       const status200 = /^apisix_http_status\{code="200",route="1",.*\} (\d+)$/m;
       const first = await fetchRaw(url);
       assert.equal(first.body.toString().match(status200)?.[1], '1');
@@ -238,7 +243,7 @@ describe('prometheus metrics', () => {
   it('renders 10,000 routes', async () => {
     const aggregator = new MetricsAggregator();
     const worker = new MetricsRecorder();
-    for (let route = 0; route < 10_000; route++) worker.record({ ...sample, route: String(route) });
+    for (const one of routeSamples(10_000)) worker.record(one);
     aggregator.apply(worker.takeDelta());
     assert.equal(aggregator.seriesCount, 10_000);
     const text = await renderMetrics(aggregator);
@@ -247,7 +252,7 @@ describe('prometheus metrics', () => {
 
   it('copies unchanged routes from the last rendering into text equal to a fresh rendering', async () => {
     const worker = new MetricsRecorder();
-    for (let route = 0; route < 200; route++) worker.record({ ...sample, route: String(route) });
+    for (const one of routeSamples(200)) worker.record(one);
     const deltas = [worker.takeDelta()!];
     const incremental = new MetricsAggregator();
     incremental.apply(deltas[0]);
@@ -269,14 +274,9 @@ describe('prometheus metrics', () => {
   });
 
   it('keeps the text a slow scraper reads while newer renderings are made', async () => {
-    const aggregator = new MetricsAggregator();
-    const worker = new MetricsRecorder();
     // About 18 MB of text: more than the loopback socket buffers hold, so the server is still reading it.
-    for (let route = 0; route < 3000; route++) worker.record({ ...sample, route: String(route) });
-    aggregator.apply(worker.takeDelta());
-    const server = await startMetricsServer(aggregator, { port: 0, maxAgeMs: 0 });
+    const { aggregator, worker, server, url } = await serveSamples(routeSamples(3000), 0);
     try {
-      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
       const expected = (await fetchRaw(url)).body;
       const slow = await new Promise<IncomingMessage>((resolve, reject) => {
         httpRequest(url, { agent: false }, resolve).on('error', reject).end();
@@ -403,13 +403,8 @@ describe('prometheus metrics', () => {
   });
 
   it('gzips the exposition only when the scraper asks, and answers HEAD without a body', async () => {
-    const aggregator = new MetricsAggregator();
-    const worker = new MetricsRecorder();
-    for (let route = 0; route < 300; route++) worker.record({ ...sample, route: String(route) });
-    aggregator.apply(worker.takeDelta());
-    const server = await startMetricsServer(aggregator, { port: 0 });
+    const { server, url } = await serveSamples(routeSamples(300));
     try {
-      const url = `http://127.0.0.1:${server.port}${DEFAULT_METRICS_PATH}`;
       const plain = await fetchRaw(url);
       assert.equal(plain.status, 200);
       assert.equal(plain.headers['content-encoding'], undefined);
