@@ -13,12 +13,12 @@ export interface Child {
 const running = new Set<Child>();
 
 /**
- * `command args` run under SCHED_IDLE (util-linux chrt; children and threads
- * inherit it): for side load standing in for other hosts' clients and
- * servers, which must not take this machine's cores from what is measured.
+ * `command args`, run under SCHED_IDLE when `idle` (util-linux chrt; children
+ * and threads inherit it): for side load standing in for other hosts' clients
+ * and servers, which must not take this machine's cores from what is measured.
  */
-export function idleCommand(command: string, args: string[]): [string, string[]] {
-  return ['chrt', ['--idle', '0', command, ...args]];
+export function commandLine(command: string, args: string[], idle: boolean): [string, string[]] {
+  return idle ? ['chrt', ['--idle', '0', command, ...args]] : [command, args];
 }
 
 export function startChild(name: string, command: string, args: string[], options: SpawnOptions = {}): Child {

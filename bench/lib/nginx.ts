@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { idleCommand, startChild, type Child } from './children';
+import { commandLine, startChild, type Child } from './children';
 import { waitForHttp } from './net';
 
 const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
@@ -33,13 +33,12 @@ function startNginx(name: string, prefix: string, conf: string, idle = false): C
   fs.writeFileSync(file, conf);
   // `daemon off`: nginx stays our child, so the run can always kill it.
   const args = ['-p', prefix, '-c', file, '-e', path.join(prefix, 'error.log'), '-g', 'daemon off;'];
-  const [command, commandArgs] = idle ? idleCommand(NGINX, args) : [NGINX, args];
-  return startChild(name, command, commandArgs);
+  return startChild(name, ...commandLine(NGINX, args, idle));
 }
 
 /**
  * `name`: the prefix directory (and process name), so a second upstream can run beside the first.
- * `idle`: under SCHED_IDLE, for an upstream of side load (see idleCommand).
+ * `idle`: under SCHED_IDLE, for an upstream of side load (see commandLine).
  */
 export async function startNginxUpstream(
   dir: string,

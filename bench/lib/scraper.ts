@@ -57,8 +57,14 @@ export function startScraper(options: ScraperOptions): { stop(): Promise<ScrapeR
 }
 
 async function scrape(options: ScraperOptions, stopped: () => boolean): Promise<ScrapeRun> {
-  const run: ScrapeRun = { ms: [], renderMs: [], rendersMeasured: 0, failed: 0, bytes: 0, lastEtag: '' };
-  run.lastEtag = options.lastEtag ?? '';
+  const run: ScrapeRun = {
+    ms: [],
+    renderMs: [],
+    rendersMeasured: 0,
+    failed: 0,
+    bytes: 0,
+    lastEtag: options.lastEtag ?? '',
+  };
   const started = performance.now();
   const [from, to] = options.windowSeconds;
   while (!stopped()) {

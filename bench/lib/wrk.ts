@@ -1,7 +1,7 @@
 // Run wrk and read its summary. wrk is a closed-loop generator: its latency
 // percentiles are indicative only (coordinated omission), its req/s is sound.
 
-import { idleCommand, run } from './children';
+import { commandLine, run } from './children';
 
 export interface WrkResult {
   requestsPerSecond: number;
@@ -45,7 +45,7 @@ export async function runWrk(
     connections: number;
     seconds: number;
     headers?: string[];
-    /** Run under SCHED_IDLE (side load, see idleCommand). */
+    /** Run under SCHED_IDLE (side load, see commandLine). */
     idle?: boolean;
   },
 ): Promise<WrkResult> {
@@ -59,7 +59,6 @@ export async function runWrk(
     '5s',
     url,
   ];
-  const [command, commandArgs] = options.idle === true ? idleCommand('wrk', args) : ['wrk', args];
-  const output = await run(command, commandArgs, (options.seconds + 15) * 1000);
+  const output = await run(...commandLine('wrk', args, options.idle === true), (options.seconds + 15) * 1000);
   return parseWrkOutput(output);
 }
