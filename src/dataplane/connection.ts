@@ -1336,12 +1336,14 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       // One buffer for the whole body, known in length and bounded by MAX_FILTERED_BODY at the head:
       // a copy per read plus a concat left twice the body in short-lived garbage, and major GCs on
       // this thread stalled every other request. Unpooled, so gzip can transfer it to a pool thread.
-      if (parts.length === 0) parts.push(Buffer.allocUnsafeSlow(bytes.length + req.responseRemaining));
+      const first = parts.length === 0;
+      if (first) parts.push(Buffer.allocUnsafeSlow(bytes.length + req.responseRemaining));
       const body = parts[0];
       // After the first bytes, reads land in the body itself (readInto): nothing to copy.
       if (bytes.buffer !== body.buffer) bytes.copy(body, plugins.responseBytes);
       plugins.responseBytes += bytes.length;
-      conn.readInto(body.subarray(plugins.responseBytes));
+      // Once: the connection moves the target past each read itself until the body is full.
+      if (first) conn.readInto(body.subarray(plugins.responseBytes));
       return;
     }
     parts.push(Buffer.from(bytes)); // a copy: bytes is a view of the upstream read buffer
