@@ -6,3 +6,4 @@ export { Primary, runGateway } from './gateway';
 export type { GatewayStatus } from './gateway';
 export { loadBackend, selectBackend } from './native';
 export type { BackendName, NativeBackend } from './native';
+export { HeaderName, headerName } from './dataplane/header-name';

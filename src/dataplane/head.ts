@@ -6,6 +6,7 @@
 
 import { Flag, MAX_HEADERS, Out } from '../native/layout';
 import type { BalancerNode } from './balancer';
+import { lengthBit, type HeaderName } from './header-name';
 import type { RequestState } from './request';
 import { PassHost, type CompiledUpstream } from './route-table';
 import { equalsLowerCase } from './vars';
@@ -135,41 +136,128 @@ function forwardedLines(clientIp: string, forwardedFor: string): Buffer {
   return cachedForwarded;
 }
 
-/** Header edits in the form head building applies them. */
-export interface HeaderEdits {
-  /** Lower-case names of headers to leave out (set or removed by a plugin). */
-  readonly dropped: readonly string[];
-  /** Header lines to add, flat: name, value, name, value... each written as "name: value\r\n". */
-  readonly added: readonly string[];
+/** How a plugin changed a header: Set drops the lines of its name and adds its value (none when null); Add adds one. */
+export const enum HeaderEdit {
+  Set = 0,
+  Add = 1,
 }
 
-/** Bytes the added lines take: names and values are latin1 (one byte per code unit, see context.ts). */
+/**
+ * A header value as heads are written: latin1 text, one byte per code unit (checked
+ * and converted in plugins/context.ts), or a non-negative safe integer, written as
+ * decimal digits without a string in between.
+ */
+export type HeaderValue = string | number;
+
+/** Flat triples: HeaderEdit, HeaderName, value (null: nothing to add). */
+export type HeaderEditEntries = ReadonlyArray<HeaderEdit | HeaderName | HeaderValue | null>;
+
+/** Header edits in the form head building applies them. */
+export interface HeaderEdits {
+  /**
+   * Triples in which no Set comes after another edit of its name, so every
+   * non-null value is a line to add, in order, and every Set's name is a name
+   * whose existing lines are left out.
+   */
+  readonly entries: HeaderEditEntries;
+  /** The OR of the Set names' lengthBit: a line whose length bit is clear is kept without comparing names. */
+  readonly droppedLengths: number;
+}
+
+/** Whether the header line named buf[start, end) is one that `edits` leave out. */
+function isDropped(buf: Buffer, start: number, end: number, edits: HeaderEdits): boolean {
+  if ((edits.droppedLengths & lengthBit(end - start)) === 0) return false;
+  const entries = edits.entries;
+  for (let i = 0; i < entries.length; i += 3) {
+    if (entries[i] !== HeaderEdit.Set) continue;
+    if (equalsLowerCase(buf, start, end, (entries[i + 1] as HeaderName).lower)) return true;
+  }
+  return false;
+}
+
+// Integer values up to INT32_MAX are formatted with int32 arithmetic, which the JIT
+// turns into multiplications; larger ones (rare: counts above two billion) go
+// through their string form.
+const INT32_MAX = 0x7fffffff;
+
+/** How many bytes a value takes on the wire. */
+function valueLength(value: HeaderValue): number {
+  if (typeof value === 'string') return value.length;
+  if (value > INT32_MAX) return String(value).length;
+  if (value < 100_000) return value < 100 ? (value < 10 ? 1 : 2) : value < 1_000 ? 3 : value < 10_000 ? 4 : 5;
+  return value < 10_000_000 ? (value < 1_000_000 ? 6 : 7) : value < 100_000_000 ? 8 : value < 1_000_000_000 ? 9 : 10;
+}
+
+/** Bytes the added lines take. */
 function addedLength(edits: HeaderEdits | null): number {
   if (edits === null) return 0;
-  const added = edits.added;
+  const entries = edits.entries;
   let length = 0;
-  for (let i = 0; i < added.length; i += 2) length += added[i].length + added[i + 1].length + 4;
+  for (let i = 0; i < entries.length; i += 3) {
+    const value = entries[i + 2] as HeaderValue | null;
+    if (value === null) continue;
+    length += (entries[i + 1] as HeaderName).prefix.length + valueLength(value) + 2;
+  }
   return length;
 }
 
-// Heads are built from pieces of a few dozen bytes. For those a plain loop costs
-// less than Buffer#copy / Buffer#write, which build a typed-array view (or flatten
-// a string) and cross into C++ per call.
-const SMALL_COPY = 64;
+// Heads are built from pieces of a few dozen bytes, and what a piece costs was
+// counted (bench:instructions and callgrind on Node 20): a JS loop takes about 25
+// instructions a byte; TypedArray#set about 250 for a whole buffer, about 650 with
+// the subarray view a part needs; Buffer#copy and Buffer#write more than that.
+const SMALL_COPY = 24;
+const SMALL_WHOLE_COPY = 10;
+const SMALL_TEXT = 16;
 
 /** source[start, end) into target at pos; returns the new position. */
 export function copyBytes(target: Buffer, pos: number, source: Buffer, start: number, end: number): number {
-  if (end - start > SMALL_COPY) return pos + source.copy(target, pos, start, end);
+  const length = end - start;
+  if (length > SMALL_WHOLE_COPY && start === 0 && end === source.length) {
+    target.set(source, pos);
+    return pos + length;
+  }
+  if (length > SMALL_COPY) {
+    target.set(source.subarray(start, end), pos);
+    return pos + length;
+  }
   for (let i = start; i < end; i++) target[pos++] = source[i];
   return pos;
 }
 
+/** Latin1 `text` into target at pos; returns the new position. */
+function writeLatin1(target: Buffer, pos: number, text: string): number {
+  if (text.length > SMALL_TEXT) return pos + target.write(text, pos, 'latin1');
+  for (let i = 0; i < text.length; i++) target[pos++] = text.charCodeAt(i);
+  return pos;
+}
+
+/** A non-negative integer's decimal digits into target at pos; returns the new position. */
+function writeDecimal(target: Buffer, pos: number, value: number): number {
+  if (value > INT32_MAX) return writeLatin1(target, pos, String(value));
+  const end = pos + valueLength(value);
+  let at = end;
+  let rest = value | 0;
+  do {
+    const next = (rest / 10) | 0;
+    target[--at] = 0x30 + rest - next * 10;
+    rest = next;
+  } while (rest !== 0);
+  return end;
+}
+
 /** The added lines of `edits` into target at pos; returns the new position. */
 function writeAdded(target: Buffer, pos: number, edits: HeaderEdits): number {
-  const added = edits.added;
-  let lines = '';
-  for (let i = 0; i < added.length; i += 2) lines += `${added[i]}: ${added[i + 1]}\r\n`;
-  return pos + target.write(lines, pos, 'latin1');
+  const entries = edits.entries;
+  for (let i = 0; i < entries.length; i += 3) {
+    const value = entries[i + 2] as HeaderValue | null;
+    if (value === null) continue;
+    const prefix = (entries[i + 1] as HeaderName).prefix;
+    pos = copyBytes(target, pos, prefix, 0, prefix.length);
+    pos = typeof value === 'number' ? writeDecimal(target, pos, value) : writeLatin1(target, pos, value);
+    target[pos++] = 0x0d;
+    target[pos++] = 0x0a;
+  }
+  return pos;
 }
 
 /** What plugins changed in the request (src/plugins/context.ts), applied while the upstream head is built. */
@@ -226,7 +314,7 @@ export function buildUpstreamHead(
     } else if (keep && hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) {
       keep = false;
     }
-    if (keep && edits !== null && namedIn(buf, nameStart, nameEnd, edits.dropped)) keep = false;
+    if (keep && edits !== null && isDropped(buf, nameStart, nameEnd, edits)) keep = false;
     keptLines[i] = keep ? 1 : 0;
     if (keep) keptBytes += lineEnd(buf, out, i, count, req.headEnd) - nameStart;
   }
@@ -317,22 +405,20 @@ function editedRequestLine(req: RequestState, edits: RequestEdits): Buffer | nul
   return Buffer.from(`${method} ${target}`, 'latin1');
 }
 
-const NO_NAMES: readonly string[] = [];
-
 /**
  * Whether a response head can go to an HTTP/1.1 keep-alive client unchanged: no
  * hop-by-hop header, except a `Connection: keep-alive`, which already says what
  * we mean (nginx and most servers send it on every keep-alive response), and
- * none of the `dropped` names (lower-case) of a plugin's edits.
+ * no header that a plugin's `edits` leave out.
  */
-export function responsePassesThrough(buf: Buffer, out: Int32Array, dropped: readonly string[] = NO_NAMES): boolean {
+export function responsePassesThrough(buf: Buffer, out: Int32Array, edits: HeaderEdits | null = null): boolean {
   // The parser flags every hop-by-hop line but a plain `Connection: keep-alive`.
   if ((out[Out.Flags] & Flag.HopLines) !== 0) return false;
-  if (dropped.length === 0) return true;
+  if (edits === null || edits.droppedLengths === 0) return true;
   const count = out[Out.HeaderCount];
   for (let i = 0; i < count; i++) {
     const slot = Out.Headers + 4 * i;
-    if (namedIn(buf, out[slot], out[slot + 1], dropped)) return false;
+    if (isDropped(buf, out[slot], out[slot + 1], edits)) return false;
   }
   return true;
 }
@@ -360,9 +446,8 @@ export function statusLineEnd(buf: Buffer, out: Int32Array, headEnd: number): nu
 }
 
 /**
- * A response head that passes through (responsePassesThrough with the edits'
- * dropped names), with `edits.added` written in place right after the status
- * line. The status line buf[start, statusEnd) moves left by the added lines'
+ * A response head that passes through (responsePassesThrough with the edits),
+ * with the edits' added lines written in place right after the status line. The status line buf[start, statusEnd) moves left by the added lines'
  * length into the free bytes before `start`; returns where the head now
  * starts, or -1 when fewer than that many bytes are free.
  */
@@ -370,14 +455,12 @@ export function insertAfterStatusLine(buf: Buffer, start: number, statusEnd: num
   const to = start - addedLength(edits);
   if (to < 0) return -1;
   // Moving left, so a forward copy never reads a byte it has already overwritten.
-  const pos = copyBytes(buf, to, buf, start, statusEnd);
-  writeAdded(buf, pos, edits);
+  writeAdded(buf, copyBytes(buf, to, buf, start, statusEnd), edits);
   return to;
 }
 
 /** At most how many bytes rewriteResponseHead writes. */
 export function responseHeadBound(start: number, headEnd: number, edits: HeaderEdits | null): number {
-  // Edited lines are written as latin1: one byte per UTF-16 code unit, so the length is the byte count.
   return headEnd - start + CONNECTION_CLOSE.length + addedLength(edits);
 }
 
@@ -407,7 +490,7 @@ export function writeResponseHead(
     const removed =
       isResponseHopHeader(buf, nameStart, nameEnd, false) ||
       (hopTokens !== null && namedIn(buf, nameStart, nameEnd, hopTokens)) ||
-      (edits !== null && edits.dropped.length > 0 && namedIn(buf, nameStart, nameEnd, edits.dropped));
+      (edits !== null && isDropped(buf, nameStart, nameEnd, edits));
     if (!removed) continue;
     if (nameStart > runStart) pos = copyBytes(target, pos, buf, runStart, nameStart);
     runStart = lineEnd(buf, out, i, count, headEnd);

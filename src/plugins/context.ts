@@ -7,7 +7,8 @@
 import type { VarValue } from '../core/expr';
 import { logger, type Logger } from '../core/log';
 import type { ChunkedDecoder } from '../dataplane/chunked';
-import { HeaderList, type HeaderEdits, type RequestEdits } from '../dataplane/head';
+import { HeaderEdit, HeaderList, type HeaderEdits, type HeaderValue, type RequestEdits } from '../dataplane/head';
+import { headerName, isHeaderName, type HeaderName } from '../dataplane/header-name';
 import { BodyKind, type RequestState } from '../dataplane/request';
 import { headerValue, requestVar, upstreamTimeMs } from '../dataplane/vars';
 import type { SharedDict } from '../native/shdict';
@@ -31,13 +32,7 @@ export interface BodySource {
 
 const pluginLog = logger('plugin');
 
-const enum Edit {
-  Set = 0,
-  Add = 1,
-}
-
-// RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection).
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Values may not carry CR, LF or NUL (header injection).
 const BAD_VALUE = /[\r\n\0]/;
 const NOT_LATIN1 = /[^\x00-\xff]/;
 /** Either of the two above: one test settles the common value. */
@@ -54,26 +49,25 @@ function wireText(text: string): string {
   return NOT_LATIN1.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
 }
 
-// Plugins read and set the same few header names on every request: each is checked
-// against HEADER_NAME and lower-cased once (a lower-cased copy is a new string each time).
-const NAME_CACHE_LIMIT = 1024;
-const checkedNames = new Set<string>();
-const lowerNames = new Map<string, string>();
-
-/** Checks a header edit; returns the value as it goes on the wire. */
-function checkHeader<V extends string | null>(name: string, value: V): V {
-  if (!checkedNames.has(name)) {
-    if (!HEADER_NAME.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
-    if (checkedNames.size < NAME_CACHE_LIMIT) checkedNames.add(name);
-  }
+/** Checks a header value; returns it as it goes on the wire (see HeaderValue). */
+function wireValue(name: HeaderName, value: string | number | null): HeaderValue | null {
+  if (value === null) return null;
+  if (typeof value === 'number') return value >= 0 && Number.isSafeInteger(value) ? value : String(value);
   // One test for the common case (plain latin1, no CR/LF/NUL); the rare rest looks closer.
-  if (value === null || !UNUSUAL_VALUE.test(value)) return value;
+  if (!UNUSUAL_VALUE.test(value)) return value;
   const text = wireText(value);
-  if (BAD_VALUE.test(text)) throw new TypeError(`invalid value for header ${name}`);
-  return text as V;
+  if (BAD_VALUE.test(text)) throw new TypeError(`invalid value for header ${name.name}`);
+  return text;
 }
 
-function lowerName(name: string): string {
+// Plugins read the same few header names on every request: each is lower-cased
+// once (a lower-cased copy is a new string each time). Names that are set go
+// through headerName(), which caches the same way.
+const NAME_CACHE_LIMIT = 1024;
+const lowerNames = new Map<string, string>();
+
+function lowerName(name: string | HeaderName): string {
+  if (typeof name !== 'string') return name.lower;
   let lower = lowerNames.get(name);
   if (lower === undefined) {
     lower = name.toLowerCase();
@@ -82,65 +76,68 @@ function lowerName(name: string): string {
   return lower;
 }
 
-/** Replay recorded edits of `lower` over `value`. `edits` is flat: kind, name, value (null = removed). */
-function replay(edits: ReadonlyArray<string | number | null>, lower: string, value: string | undefined) {
+/** Header edits as recorded, flat triples (see HeaderEditEntries). */
+type EditLog = Array<HeaderEdit | HeaderName | HeaderValue | null>;
+
+const TRANSFER_ENCODING = headerName('Transfer-Encoding');
+const CONTENT_LENGTH = headerName('Content-Length');
+const HOST = headerName('Host');
+
+function valueText(value: HeaderValue | null): string | null {
+  return typeof value === 'number' ? String(value) : value;
+}
+
+/** Replay recorded edits of `lower` over `value`. */
+function replay(edits: EditLog, lower: string, value: string | undefined): string | undefined {
   for (let i = 0; i < edits.length; i += 3) {
-    if (lowerName(edits[i + 1] as string) !== lower) continue;
-    const edited = edits[i + 2] as string | null;
-    if (edits[i] === Edit.Set) value = edited ?? undefined;
+    if ((edits[i + 1] as HeaderName).lower !== lower) continue;
+    const edited = valueText(edits[i + 2] as HeaderValue | null);
+    if (edits[i] === HeaderEdit.Set) value = edited ?? undefined;
     else value = value === undefined ? (edited as string) : `${value}, ${edited as string}`;
   }
   return value;
 }
 
-const NO_HEADER_EDITS: HeaderEdits = { dropped: [], added: [] };
+const NO_HEADER_EDITS: HeaderEdits = { entries: [], droppedLengths: 0 };
 
-/** Recorded edits as head building takes them: per name, a Set drops the original lines; the values left are added. */
-function resolveHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
-  return onlyDistinctSets(edits) ?? groupHeaderEdits(edits);
+/**
+ * Recorded edits as head building takes them. In the common case (X-RateLimit-*,
+ * X-Consumer-Username) no Set follows another edit of its name, and the log is
+ * used as it is; otherwise the edits a later Set undoes are left out.
+ */
+function resolveHeaderEdits(edits: EditLog): HeaderEdits {
+  let droppedLengths = 0;
+  let seenLengths = 0;
+  let undone = false;
+  for (let i = 0; i < edits.length; i += 3) {
+    const name = edits[i + 1] as HeaderName;
+    if (edits[i] === HeaderEdit.Set) {
+      if ((seenLengths & name.lengthBit) !== 0 && !undone) undone = editedBefore(edits, i, name.lower);
+      droppedLengths |= name.lengthBit;
+    }
+    seenLengths |= name.lengthBit;
+  }
+  return { entries: undone ? withoutUndone(edits) : edits, droppedLengths };
 }
 
-/** The common case (X-RateLimit-*, X-Request-Id): each edit sets a different name, so nothing needs grouping. */
-function onlyDistinctSets(edits: ReadonlyArray<string | number | null>): HeaderEdits | null {
-  const dropped: string[] = [];
-  const added: string[] = [];
-  for (let i = 0; i < edits.length; i += 3) {
-    if (edits[i] !== Edit.Set) return null;
-    const name = edits[i + 1] as string;
-    const lower = lowerName(name);
-    if (dropped.includes(lower)) return null;
-    dropped.push(lower);
-    const value = edits[i + 2] as string | null;
-    if (value !== null) added.push(name, value);
-  }
-  return { dropped, added };
+/** Whether an edit before triple `end` names `lower`. */
+function editedBefore(edits: EditLog, end: number, lower: string): boolean {
+  for (let i = 0; i < end; i += 3) if ((edits[i + 1] as HeaderName).lower === lower) return true;
+  return false;
 }
 
-function groupHeaderEdits(edits: ReadonlyArray<string | number | null>): HeaderEdits {
-  const dropped: string[] = [];
-  const names: string[] = [];
-  const values: string[][] = [];
-  const spelled: string[] = [];
+/** `edits` without those a later Set of the same name replaces. */
+function withoutUndone(edits: EditLog): EditLog {
+  const kept: EditLog = [];
   for (let i = 0; i < edits.length; i += 3) {
-    const name = edits[i + 1] as string;
-    const lower = lowerName(name);
-    let index = names.indexOf(lower);
-    if (index < 0) {
-      index = names.push(lower) - 1;
-      values.push([]);
-      spelled.push(name);
+    const lower = (edits[i + 1] as HeaderName).lower;
+    let undone = false;
+    for (let later = i + 3; later < edits.length && !undone; later += 3) {
+      undone = edits[later] === HeaderEdit.Set && (edits[later + 1] as HeaderName).lower === lower;
     }
-    const value = edits[i + 2] as string | null;
-    if (edits[i] === Edit.Set) {
-      if (!dropped.includes(lower)) dropped.push(lower);
-      values[index] = value === null ? [] : [value];
-    } else {
-      values[index].push(value as string);
-    }
+    if (!undone) kept.push(edits[i], edits[i + 1], edits[i + 2]);
   }
-  const added: string[] = [];
-  for (let i = 0; i < names.length; i++) for (const value of values[i]) added.push(spelled[i], value);
-  return { dropped, added };
+  return kept;
 }
 
 export class RequestContext implements PluginContext {
@@ -161,7 +158,7 @@ export class RequestContext implements PluginContext {
   upstreamOverride: Upstream | string | null;
 
   /** Request header edits, flat triples (kind, name, value); null until the first one. */
-  private headerEdits: Array<string | number | null> | null;
+  private headerEdits: EditLog | null;
   private methodOverride: string | null;
   private targetOverride: string | null;
   private hostOverride: string | null;
@@ -180,7 +177,7 @@ export class RequestContext implements PluginContext {
   private readonly bodySource: BodySource;
 
   /** Response header edits made before the response exists, flat triples as headerEdits. */
-  private responseEdits: Array<string | number | null> | null;
+  private responseEdits: EditLog | null;
   /** The response headers once the response head is known (header_filter onwards). */
   responseHeaders: HeaderList | null;
   /** The upstream's reason phrase, kept while the status is unchanged. */
@@ -283,7 +280,7 @@ export class RequestContext implements PluginContext {
     return requestVar(this.req, name);
   }
 
-  header(name: string): string | undefined {
+  header(name: string | HeaderName): string | undefined {
     const lower = lowerName(name);
     const value = headerValue(this.req, lower);
     return this.headerEdits === null ? value : replay(this.headerEdits, lower, value);
@@ -321,12 +318,12 @@ export class RequestContext implements PluginContext {
     // The body now goes upstream whole, so with a length instead of chunks.
     if (this.req.bodyKind === BodyKind.Chunked) {
       (this.headerEdits ??= []).push(
-        Edit.Set,
-        'Transfer-Encoding',
+        HeaderEdit.Set,
+        TRANSFER_ENCODING,
         null,
-        Edit.Set,
-        'Content-Length',
-        String(body.length),
+        HeaderEdit.Set,
+        CONTENT_LENGTH,
+        body.length,
       );
     }
     if (body.length > limit) waiter?.reject(bodyTooLarge(limit));
@@ -344,18 +341,19 @@ export class RequestContext implements PluginContext {
 
   // ---- changes to the request sent upstream ----
 
-  setHeader(name: string, header: string | null): void {
-    const value = checkHeader(name, header);
-    if (lowerName(name) === 'host') {
-      if (value !== null) this.hostOverride = value;
+  setHeader(name: string | HeaderName, header: string | number | null): void {
+    const checked = headerName(name);
+    const value = wireValue(checked, header);
+    if (checked.lower === 'host') {
+      if (value !== null) this.hostOverride = String(value);
       return;
     }
-    (this.headerEdits ??= []).push(Edit.Set, name, value);
+    (this.headerEdits ??= []).push(HeaderEdit.Set, checked, value);
   }
 
-  addHeader(name: string, header: string): void {
-    const value = checkHeader(name, header);
-    (this.headerEdits ??= []).push(Edit.Add, name, value);
+  addHeader(name: string | HeaderName, header: string | number): void {
+    const checked = headerName(name);
+    (this.headerEdits ??= []).push(HeaderEdit.Add, checked, wireValue(checked, header));
   }
 
   setUri(pathAndQuery: string): void {
@@ -370,12 +368,12 @@ export class RequestContext implements PluginContext {
   }
 
   setMethod(method: string): void {
-    if (!HEADER_NAME.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
+    if (!isHeaderName(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
     this.methodOverride = method.toUpperCase();
   }
 
   setHost(host: string): void {
-    this.hostOverride = checkHeader('host', host);
+    this.hostOverride = wireValue(HOST, host) as string;
   }
 
   setUpstream(upstream: Upstream | string): void {
@@ -397,13 +395,13 @@ export class RequestContext implements PluginContext {
     ) {
       return null;
     }
-    const { dropped, added } = edits === null ? NO_HEADER_EDITS : resolveHeaderEdits(edits);
+    const { entries, droppedLengths } = edits === null ? NO_HEADER_EDITS : resolveHeaderEdits(edits);
     return {
       method: this.methodOverride,
       target: this.targetOverride,
       host: this.hostOverride,
-      dropped,
-      added,
+      entries,
+      droppedLengths,
       clientAddress: this.realAddress,
     };
   }
@@ -434,21 +432,23 @@ export class RequestContext implements PluginContext {
     this.statusOverride = status;
   }
 
-  responseHeader(name: string): string | undefined {
-    if (this.responseHeaders !== null) return this.responseHeaders.get(name);
+  responseHeader(name: string | HeaderName): string | undefined {
+    if (this.responseHeaders !== null) return this.responseHeaders.get(typeof name === 'string' ? name : name.name);
     return this.responseEdits === null ? undefined : replay(this.responseEdits, lowerName(name), undefined);
   }
 
-  setResponseHeader(name: string, header: string | null): void {
-    const value = checkHeader(name, header);
-    if (this.responseHeaders !== null) this.responseHeaders.set(name, value);
-    else (this.responseEdits ??= []).push(Edit.Set, name, value);
+  setResponseHeader(name: string | HeaderName, header: string | number | null): void {
+    const checked = headerName(name);
+    const value = wireValue(checked, header);
+    if (this.responseHeaders !== null) this.responseHeaders.set(checked.name, valueText(value));
+    else (this.responseEdits ??= []).push(HeaderEdit.Set, checked, value);
   }
 
-  addResponseHeader(name: string, header: string): void {
-    const value = checkHeader(name, header);
-    if (this.responseHeaders !== null) this.responseHeaders.add(name, value);
-    else (this.responseEdits ??= []).push(Edit.Add, name, value);
+  addResponseHeader(name: string | HeaderName, header: string | number): void {
+    const checked = headerName(name);
+    const value = wireValue(checked, header) as HeaderValue;
+    if (this.responseHeaders !== null) this.responseHeaders.add(checked.name, String(value));
+    else (this.responseEdits ??= []).push(HeaderEdit.Add, checked, value);
   }
 
   /** Whether the response head must be rewritten even on a pass-through chain (headers set before it came). */
@@ -473,8 +473,10 @@ export class RequestContext implements PluginContext {
     this.responseHeaders = headers;
     if (edits === null) return;
     for (let i = 0; i < edits.length; i += 3) {
-      if (edits[i] === Edit.Set) headers.set(edits[i + 1] as string, edits[i + 2] as string | null);
-      else headers.add(edits[i + 1] as string, edits[i + 2] as string);
+      const name = (edits[i + 1] as HeaderName).name;
+      const value = valueText(edits[i + 2] as HeaderValue | null);
+      if (edits[i] === HeaderEdit.Set) headers.set(name, value);
+      else headers.add(name, value as string);
     }
   }
 

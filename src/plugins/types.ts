@@ -10,8 +10,11 @@
 
 import type { Logger } from '../core/log';
 import type { VarValue } from '../core/expr';
+import type { HeaderName } from '../dataplane/header-name';
 import type { SharedDict } from '../native/shdict';
 import type { Consumer, Upstream } from '../schema/types';
+
+export { HeaderName, headerName } from '../dataplane/header-name';
 
 /** A JSON Schema object as ajv takes it (draft-07, APISIX's dialect). */
 export type JsonSchema = Readonly<Record<string, unknown>>;
@@ -62,13 +65,19 @@ export interface PluginContext {
   /** nginx-style variables: uri, args, arg_*, http_*, cookie_*, remote_addr, route_id, consumer_name, ... */
   var(name: string): VarValue;
   /** A request header by lower-case name (several values joined with ", "), decoded only when read. */
-  header(name: string): string | undefined;
+  header(name: string | HeaderName): string | undefined;
   /** The request body, read (up to `maxBytes`, else rejects) for plugins that need it; undefined for no body. */
   readBody(maxBytes: number): Promise<Buffer | undefined>;
 
   // ---- changes to the request sent upstream (rewrite/access/before_proxy) ----
-  setHeader(name: string, value: string | null): void;
-  addHeader(name: string, value: string): void;
+  /**
+   * Header edits take a name as a string or, cheaper per request, as a HeaderName
+   * made once with headerName() when the configuration compiles. A number is
+   * written as its decimal digits. A name that is not a token, or a value holding
+   * CR, LF or NUL, throws a TypeError.
+   */
+  setHeader(name: string | HeaderName, value: string | number | null): void;
+  addHeader(name: string | HeaderName, value: string | number): void;
   /** A new path (and query) for the upstream request. */
   setUri(pathAndQuery: string): void;
   setMethod(method: string): void;
@@ -88,9 +97,9 @@ export interface PluginContext {
   // ---- the response (header_filter, body_filter, log) ----
   readonly status: number;
   setStatus(status: number): void;
-  responseHeader(name: string): string | undefined;
-  setResponseHeader(name: string, value: string | null): void;
-  addResponseHeader(name: string, value: string): void;
+  responseHeader(name: string | HeaderName): string | undefined;
+  setResponseHeader(name: string | HeaderName, value: string | number | null): void;
+  addResponseHeader(name: string | HeaderName, value: string | number): void;
 
   // ---- helpers ----
   /** Convenience for `return ctx.exit(401, {...})`. */

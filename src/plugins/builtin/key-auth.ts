@@ -1,7 +1,8 @@
 // key-auth: a consumer is identified by an API key sent in a header (default
 // `apikey`) or, failing that, a query argument (default `apikey`).
 
-import type { PluginContext, PluginModule, PhaseResult } from '../types';
+import { isHeaderName } from '../../dataplane/header-name';
+import { headerName, type HeaderName, type PluginContext, type PluginModule, type PhaseResult } from '../types';
 import {
   anonymousConsumerSchema,
   attachConsumer,
@@ -14,7 +15,8 @@ import {
 const PLUGIN = 'key-auth';
 
 interface KeyAuthConf {
-  header: string;
+  /** Prepared once; a name that is not a token (no request can carry it) stays a string. */
+  header: HeaderName | string;
   query: string;
   hideCredentials: boolean;
   anonymousConsumer: string | undefined;
@@ -30,8 +32,9 @@ function compile(raw: unknown): KeyAuthConf {
     anonymous_consumer?: string;
     realm?: string;
   };
+  const header = conf.header ?? 'apikey';
   return {
-    header: (conf.header ?? 'apikey').toLowerCase(),
+    header: isHeaderName(header) ? headerName(header) : header.toLowerCase(),
     query: conf.query ?? 'apikey',
     hideCredentials: conf.hide_credentials === true,
     anonymousConsumer: conf.anonymous_consumer,

@@ -10,7 +10,15 @@
 import { createHash } from 'node:crypto';
 
 import type { SharedDict } from '../../native/shdict';
-import type { JsonSchema, PluginContext, PluginEnv, PluginModule, PhaseResult } from '../types';
+import {
+  headerName,
+  type HeaderName,
+  type JsonSchema,
+  type PluginContext,
+  type PluginEnv,
+  type PluginModule,
+  type PhaseResult,
+} from '../types';
 import {
   dictAtCompile,
   type KeyType,
@@ -93,9 +101,9 @@ interface LimitCountConf extends RedisConf {
 }
 
 interface HeaderNames {
-  readonly limit: string;
-  readonly remaining: string;
-  readonly reset: string;
+  readonly limit: HeaderName;
+  readonly remaining: HeaderName;
+  readonly reset: HeaderName;
 }
 
 interface CompiledRule {
@@ -104,11 +112,13 @@ interface CompiledRule {
   readonly timeWindow: number | string;
   readonly key: string;
   readonly keyType: KeyType;
+  /** `key` is the var remote_addr, the default: read straight from the context. */
+  readonly byRemoteAddr: boolean;
+  /** The last counter key built and what it was built from: one client on a route gets the same key each time. */
+  readonly lastCounterKey: { key: string | undefined; routeId: string; counterKey: string };
   readonly headers: HeaderNames;
   /** Appended to the counter key so rules sharing a key count apart. */
   readonly suffix: string;
-  /** `count` as header text when it is a number (formatted once, not per request). */
-  readonly countText: string | undefined;
 }
 
 export interface CompiledLimitCount {
@@ -130,17 +140,17 @@ export interface CompiledLimitCount {
 function headerNames(metadata: Readonly<Record<string, unknown>> | undefined, prefix?: string): HeaderNames {
   if (prefix !== undefined) {
     return {
-      limit: `X-${prefix}-RateLimit-Limit`,
-      remaining: `X-${prefix}-RateLimit-Remaining`,
-      reset: `X-${prefix}-RateLimit-Reset`,
+      limit: headerName(`X-${prefix}-RateLimit-Limit`),
+      remaining: headerName(`X-${prefix}-RateLimit-Remaining`),
+      reset: headerName(`X-${prefix}-RateLimit-Reset`),
     };
   }
-  const text = (name: string, fallback: string): string =>
-    typeof metadata?.[name] === 'string' ? (metadata[name] as string) : fallback;
+  const named = (name: string, fallback: string): HeaderName =>
+    headerName(typeof metadata?.[name] === 'string' ? (metadata[name] as string) : fallback);
   return {
-    limit: text('limit_header', 'X-RateLimit-Limit'),
-    remaining: text('remaining_header', 'X-RateLimit-Remaining'),
-    reset: text('reset_header', 'X-RateLimit-Reset'),
+    limit: named('limit_header', 'X-RateLimit-Limit'),
+    remaining: named('remaining_header', 'X-RateLimit-Remaining'),
+    reset: named('reset_header', 'X-RateLimit-Reset'),
   };
 }
 
@@ -153,16 +163,21 @@ function resolveNumber(value: number | string, ctx: PluginContext): number | und
 
 function quotaHeaders(rule: CompiledRule, limit: number, result: WindowResult): Record<string, string> {
   return {
-    [rule.headers.limit]: String(limit),
-    [rule.headers.remaining]: String(result.remaining),
-    [rule.headers.reset]: String(result.reset),
+    [rule.headers.limit.name]: String(limit),
+    [rule.headers.remaining.name]: String(result.remaining),
+    [rule.headers.reset.name]: String(result.reset),
   };
 }
 
 function counterKey(compiled: CompiledLimitCount, ctx: PluginContext, key: string, rule: CompiledRule): string {
-  const base =
-    compiled.group !== undefined ? `${compiled.group}:${key}` : `${ctx.routeId}:${compiled.confDigest}:${key}`;
-  return rule.suffix === '' ? base : `${base}:${rule.suffix}`;
+  const routeId = ctx.routeId;
+  const last = rule.lastCounterKey;
+  if (key === last.key && routeId === last.routeId) return last.counterKey;
+  const base = compiled.group !== undefined ? `${compiled.group}:${key}` : `${routeId}:${compiled.confDigest}:${key}`;
+  last.key = key;
+  last.routeId = routeId;
+  last.counterKey = rule.suffix === '' ? base : `${base}:${rule.suffix}`;
+  return last.counterKey;
 }
 
 function failure(compiled: CompiledLimitCount, ctx: PluginContext, error: unknown): PhaseResult {
@@ -184,9 +199,9 @@ function verdict(
     return ctx.exit(compiled.rejectedCode, compiled.rejectedBody, headers);
   }
   if (compiled.showHeaders) {
-    ctx.setResponseHeader(rule.headers.limit, rule.countText ?? String(limit));
-    ctx.setResponseHeader(rule.headers.remaining, String(result.remaining));
-    ctx.setResponseHeader(rule.headers.reset, String(result.reset));
+    ctx.setResponseHeader(rule.headers.limit, limit);
+    ctx.setResponseHeader(rule.headers.remaining, result.remaining);
+    ctx.setResponseHeader(rule.headers.reset, result.reset);
   }
   return undefined;
 }
@@ -199,7 +214,7 @@ function ruleKey(compiled: CompiledLimitCount, ctx: PluginContext, rule: Compile
     if (resolved === 0 && rule.key.includes('$')) return undefined;
     key = value;
   } else {
-    key = resolveLimitKey(ctx, rule.key, rule.keyType);
+    key = rule.byRemoteAddr ? ctx.remoteAddr : resolveLimitKey(ctx, rule.key, rule.keyType);
   }
   return counterKey(compiled, ctx, key, rule);
 }
@@ -271,9 +286,10 @@ function compile(raw: unknown, env: PluginEnv): CompiledLimitCount {
           timeWindow: rule.time_window,
           key: rule.key,
           keyType: 'constant',
+          byRemoteAddr: false,
+          lastCounterKey: { key: undefined, routeId: '', counterKey: '' },
           headers: rule.header_prefix !== undefined ? headerNames(undefined, rule.header_prefix) : defaultHeaders,
           suffix: rule.header_prefix ?? '',
-          countText: typeof rule.count === 'number' ? String(rule.count) : undefined,
         }))
       : [
           {
@@ -281,9 +297,10 @@ function compile(raw: unknown, env: PluginEnv): CompiledLimitCount {
             timeWindow: conf.time_window ?? 1,
             key: conf.key ?? 'remote_addr',
             keyType,
+            byRemoteAddr: keyType === 'var' && (conf.key ?? 'remote_addr') === 'remote_addr',
+            lastCounterKey: { key: undefined, routeId: '', counterKey: '' },
             headers: defaultHeaders,
             suffix: '',
-            countText: typeof conf.count === 'number' ? String(conf.count) : undefined,
           },
         ];
   let dict: SharedDict | undefined;

@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 import type { Consumer } from '../../schema/types';
-import type { JsonSchema, PluginContext, PluginExit } from '../types';
+import { headerName, type JsonSchema, type PluginContext, type PluginExit } from '../types';
 
 /** APISIX's schema_def.anonymous_consumer_schema. */
 export const anonymousConsumerSchema: JsonSchema = { type: 'string', minLength: 1 };
@@ -36,6 +36,10 @@ export function unauthorized(ctx: PluginContext, message: string, challenge?: st
   return ctx.exit(401, { message }, challenge === undefined ? undefined : { 'WWW-Authenticate': challenge });
 }
 
+const CONSUMER_USERNAME = headerName('X-Consumer-Username');
+const CREDENTIAL_IDENTIFIER = headerName('X-Credential-Identifier');
+const CONSUMER_CUSTOM_ID = headerName('X-Consumer-Custom-ID');
+
 /**
  * APISIX's consumer.attach_consumer: the consumer on the context, and the
  * identity headers sent upstream. A header with no value is removed, so a
@@ -44,9 +48,9 @@ export function unauthorized(ctx: PluginContext, message: string, challenge?: st
 export function attachConsumer(ctx: PluginContext, consumer: Consumer, credentialId?: string): void {
   ctx.attachConsumer(consumer, credentialId);
   const customId = consumer.labels?.custom_id;
-  ctx.setHeader('X-Consumer-Username', consumer.username);
-  ctx.setHeader('X-Credential-Identifier', credentialId ?? null);
-  ctx.setHeader('X-Consumer-Custom-ID', typeof customId === 'string' ? customId : null);
+  ctx.setHeader(CONSUMER_USERNAME, consumer.username);
+  ctx.setHeader(CREDENTIAL_IDENTIFIER, credentialId ?? null);
+  ctx.setHeader(CONSUMER_CUSTOM_ID, typeof customId === 'string' ? customId : null);
 }
 
 /**

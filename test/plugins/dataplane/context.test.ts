@@ -6,7 +6,16 @@ import assert from 'node:assert/strict';
 import * as v8 from 'node:v8';
 
 import { decodeChunked } from '../../../src/dataplane/chunked';
-import { buildUpstreamHead, HeaderList, rewriteResponseHead } from '../../../src/dataplane/head';
+import {
+  buildUpstreamHead,
+  HeaderEdit,
+  HeaderList,
+  insertAfterStatusLine,
+  responsePassesThrough,
+  rewriteResponseHead,
+  statusLineEnd,
+} from '../../../src/dataplane/head';
+import { headerName } from '../../../src/dataplane/header-name';
 import { RequestState, type ClientEndpoint } from '../../../src/dataplane/request';
 import { compileRouteTable } from '../../../src/dataplane/route-table';
 import { OUT_SIZE } from '../../../src/native/layout';
@@ -127,11 +136,54 @@ describe('plugin context', () => {
     const raw = Buffer.from('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Drop: d\r\nContent-Length: 2\r\n\r\nok', 'latin1');
     const n = backend.parseResponse(raw, 0, raw.length, 1, out);
     assert.ok(n > 0);
-    const head = rewriteResponseHead(raw, 0, n, out, true, { dropped: ['x-drop'], added: ['X-RateLimit-Limit', '5'] });
+    const edits = {
+      entries: [HeaderEdit.Set, headerName('X-Drop'), null, HeaderEdit.Set, headerName('X-RateLimit-Limit'), 5],
+      droppedLengths: headerName('X-Drop').lengthBit | headerName('X-RateLimit-Limit').lengthBit,
+    };
+    const head = rewriteResponseHead(raw, 0, n, out, true, edits);
     assert.equal(
       head.toString('latin1'),
       'HTTP/1.1 200 OK\r\nX-Up: 1\r\nContent-Length: 2\r\nX-RateLimit-Limit: 5\r\nConnection: keep-alive\r\n\r\n',
     );
+  });
+
+  it('writes numbers as digits and keeps only the last Set of a name in the response head', () => {
+    const ctx = new RequestContext(parse('GET / HTTP/1.1\r\nHost: a\r\n\r\n'), chainOf([]), host, noBody);
+    const remaining = headerName('X-RateLimit-Remaining');
+    ctx.setResponseHeader(remaining, 5);
+    ctx.setResponseHeader('x-ratelimit-remaining', 0);
+    ctx.setResponseHeader('X-Big', 2 ** 53 - 1);
+    ctx.setResponseHeader('X-Odd', -1.5);
+    ctx.addResponseHeader('X-Up', 'mine');
+    ctx.setResponseHeader('X-Gone', 'g');
+    ctx.setResponseHeader('X-Gone', null);
+    assert.equal(ctx.responseHeader(remaining), '0');
+    assert.equal(ctx.responseHeader('x-big'), '9007199254740991');
+    const edits = ctx.plainResponseEdits()!;
+
+    const out = new Int32Array(OUT_SIZE);
+    const raw = Buffer.from('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Gone: old\r\nContent-Length: 2\r\n\r\nok', 'latin1');
+    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+    assert.equal(responsePassesThrough(raw, out, edits), false, 'X-Gone lines are left out');
+    assert.equal(
+      rewriteResponseHead(raw, 0, n, out, true, edits).toString('latin1'),
+      'HTTP/1.1 200 OK\r\nX-Up: 1\r\nContent-Length: 2\r\nx-ratelimit-remaining: 0\r\n' +
+        'X-Big: 9007199254740991\r\nX-Odd: -1.5\r\nX-Up: mine\r\nConnection: keep-alive\r\n\r\n',
+    );
+
+    // A head with nothing to leave out gets the lines in place, in the free bytes before it.
+    const plain = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'latin1');
+    const m = backend.parseResponse(plain, 0, plain.length, 1, out);
+    assert.equal(responsePassesThrough(plain, out, edits), true);
+    const room = Buffer.alloc(100 + plain.length);
+    plain.copy(room, 100);
+    const from = insertAfterStatusLine(room, 100, 100 + statusLineEnd(plain, out, m), edits);
+    assert.equal(
+      room.toString('latin1', from, 100 + m),
+      'HTTP/1.1 200 OK\r\nx-ratelimit-remaining: 0\r\nX-Big: 9007199254740991\r\nX-Odd: -1.5\r\n' +
+        'X-Up: mine\r\nContent-Length: 2\r\n\r\n',
+    );
+    assert.equal(insertAfterStatusLine(room, 10, 10 + statusLineEnd(plain, out, m), edits), -1, 'too little room');
   });
 
   it('edits a header list ignoring case', () => {

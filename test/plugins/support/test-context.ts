@@ -11,6 +11,7 @@ import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 
 import type { VarValue } from '../../../src/core/expr';
+import { headerName, type HeaderName } from '../../../src/dataplane/header-name';
 import type { Logger } from '../../../src/core/log';
 import type { SharedDict } from '../../../src/native/shdict';
 import { formatAjvErrors } from '../../../src/schema/format';
@@ -66,6 +67,10 @@ export class RecordingLogger implements Logger {
   error(message: string, fields?: Record<string, unknown>): void {
     this.records.push({ level: 'error', message, fields });
   }
+}
+
+function lower(name: string | HeaderName): string {
+  return typeof name === 'string' ? name.toLowerCase() : name.lower;
 }
 
 function lowerCaseHeaders(headers: TestRequest['headers']): Map<string, string> {
@@ -194,8 +199,8 @@ export class TestPluginContext implements PluginContext {
     return undefined;
   }
 
-  header(name: string): string | undefined {
-    return this.requestHeaders.get(name.toLowerCase());
+  header(name: string | HeaderName): string | undefined {
+    return this.requestHeaders.get(lower(name));
   }
 
   readBody(maxBytes: number): Promise<Buffer | undefined> {
@@ -212,15 +217,17 @@ export class TestPluginContext implements PluginContext {
 
   // ---- changes to the upstream request ----
 
-  setHeader(name: string, value: string | null): void {
-    const key = name.toLowerCase();
+  setHeader(name: string | HeaderName, header: string | number | null): void {
+    const key = headerName(name).lower;
+    const value = header === null ? null : String(header);
     this.headerEdits.push({ op: 'set', name: key, value });
     if (value === null) this.upstreamHeaders.delete(key);
     else this.upstreamHeaders.set(key, value);
   }
 
-  addHeader(name: string, value: string): void {
-    const key = name.toLowerCase();
+  addHeader(name: string | HeaderName, header: string | number): void {
+    const key = headerName(name).lower;
+    const value = String(header);
     this.headerEdits.push({ op: 'add', name: key, value });
     const previous = this.upstreamHeaders.get(key);
     this.upstreamHeaders.set(key, previous === undefined ? value : `${previous}, ${value}`);
@@ -275,18 +282,19 @@ export class TestPluginContext implements PluginContext {
     this.status = status;
   }
 
-  responseHeader(name: string): string | undefined {
-    return this.responseHeaders.get(name.toLowerCase());
+  responseHeader(name: string | HeaderName): string | undefined {
+    return this.responseHeaders.get(lower(name));
   }
 
-  setResponseHeader(name: string, value: string | null): void {
-    const key = name.toLowerCase();
+  setResponseHeader(name: string | HeaderName, value: string | number | null): void {
+    const key = headerName(name).lower;
     if (value === null) this.responseHeaders.delete(key);
-    else this.responseHeaders.set(key, value);
+    else this.responseHeaders.set(key, String(value));
   }
 
-  addResponseHeader(name: string, value: string): void {
-    const key = name.toLowerCase();
+  addResponseHeader(name: string | HeaderName, header: string | number): void {
+    const key = headerName(name).lower;
+    const value = String(header);
     const previous = this.responseHeaders.get(key);
     this.responseHeaders.set(key, previous === undefined ? value : `${previous}, ${value}`);
   }
