@@ -797,13 +797,13 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
           this.forwardResponseBody(req, conn, buf, headEnd, start);
           return;
         }
-      } else if (inReadBuffer && responsePassesThrough(buf, out, headEdits.dropped)) {
+      } else if (inReadBuffer && responsePassesThrough(buf, out, headEdits)) {
         // Only lines to add: into the headroom before the read, after the status line; nothing is copied.
-        const room = conn.withHeadroom(buf.length);
+        const room = conn.headroomBuffer;
         const statusEnd = READ_HEADROOM + statusLineEnd(buf, out, headEnd);
         const from = insertAfterStatusLine(room, READ_HEADROOM + start, statusEnd, headEdits);
         if (from >= 0) {
-          this.forwardResponseBody(req, conn, room, READ_HEADROOM + headEnd, from);
+          this.forwardResponseBody(req, conn, room, READ_HEADROOM + headEnd, from, null, READ_HEADROOM + buf.length);
           return;
         }
       }
@@ -833,6 +833,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
    * Forward response bytes buf[writeFrom, end of body part) to the client, where
    * the body part starts at bodyStart (writeFrom < bodyStart when head bytes go
    * out in the same write). `head`, a rebuilt response head, goes out first.
+   * The bytes read end at `bufEnd`, the end of `buf` unless buf is a whole read
+   * buffer (a head grown into the headroom before the read).
    */
   private forwardResponseBody(
     req: RequestState,
@@ -841,8 +843,9 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     bodyStart: number,
     writeFrom: number,
     head: Buffer | null = null,
+    bufEnd = buf.length,
   ): void {
-    let end = buf.length;
+    let end = bufEnd;
     let done = false;
     switch (req.responseKind) {
       case ResponseKind.NoBody:
@@ -850,14 +853,14 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         done = true;
         break;
       case ResponseKind.Length: {
-        const take = Math.min(req.responseRemaining, buf.length - bodyStart);
+        const take = Math.min(req.responseRemaining, bufEnd - bodyStart);
         req.responseRemaining -= take;
         end = bodyStart + take;
         done = req.responseRemaining === 0;
         break;
       }
       case ResponseKind.Chunked: {
-        const scanned = this.ctx.backend.chunkedScan(buf, bodyStart, buf.length - bodyStart, this.responseChunks);
+        const scanned = this.ctx.backend.chunkedScan(buf, bodyStart, bufEnd - bodyStart, this.responseChunks);
         if (scanned < 0) {
           this.upstreamBroken(req, conn, PAL_ERR_BAD_GATEWAY('502 Bad Gateway'));
           return;
@@ -869,7 +872,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       default:
         break;
     }
-    if (end < buf.length) req.upstreamKeepAlive = false; // the upstream sent more than the response: do not trust it
+    if (end < bufEnd) req.upstreamKeepAlive = false; // the upstream sent more than the response: do not trust it
     const plugins = req.plugins;
     if (plugins !== null && end > writeFrom) {
       if (plugins.responseParts !== null) {

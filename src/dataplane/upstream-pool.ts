@@ -184,11 +184,11 @@ export class UpstreamConnection {
   }
 
   /**
-   * The last read's bytes, [READ_HEADROOM, READ_HEADROOM + length), with the
-   * headroom in front of them; valid only until the next read, like the chunk.
+   * The buffer the last read landed in, at READ_HEADROOM, with the free bytes
+   * in front of it; its contents are valid only until the next read, like the chunk.
    */
-  withHeadroom(length: number): Buffer {
-    return this.readBuffer.subarray(0, READ_HEADROOM + length);
+  get headroomBuffer(): Buffer {
+    return this.readBuffer;
   }
 
   destroy(): void {
