@@ -34,6 +34,7 @@ import type { PluginChain, PluginExit } from '../plugins/types';
 import type { Upstream } from '../schema/types';
 import type { BalanceContext } from './balancer';
 import { ChunkedDecoder, decodeChunked } from './chunked';
+import { DirectWrites } from './direct-write';
 import { returnOut, takeOut } from './out-pool';
 import {
   buildUpstreamHead,
@@ -216,6 +217,8 @@ function isSharedRead(bytes: Buffer): boolean {
 
 export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySource {
   readonly socket: net.Socket;
+  /** Writes to the client: to the socket's handle when nothing is queued (see direct-write.ts). */
+  readonly writes: DirectWrites;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
@@ -262,6 +265,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     if (!readsShared) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('drain', () => this.onDrain());
+    this.writes = new DirectWrites(socket, () => this.onDrain());
     socket.on('error', () => {}); // 'close' follows and does the cleanup
     socket.on('close', () => this.onClose());
     this.setDeadline(Deadline.Head, ctx.limits.headTimeoutMs);
@@ -652,7 +656,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
         conn.socket.write(req.upstreamHead);
         if (!conn.socket.write(body)) this.waitingUpstreamDrain = true;
         conn.socket.uncork();
-      } else if (!conn.socket.write(req.upstreamHead)) this.waitingUpstreamDrain = true;
+      } else if (!conn.writes.send(req.upstreamHead)) this.waitingUpstreamDrain = true;
       this.setDeadline(Deadline.Read, req.route!.readTimeoutMs);
     } else {
       this.setDeadline(Deadline.ClientBody, this.ctx.limits.headTimeoutMs);
@@ -826,7 +830,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
    * before this check is fine: nothing is read until this call stack returns.)
    */
   private keepIfQueued(conn: UpstreamConnection): void {
-    if (this.socket.writableLength > 0 && this.socket.writableCorked === 0) conn.keepReadBuffer();
+    if (this.writes.queued) conn.keepReadBuffer();
   }
 
   /**
@@ -886,7 +890,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       const ok =
         head !== null
           ? this.writeHeadAndBody(head, buf, writeFrom, end)
-          : this.socket.write(writeFrom === 0 && end === buf.length ? buf : buf.subarray(writeFrom, end));
+          : this.writes.send(writeFrom === 0 && end === buf.length ? buf : buf.subarray(writeFrom, end));
       this.keepIfQueued(conn);
       if (!ok && !done) {
         this.waitingClientDrain = true;
@@ -911,7 +915,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     let ok: boolean;
     if (inScratch && head.length + length <= scratch.length) {
       if (length > 0) copyBytes(scratch, head.length, buf, from, end);
-      ok = this.socket.write(scratch.subarray(0, head.length + length));
+      ok = this.writes.send(scratch.subarray(0, head.length + length));
     } else if (length <= 0) {
       ok = this.socket.write(head);
     } else {
@@ -921,7 +925,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       this.socket.uncork();
     }
     // A write still queued points into the scratch buffer: the next response needs another.
-    if (inScratch && this.socket.writableLength > 0) {
+    if (inScratch && this.writes.queued) {
       responseScratch = Buffer.allocUnsafeSlow(RESPONSE_SCRATCH_SIZE);
     }
     return ok;

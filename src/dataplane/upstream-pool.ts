@@ -3,6 +3,7 @@
 
 import * as net from 'node:net';
 import type { BalancerNode } from './balancer';
+import { DirectWrites } from './direct-write';
 
 export interface UpstreamPoolSettings {
   /** Idle sockets kept per node (keepalive_pool.size). */
@@ -65,6 +66,8 @@ const DIRECT_READ_BYTES = 64 * 1024;
  */
 export class UpstreamConnection {
   readonly socket: net.Socket;
+  /** Writes to the upstream: to the socket's handle when nothing is queued (see direct-write.ts). */
+  readonly writes: DirectWrites;
   readonly node: BalancerNode;
   readonly pool: UpstreamPool;
   handler: UpstreamHandler | null;
@@ -117,6 +120,7 @@ export class UpstreamConnection {
       this.handler?.onUpstreamConnect(this);
     });
     socket.on('drain', () => this.handler?.onUpstreamDrain(this));
+    this.writes = new DirectWrites(socket, () => this.handler?.onUpstreamDrain(this));
     socket.on('error', (err) => {
       this.error = err;
     });
