@@ -217,8 +217,6 @@ function isSharedRead(bytes: Buffer): boolean {
 
 export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySource {
   readonly socket: net.Socket;
-  /** Writes to the client: to the socket's handle when nothing is queued (see direct-write.ts). */
-  readonly writes: DirectWrites;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
@@ -247,6 +245,8 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
   /** We sent FIN (or destroyed): nothing more is processed. */
   private ending = false;
   private processing = false;
+  /** Writes to the client: to the socket's handle when nothing is queued (see direct-write.ts). */
+  private readonly writes: DirectWrites;
 
   /** `readsShared`: the socket delivers reads through onRead from clientReadBuffer, not as 'data' events. */
   constructor(socket: net.Socket, ctx: ProxyContext, readsShared = false) {

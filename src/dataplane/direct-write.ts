@@ -11,7 +11,10 @@
 // they were written: Writable passes its own later writes to the same handle,
 // where libuv queues them behind ours, and a shutdown waits for them too.
 // Otherwise, or when Node does not expose what this needs, callers write
-// through the stream as before.
+// through the stream as before. WriteWrap comes from process.binding(), which
+// Node deprecates (DEP0111, documentation-only in Node 20): should it go,
+// directWritesAvailable turns false, every write takes the stream, and a test
+// that asserts availability fails so the loss is seen.
 
 import type * as net from 'node:net';
 import * as util from 'node:util';
