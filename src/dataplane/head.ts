@@ -459,9 +459,9 @@ export function insertAfterStatusLine(buf: Buffer, start: number, statusEnd: num
   return to;
 }
 
-/** At most how many bytes rewriteResponseHead writes. */
+/** At most how many bytes rewriteResponseHead writes: the head, the added lines, and the longer Connection ending. */
 export function responseHeadBound(start: number, headEnd: number, edits: HeaderEdits | null): number {
-  return headEnd - start + CONNECTION_CLOSE.length + addedLength(edits);
+  return headEnd - start + CONNECTION_KEEP_ALIVE.length + addedLength(edits);
 }
 
 const CONNECTION_KEEP_ALIVE = Buffer.from('Connection: keep-alive\r\n\r\n', 'latin1');

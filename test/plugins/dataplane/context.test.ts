@@ -186,6 +186,17 @@ describe('plugin context', () => {
     assert.equal(insertAfterStatusLine(room, 10, 10 + statusLineEnd(plain, out, m), edits), -1, 'too little room');
   });
 
+  it('leaves room for the Connection line when the upstream sent none', () => {
+    // The bound once counted `Connection: close`, five bytes shorter than the keep-alive line written here.
+    const out = new Int32Array(OUT_SIZE);
+    const raw = Buffer.from('HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n', 'latin1');
+    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+    assert.equal(
+      rewriteResponseHead(raw, 0, n, out, true).toString('latin1'),
+      'HTTP/1.1 204 No Content\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n',
+    );
+  });
+
   it('edits a header list ignoring case', () => {
     const list = new HeaderList();
     list.add('Set-Cookie', 'a=1');
