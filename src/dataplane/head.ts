@@ -251,12 +251,30 @@ function writeAdded(target: Buffer, pos: number, edits: HeaderEdits): number {
   for (let i = 0; i < entries.length; i += 3) {
     const value = entries[i + 2] as HeaderValue | null;
     if (value === null) continue;
-    const prefix = (entries[i + 1] as HeaderName).prefix;
-    pos = copyBytes(target, pos, prefix, 0, prefix.length);
-    pos = typeof value === 'number' ? writeDecimal(target, pos, value) : writeLatin1(target, pos, value);
-    target[pos++] = 0x0d;
-    target[pos++] = 0x0a;
+    const name = entries[i + 1] as HeaderName;
+    if (value !== name.lastValue) {
+      name.lastValue = value;
+      name.lastLine = null;
+      pos = writeLine(target, pos, name.prefix, value);
+    } else if (name.lastLine !== null) {
+      target.set(name.lastLine, pos);
+      pos += name.lastLine.length;
+    } else {
+      // The same value twice in a row: keep its line for the next time.
+      const start = pos;
+      pos = writeLine(target, pos, name.prefix, value);
+      name.lastLine = Buffer.from(target.subarray(start, pos));
+    }
   }
+  return pos;
+}
+
+/** "Name: value\r\n" into target at pos; returns the new position. */
+function writeLine(target: Buffer, pos: number, prefix: Buffer, value: HeaderValue): number {
+  pos = copyBytes(target, pos, prefix, 0, prefix.length);
+  pos = typeof value === 'number' ? writeDecimal(target, pos, value) : writeLatin1(target, pos, value);
+  target[pos++] = 0x0d;
+  target[pos++] = 0x0a;
   return pos;
 }
 

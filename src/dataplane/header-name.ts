@@ -20,6 +20,14 @@ export class HeaderName {
   readonly lengthBit: number;
   /** "Name: " in latin1, written before each value. */
   readonly prefix: Buffer;
+  /**
+   * The value last written under this name, and once it came twice in a row its
+   * whole line, copied at once while the value stays the same (X-RateLimit-Limit,
+   * X-Consumer-Username; X-RateLimit-Reset within a second). Head building is
+   * synchronous and per thread, so this needs no more care than a cache.
+   */
+  lastValue: string | number | null = null;
+  lastLine: Buffer | null = null;
 
   constructor(name: string) {
     if (!TOKEN.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);

@@ -197,6 +197,34 @@ describe('plugin context', () => {
     );
   });
 
+  it('writes a repeated value from its kept line, and a changed one anew', () => {
+    const out = new Int32Array(OUT_SIZE);
+    const raw = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1');
+    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+    const limit = headerName('X-Repeat-Limit');
+    const user = headerName('X-Repeat-User');
+    const head = (count: number, name: string) =>
+      rewriteResponseHead(raw, 0, n, out, true, {
+        entries: [HeaderEdit.Set, limit, count, HeaderEdit.Set, user, name],
+        droppedLengths: limit.lengthBit | user.lengthBit,
+      }).toString('latin1');
+    const expected = (count: number, name: string) =>
+      `HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Repeat-Limit: ${count}\r\nX-Repeat-User: ${name}\r\n` +
+      'Connection: keep-alive\r\n\r\n';
+    for (const [count, name] of [
+      [100, 'jack'],
+      [100, 'jack'],
+      [100, 'jack'],
+      [7, 'jack'],
+      [7, 'rose'],
+      [100, 'rose'],
+      [100, 'rose'],
+      [100, 'jack'],
+    ] as const) {
+      assert.equal(head(count, name), expected(count, name));
+    }
+  });
+
   it('edits a header list ignoring case', () => {
     const list = new HeaderList();
     list.add('Set-Cookie', 'a=1');
