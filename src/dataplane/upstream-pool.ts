@@ -115,6 +115,10 @@ export class UpstreamConnection {
     });
     this.socket = socket;
     socket.setNoDelay(true);
+    // Never what keeps the process alive: a request in flight has its client socket for that, and an idle pooled
+    // socket must not. Set once here rather than ref/unref at every acquire and release (about 600 instructions a
+    // request, with a megamorphic load in Socket.unref).
+    socket.unref();
     socket.on('connect', () => {
       this.connected = true;
       this.handler?.onUpstreamConnect(this);
@@ -219,7 +223,6 @@ export class UpstreamPool {
     if (conn === undefined) return null;
     conn.handler = handler;
     conn.requests++;
-    conn.socket.ref();
     return conn;
   }
 
@@ -246,7 +249,6 @@ export class UpstreamPool {
       return;
     }
     conn.idleSince = now;
-    conn.socket.unref(); // an idle pooled socket must not keep the process alive
     list.push(conn);
   }
 
