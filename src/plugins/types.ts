@@ -14,7 +14,7 @@ import type { HeaderName } from '../dataplane/header-name';
 import type { SharedDict } from '../native/shdict';
 import type { Consumer, Upstream } from '../schema/types';
 
-export { HeaderName, headerName } from '../dataplane/header-name';
+export { HeaderName, headerName, isHeaderName } from '../dataplane/header-name';
 
 /** A JSON Schema object as ajv takes it (draft-07, APISIX's dialect). */
 export type JsonSchema = Readonly<Record<string, unknown>>;

@@ -1,8 +1,14 @@
 // key-auth: a consumer is identified by an API key sent in a header (default
 // `apikey`) or, failing that, a query argument (default `apikey`).
 
-import { isHeaderName } from '../../dataplane/header-name';
-import { headerName, type HeaderName, type PluginContext, type PluginModule, type PhaseResult } from '../types';
+import {
+  headerName,
+  isHeaderName,
+  type HeaderName,
+  type PluginContext,
+  type PluginModule,
+  type PhaseResult,
+} from '../types';
 import {
   anonymousConsumerSchema,
   attachConsumer,

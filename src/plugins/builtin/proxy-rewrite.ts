@@ -7,7 +7,7 @@
 // The template and regex helpers are exported for redirect, which uses the
 // same `$var` and `regex_uri` rules.
 
-import type { PluginContext, PluginModule } from '../types';
+import { isHeaderName, type PluginContext, type PluginModule } from '../types';
 import { rawTarget } from '../lib/auth';
 
 const NAME = 'proxy-rewrite';
@@ -147,15 +147,14 @@ function isOperationsForm(headers: Readonly<Record<string, unknown>>): boolean {
   return isTable(headers.add) || isTable(headers.set) || isTable(headers.remove);
 }
 
-// RFC 7230 token characters for a header name; a value takes no CR, LF or NUL.
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// A header name is a token (isHeaderName); a value takes no CR, LF or NUL.
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 
 function checkHeaderMap(map: Readonly<Record<string, unknown>>): string | undefined {
   for (const [field, value] of Object.entries(map)) {
     if (typeof value !== 'string' && typeof value !== 'number') return 'invalid type as header value';
     if (field.length === 0) return 'invalid field length in header';
-    if (!HEADER_NAME.test(field)) return 'invalid field character in header';
+    if (!isHeaderName(field)) return 'invalid field character in header';
     if (!HEADER_VALUE.test(String(value))) return 'invalid value character in header';
   }
   return undefined;
