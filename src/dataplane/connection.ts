@@ -264,8 +264,10 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     socket.setNoDelay(true);
     if (!readsShared) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
-    socket.on('drain', () => this.onDrain());
-    this.writes = new DirectWrites(socket, () => this.onDrain());
+    // A write through the stream drains with 'drain', a direct one through DirectWrites.
+    const drained = () => this.onDrain();
+    socket.on('drain', drained);
+    this.writes = new DirectWrites(socket, drained);
     socket.on('error', () => {}); // 'close' follows and does the cleanup
     socket.on('close', () => this.onClose());
     this.setDeadline(Deadline.Head, ctx.limits.headTimeoutMs);
@@ -917,7 +919,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
       if (length > 0) copyBytes(scratch, head.length, buf, from, end);
       ok = this.writes.send(scratch.subarray(0, head.length + length));
     } else if (length <= 0) {
-      ok = this.socket.write(head);
+      ok = this.writes.send(head);
     } else {
       this.socket.cork();
       this.socket.write(head);

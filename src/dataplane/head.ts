@@ -257,8 +257,7 @@ function writeAdded(target: Buffer, pos: number, edits: HeaderEdits): number {
       name.lastLine = null;
       pos = writeLine(target, pos, name.prefix, value);
     } else if (name.lastLine !== null) {
-      target.set(name.lastLine, pos);
-      pos += name.lastLine.length;
+      pos = copyBytes(target, pos, name.lastLine, 0, name.lastLine.length);
     } else {
       // The same value twice in a row: keep its line for the next time.
       const start = pos;
@@ -465,9 +464,10 @@ export function statusLineEnd(buf: Buffer, out: Int32Array, headEnd: number): nu
 
 /**
  * A response head that passes through (responsePassesThrough with the edits),
- * with the edits' added lines written in place right after the status line. The status line buf[start, statusEnd) moves left by the added lines'
- * length into the free bytes before `start`; returns where the head now
- * starts, or -1 when fewer than that many bytes are free.
+ * with the edits' added lines written in place right after the status line.
+ * The status line buf[start, statusEnd) moves left by the added lines' length
+ * into the free bytes before `start`; returns where the head now starts, or -1
+ * when fewer than that many bytes are free.
  */
 export function insertAfterStatusLine(buf: Buffer, start: number, statusEnd: number, edits: HeaderEdits): number {
   const to = start - addedLength(edits);

@@ -123,8 +123,10 @@ export class UpstreamConnection {
       this.connected = true;
       this.handler?.onUpstreamConnect(this);
     });
-    socket.on('drain', () => this.handler?.onUpstreamDrain(this));
-    this.writes = new DirectWrites(socket, () => this.handler?.onUpstreamDrain(this));
+    // A write through the stream drains with 'drain', a direct one through DirectWrites.
+    const drained = () => this.handler?.onUpstreamDrain(this);
+    socket.on('drain', drained);
+    this.writes = new DirectWrites(socket, drained);
     socket.on('error', (err) => {
       this.error = err;
     });
