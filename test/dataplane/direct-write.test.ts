@@ -10,8 +10,14 @@ import { once } from 'node:events';
 
 import { DirectWrites, directWritesAvailable } from '../../src/dataplane/direct-write';
 
-/** A connected pair on loopback; the server side is paused until the test reads. */
-async function socketPair(): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
+interface SocketPair {
+  client: net.Socket;
+  /** Paused until the test reads. */
+  server: net.Socket;
+}
+
+/** Run `test` over a connected pair of sockets on loopback, closed afterwards however the test ends. */
+async function withSocketPair(test: (pair: SocketPair) => Promise<void>): Promise<void> {
   const listener = net.createServer({ pauseOnConnect: true });
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
@@ -20,15 +26,13 @@ async function socketPair(): Promise<{ client: net.Socket; server: net.Socket; c
   const client = net.connect(port, '127.0.0.1');
   await once(client, 'connect');
   const [server] = (await accepted) as [net.Socket];
-  return {
-    client,
-    server,
-    close() {
-      client.destroy();
-      server.destroy();
-      listener.close();
-    },
-  };
+  try {
+    await test({ client, server });
+  } finally {
+    client.destroy();
+    server.destroy();
+    listener.close();
+  }
 }
 
 /** Everything `socket` receives until the peer ends. */
@@ -51,28 +55,23 @@ describe('direct writes', () => {
     assert.equal(directWritesAvailable, true);
   });
 
-  it('write small buffers at once and keep their order with stream writes', async () => {
-    const pair = await socketPair();
-    try {
+  it('write small buffers at once and keep their order with stream writes', () =>
+    withSocketPair(async ({ client, server }) => {
       let drains = 0;
-      const writes = new DirectWrites(pair.client, () => drains++);
+      const writes = new DirectWrites(client, () => drains++);
       assert.equal(writes.send(Buffer.from('one ')), true);
       assert.equal(writes.queued, false);
-      pair.client.write('two ');
+      client.write('two ');
       assert.equal(writes.send(Buffer.from('three')), true);
-      pair.client.end();
-      assert.equal((await readAll(pair.server)).toString(), 'one two three');
+      client.end();
+      assert.equal((await readAll(server)).toString(), 'one two three');
       assert.equal(drains, 0);
-    } finally {
-      pair.close();
-    }
-  });
+    }));
 
-  it('report a write the kernel cannot take yet, hold it, and drain when it completes', async () => {
-    const pair = await socketPair();
-    try {
+  it('report a write the kernel cannot take yet, hold it, and drain when it completes', () =>
+    withSocketPair(async ({ client, server }) => {
       let drained = 0;
-      const writes = new DirectWrites(pair.client, () => drained++);
+      const writes = new DirectWrites(client, () => drained++);
       // More than loopback's socket buffers hold while the peer does not read.
       const big = pattern(32 * 1024 * 1024, 7);
       assert.equal(writes.send(big), false, 'the kernel took part of it');
@@ -81,48 +80,40 @@ describe('direct writes', () => {
       const after = Buffer.from('after');
       assert.equal(writes.send(after), false);
       // The stream sees nothing of its own queued, so its write goes to the handle, behind both.
-      pair.client.write('tail');
+      client.write('tail');
       // Now the stream has bytes in flight: the next write goes through it.
       assert.equal(writes.send(Buffer.from('last')), true);
-      pair.client.end();
-      const received = await readAll(pair.server);
+      client.end();
+      const received = await readAll(server);
       assert.equal(received.length, big.length + 'aftertaillast'.length);
       assert.ok(received.subarray(0, big.length).equals(big), 'the large write arrived whole and first');
       assert.equal(received.subarray(big.length).toString(), 'aftertaillast');
       assert.equal(drained, 1, 'one drain once both queued writes completed');
       assert.equal(writes.queued, false);
-    } finally {
-      pair.close();
-    }
-  });
+    }));
 
-  it('go through the stream while it has bytes queued', async () => {
-    const pair = await socketPair();
-    try {
-      const writes = new DirectWrites(pair.client, () => {});
-      pair.client.cork();
-      pair.client.write('corked ');
+  it('go through the stream while it has bytes queued', () =>
+    withSocketPair(async ({ client, server }) => {
+      const writes = new DirectWrites(client, () => {});
+      client.cork();
+      client.write('corked ');
       assert.equal(writes.send(Buffer.from('next')), true, 'through the stream, under its high-water mark');
-      pair.client.uncork();
-      pair.client.end();
+      client.uncork();
+      client.end();
       // A write after end() is the caller's mistake: it never throws, and what came before arrives first.
-      pair.client.on('error', () => {});
+      client.on('error', () => {});
       writes.send(Buffer.from(' late'));
-      assert.match((await readAll(pair.server)).toString(), /^corked next( late)?$/);
-    } finally {
-      pair.close();
-    }
-  });
+      assert.match((await readAll(server)).toString(), /^corked next( late)?$/);
+    }));
 
-  it('leave a reset connection destroyed with its error, never throwing', async () => {
-    const pair = await socketPair();
-    try {
-      const writes = new DirectWrites(pair.client, () => {});
-      const closed = new Promise((resolve) => pair.client.once('close', resolve));
-      const errored = new Promise<NodeJS.ErrnoException>((resolve) => pair.client.once('error', resolve));
-      pair.server.resetAndDestroy();
+  it('leave a reset connection destroyed with its error, never throwing', () =>
+    withSocketPair(async ({ client, server }) => {
+      const writes = new DirectWrites(client, () => {});
+      const closed = new Promise((resolve) => client.once('close', resolve));
+      const errored = new Promise<NodeJS.ErrnoException>((resolve) => client.once('error', resolve));
+      server.resetAndDestroy();
       await new Promise((resolve) => setTimeout(resolve, 20));
-      for (let i = 0; i < 50 && !pair.client.destroyed; i++) {
+      for (let i = 0; i < 50 && !client.destroyed; i++) {
         writes.send(pattern(64 * 1024, i));
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
@@ -130,9 +121,6 @@ describe('direct writes', () => {
       // The read side may see the reset first; a failed direct write reports it the same way.
       assert.ok(['ECONNRESET', 'EPIPE'].includes(err.code ?? ''), `got ${err.code}`);
       await closed;
-      assert.equal(pair.client.destroyed, true);
-    } finally {
-      pair.close();
-    }
-  });
+      assert.equal(client.destroyed, true);
+    }));
 });

@@ -10,12 +10,14 @@ import {
   buildUpstreamHead,
   HeaderEdit,
   HeaderList,
+  type HeaderEdits,
+  type HeaderValue,
   insertAfterStatusLine,
   responsePassesThrough,
   rewriteResponseHead,
   statusLineEnd,
 } from '../../../src/dataplane/head';
-import { headerName } from '../../../src/dataplane/header-name';
+import { headerName, type HeaderName } from '../../../src/dataplane/header-name';
 import { RequestState, type ClientEndpoint } from '../../../src/dataplane/request';
 import { compileRouteTable } from '../../../src/dataplane/route-table';
 import { OUT_SIZE } from '../../../src/native/layout';
@@ -44,6 +46,27 @@ function parse(text: string): RequestState {
   const n = backend.parseRequest(buf, 0, buf.length, -1, Buffer.from([10, 0, 0, 9]), out);
   assert.ok(n > 0, `parse failed: ${n}`);
   return new RequestState(buf, 0, n, out, client, out[1], out[6], out[7], Date.now());
+}
+
+/** A response head parsed into spans, as the connection hands it to head.ts. */
+function parseResponseHead(text: string): { raw: Buffer; out: Int32Array; n: number } {
+  const out = new Int32Array(OUT_SIZE);
+  const raw = Buffer.from(text, 'latin1');
+  const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+  assert.ok(n > 0, `parse failed: ${n}`);
+  return { raw, out, n };
+}
+
+/** Head edits that set each name to its value (null: remove it), in order. */
+function setEdits(...sets: Array<[string, HeaderValue | null]>): HeaderEdits {
+  const entries: Array<HeaderEdit | HeaderName | HeaderValue | null> = [];
+  let droppedLengths = 0;
+  for (const [name, value] of sets) {
+    const header = headerName(name);
+    entries.push(HeaderEdit.Set, header, value);
+    droppedLengths |= header.lengthBit;
+  }
+  return { entries, droppedLengths };
 }
 
 const host: PluginHost = {
@@ -132,14 +155,8 @@ describe('plugin context', () => {
   });
 
   it('applies response edits by copying the head', () => {
-    const out = new Int32Array(OUT_SIZE);
-    const raw = Buffer.from('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Drop: d\r\nContent-Length: 2\r\n\r\nok', 'latin1');
-    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
-    assert.ok(n > 0);
-    const edits = {
-      entries: [HeaderEdit.Set, headerName('X-Drop'), null, HeaderEdit.Set, headerName('X-RateLimit-Limit'), 5],
-      droppedLengths: headerName('X-Drop').lengthBit | headerName('X-RateLimit-Limit').lengthBit,
-    };
+    const { raw, out, n } = parseResponseHead('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Drop: d\r\nContent-Length: 2\r\n\r\nok');
+    const edits = setEdits(['X-Drop', null], ['X-RateLimit-Limit', 5]);
     const head = rewriteResponseHead(raw, 0, n, out, true, edits);
     assert.equal(
       head.toString('latin1'),
@@ -161,9 +178,9 @@ describe('plugin context', () => {
     assert.equal(ctx.responseHeader('x-big'), '9007199254740991');
     const edits = ctx.plainResponseEdits()!;
 
-    const out = new Int32Array(OUT_SIZE);
-    const raw = Buffer.from('HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Gone: old\r\nContent-Length: 2\r\n\r\nok', 'latin1');
-    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+    const { raw, out, n } = parseResponseHead(
+      'HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Gone: old\r\nContent-Length: 2\r\n\r\nok',
+    );
     assert.equal(responsePassesThrough(raw, out, edits), false, 'X-Gone lines are left out');
     assert.equal(
       rewriteResponseHead(raw, 0, n, out, true, edits).toString('latin1'),
@@ -172,25 +189,22 @@ describe('plugin context', () => {
     );
 
     // A head with nothing to leave out gets the lines in place, in the free bytes before it.
-    const plain = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 'latin1');
-    const m = backend.parseResponse(plain, 0, plain.length, 1, out);
-    assert.equal(responsePassesThrough(plain, out, edits), true);
+    const { raw: plain, out: plainOut, n: m } = parseResponseHead('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    assert.equal(responsePassesThrough(plain, plainOut, edits), true);
     const room = Buffer.alloc(100 + plain.length);
     plain.copy(room, 100);
-    const from = insertAfterStatusLine(room, 100, 100 + statusLineEnd(plain, out, m), edits);
+    const from = insertAfterStatusLine(room, 100, 100 + statusLineEnd(plain, plainOut, m), edits);
     assert.equal(
       room.toString('latin1', from, 100 + m),
       'HTTP/1.1 200 OK\r\nx-ratelimit-remaining: 0\r\nX-Big: 9007199254740991\r\nX-Odd: -1.5\r\n' +
         'X-Up: mine\r\nContent-Length: 2\r\n\r\n',
     );
-    assert.equal(insertAfterStatusLine(room, 10, 10 + statusLineEnd(plain, out, m), edits), -1, 'too little room');
+    assert.equal(insertAfterStatusLine(room, 10, 10 + statusLineEnd(plain, plainOut, m), edits), -1, 'too little room');
   });
 
   it('leaves room for the Connection line when the upstream sent none', () => {
     // The bound once counted `Connection: close`, five bytes shorter than the keep-alive line written here.
-    const out = new Int32Array(OUT_SIZE);
-    const raw = Buffer.from('HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n', 'latin1');
-    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
+    const { raw, out, n } = parseResponseHead('HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n');
     assert.equal(
       rewriteResponseHead(raw, 0, n, out, true).toString('latin1'),
       'HTTP/1.1 204 No Content\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n',
@@ -198,16 +212,11 @@ describe('plugin context', () => {
   });
 
   it('writes a repeated value from its kept line, and a changed one anew', () => {
-    const out = new Int32Array(OUT_SIZE);
-    const raw = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'latin1');
-    const n = backend.parseResponse(raw, 0, raw.length, 1, out);
-    const limit = headerName('X-Repeat-Limit');
-    const user = headerName('X-Repeat-User');
+    const { raw, out, n } = parseResponseHead('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
     const head = (count: number, name: string) =>
-      rewriteResponseHead(raw, 0, n, out, true, {
-        entries: [HeaderEdit.Set, limit, count, HeaderEdit.Set, user, name],
-        droppedLengths: limit.lengthBit | user.lengthBit,
-      }).toString('latin1');
+      rewriteResponseHead(raw, 0, n, out, true, setEdits(['X-Repeat-Limit', count], ['X-Repeat-User', name])).toString(
+        'latin1',
+      );
     const expected = (count: number, name: string) =>
       `HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Repeat-Limit: ${count}\r\nX-Repeat-User: ${name}\r\n` +
       'Connection: keep-alive\r\n\r\n';
