@@ -4,11 +4,16 @@
 //      and a risk-control route (key-auth + limit-count local + prometheus),
 //      interleaved rounds, medians, ratios vs nginx;
 //   b. offload: open-loop latency of the bare route at a fixed rate, alone
-//      and while another client keeps fetching a gzip-compressed 1 MiB body
-//      (compressed on the worker-thread pool; the body from a second nginx, so
-//      the bare route's upstream is not the one busy sending it). The gzip
-//      clients and that nginx stand in for other hosts: they run under
-//      SCHED_IDLE (BENCH_SIDE_IDLE=0: normal priority);
+//      and while another client fetches a gzip-compressed 1 MiB body at
+//      BENCH_GZIP_RATE (compressed on the worker-thread pool; the body from a
+//      second nginx, so the bare route's upstream is not the one busy sending
+//      it). Each round also measures the bare route alone a second time, the
+//      A/A control that shows how far two runs of the same thing differ on
+//      this machine, and the same gzip load compressed on the proxying thread
+//      (bench/custom-plugins/gzip-inline.ts), which shows what the pool
+//      spares the other routes. The gzip clients and that nginx stand in for
+//      other hosts: they run under SCHED_IDLE (BENCH_SIDE_IDLE=0: normal
+//      priority);
 //   c. scrape impact: 10,000 prometheus routes (PUT over keep-alive Admin API
 //      connections, timed until served), traffic over all of them, open-loop
 //      latency without and with a scrape of the agent's metrics listener every
@@ -152,20 +157,30 @@ async function addRiskRoutes(gateway: PalisadeTarget, upstream: object): Promise
   await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/risk`, { apikey: BENCH_API_KEY }, 200);
 }
 
-/** Part b's gzip route, checked to answer compressed. */
-async function addGzipRoute(gateway: PalisadeTarget, upstream: object): Promise<void> {
+/** The custom plugin directory holding bench-gzip-inline (bench/custom-plugins, compiled). */
+const CUSTOM_PLUGIN_DIR = path.join(__dirname, 'custom-plugins');
+
+/** Part b's gzip routes, on the pool and on the proxying thread, each checked to answer compressed. */
+async function addGzipRoutes(gateway: PalisadeTarget, upstream: object): Promise<void> {
   await adminPut(gateway, 'routes/gzip', {
     uri: '/bytes-1m',
     plugins: { gzip: { types: '*', comp_level: 1 } },
     upstream,
   });
-  const url = `http://127.0.0.1:${gateway.proxyPort}/bytes-1m`;
-  await waitForStatus(url, {}, 200);
-  const gzipCheck = await getCounted(url, { 'Accept-Encoding': 'gzip' });
-  if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
-    throw new Error(`gzip route: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
+  await adminPut(gateway, 'routes/gzip-inline', {
+    uri: '/bytes-1m-inline',
+    plugins: { 'bench-gzip-inline': {}, 'proxy-rewrite': { uri: '/bytes-1m' } },
+    upstream,
+  });
+  for (const uri of ['/bytes-1m', '/bytes-1m-inline']) {
+    const url = `http://127.0.0.1:${gateway.proxyPort}${uri}`;
+    await waitForStatus(url, {}, 200);
+    const gzipCheck = await getCounted(url, { 'Accept-Encoding': 'gzip' });
+    if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
+      throw new Error(`${uri}: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
+    }
+    console.log(`${uri}: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB gzip`);
   }
-  console.log(`gzip route: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB`);
 }
 
 /**
@@ -279,16 +294,38 @@ function logRound(label: string, result: OpenLoopResult, side: string): void {
   );
 }
 
-async function benchOffload(palisadePort: number, upstreamPort: number, rate: number): Promise<LatencyCondition[]> {
-  // The floor: the same generator straight to the nginx upstream (generator + machine noise, no gateway).
-  const direct: LatencyCondition = { name: 'nginx upstream direct (floor)', rounds: [], side: [] };
-  const alone: LatencyCondition = { name: 'bare route alone', rounds: [], side: [] };
-  const paced: LatencyCondition = {
-    name: `bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s`,
-    rounds: [],
-    side: [],
+/** Sleeps `ms`; gives a side load time to start before the measured client does. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Part b's conditions, in the order each round runs them: alone twice, around the gzip one, so the second is the
+ * A/A control (how far two runs of the same thing differ here), then gzip on the proxying thread as the contrast.
+ */
+interface OffloadConditions {
+  direct: LatencyCondition;
+  alone: LatencyCondition;
+  paced: LatencyCondition;
+  aloneAgain: LatencyCondition;
+  inline: LatencyCondition;
+  closedLoop: LatencyCondition;
+}
+
+function latencyCondition(name: string): LatencyCondition {
+  return { name, rounds: [], side: [] };
+}
+
+async function benchOffload(palisadePort: number, upstreamPort: number, rate: number): Promise<OffloadConditions> {
+  const conditions: OffloadConditions = {
+    // The floor: the same generator straight to the nginx upstream (generator + machine noise, no gateway).
+    direct: latencyCondition('nginx upstream direct (floor)'),
+    alone: latencyCondition('bare route alone'),
+    paced: latencyCondition(`bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s on the pool`),
+    aloneAgain: latencyCondition('bare route alone, again (A/A control)'),
+    inline: latencyCondition(`bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s on the proxying thread`),
+    closedLoop: latencyCondition('bare route + gzip 1 MiB on the pool, 1 closed-loop connection'),
   };
-  const flat: LatencyCondition = { name: 'bare route + gzip 1 MiB, 1 closed-loop connection', rounds: [], side: [] };
   console.log(`\nb. offload: open loop ${fmt(rate)} req/s on /hello, ${LATENCY_ROUNDS} interleaved rounds`);
   const load = {
     host: '127.0.0.1',
@@ -301,21 +338,13 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
     spin: SPIN,
   };
   const sideSeconds = LATENCY_WARMUP_SECONDS + LATENCY_SECONDS + 1;
-  for (let round = 1; round <= LATENCY_ROUNDS; round++) {
-    const floor = await runOpenLoop({ ...load, port: upstreamPort });
-    direct.rounds.push(floor);
-    logRound(`round ${round} nginx direct`, floor, '');
-
-    const quiet = await runOpenLoop(load);
-    alone.rounds.push(quiet);
-    logRound(`round ${round} alone`, quiet, '');
-
-    // A paced gzip client: its own open-loop generator at a low fixed rate, over the whole run. It sleeps on
-    // timers whatever BENCH_SPIN says: 20 req/s needs no µs precision, and a second polling generator would
-    // take the other core of a 2-core machine from the gateway and the upstream.
-    const gzipPaced = runOpenLoop({
+  // A paced gzip client: its own open-loop generator at a low fixed rate, over the whole measurement. It sleeps on
+  // timers whatever BENCH_SPIN says: 20 req/s needs no µs precision, and a second polling generator would take the
+  // other core of a 2-core machine from the gateway and the upstream.
+  const pacedGzip = async (condition: LatencyCondition, path: string, round: number): Promise<void> => {
+    const side = runOpenLoop({
       ...load,
-      path: '/bytes-1m',
+      path,
       headers: { 'Accept-Encoding': 'gzip' },
       rate: GZIP_PACED_RATE,
       connections: 4,
@@ -324,16 +353,32 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
       spin: false,
       idle: SIDE_IDLE,
     });
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const withPaced = await runOpenLoop(load);
-    const pacedResult = await gzipPaced;
-    paced.rounds.push(withPaced);
-    paced.side.push(pacedResult.corrected.p99Us);
+    await pause(500);
+    const measured = await runOpenLoop(load);
+    const sideResult = await side;
+    condition.rounds.push(measured);
+    condition.side.push(sideResult.corrected.p99Us);
     logRound(
-      `round ${round} gzip paced`,
-      withPaced,
-      `  (gzip ${fmt(pacedResult.achievedRate, 1)} req/s, its p99 ${ms(pacedResult.corrected.p99Us)})`,
+      `round ${round} ${path === '/bytes-1m' ? 'gzip on the pool' : 'gzip inline'}`,
+      measured,
+      `  (gzip ${fmt(sideResult.achievedRate, 1)} req/s, its p99 ${ms(sideResult.corrected.p99Us)})`,
     );
+  };
+  const quiet = async (condition: LatencyCondition, label: string): Promise<void> => {
+    const result = await runOpenLoop(load);
+    condition.rounds.push(result);
+    logRound(label, result, '');
+  };
+
+  for (let round = 1; round <= LATENCY_ROUNDS; round++) {
+    const floor = await runOpenLoop({ ...load, port: upstreamPort });
+    conditions.direct.rounds.push(floor);
+    logRound(`round ${round} nginx direct`, floor, '');
+
+    await quiet(conditions.alone, `round ${round} alone`);
+    await pacedGzip(conditions.paced, '/bytes-1m', round);
+    await quiet(conditions.aloneAgain, `round ${round} alone again`);
+    await pacedGzip(conditions.inline, '/bytes-1m-inline', round);
 
     // The worst case: one connection fetching the gzip route back to back (wrk, closed loop).
     const gzipFlat = runWrk(`http://127.0.0.1:${palisadePort}/bytes-1m`, {
@@ -343,18 +388,45 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
       headers: ['Accept-Encoding: gzip'],
       idle: SIDE_IDLE,
     });
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await pause(500);
     const withFlat = await runOpenLoop(load);
     const flatResult = await gzipFlat;
-    flat.rounds.push(withFlat);
-    flat.side.push(flatResult.requestsPerSecond);
+    conditions.closedLoop.rounds.push(withFlat);
+    conditions.closedLoop.side.push(flatResult.requestsPerSecond);
     logRound(`round ${round} gzip closed loop`, withFlat, `  (gzip ${fmt(flatResult.requestsPerSecond, 1)} req/s)`);
   }
-  for (const condition of [direct, alone, paced, flat]) mergeCondition(condition);
-  return [direct, alone, paced, flat];
+  for (const condition of Object.values(conditions)) mergeCondition(condition);
+  return conditions;
 }
 
-/** PUT the routes through the Admin API and wait until the worker serves them all; seconds taken. */
+/** One condition of b against the bare route alone: merged histograms and per-round p99 ratios. */
+interface OffloadRatio {
+  condition: string;
+  p50: number;
+  p99: number;
+  p999: number;
+  /** p99 of each round over the same round's bare route alone. */
+  roundP99: number[];
+  medianRoundP99: number;
+}
+
+function offloadRatios(conditions: OffloadConditions): OffloadRatio[] {
+  const alone = conditions.alone;
+  const base = alone.merged as LatencySummary;
+  return [conditions.aloneAgain, conditions.paced, conditions.inline, conditions.closedLoop].map((condition) => {
+    const merged = condition.merged as LatencySummary;
+    const roundP99 = condition.rounds.map((r, i) => r.corrected.p99Us / alone.rounds[i].corrected.p99Us);
+    return {
+      condition: condition.name,
+      p50: merged.p50Us / base.p50Us,
+      p99: merged.p99Us / base.p99Us,
+      p999: merged.p999Us / base.p999Us,
+      roundP99,
+      medianRoundP99: median(roundP99),
+    };
+  });
+}
+
 async function loadPrometheusRoutes(gateway: PalisadeTarget, upstreamPort: number): Promise<number> {
   const started = performance.now();
   await adminPut(gateway, 'upstreams/bench', { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } });
@@ -583,13 +655,14 @@ async function main(): Promise<void> {
         '  prometheus:',
         `    export_addr: { ip: 127.0.0.1, port: ${metricsPort} }`,
         `    refresh_interval: ${REFRESH_SECONDS}`,
+        ...(parts.has('b') ? [`plugin_dir: ${JSON.stringify(CUSTOM_PLUGIN_DIR)}`] : []),
       ],
       dataDir,
     });
     console.log(`palisade backend ${gateway.backend}`);
     const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
     if (parts.has('a')) await addRiskRoutes(gateway, upstream);
-    if (parts.has('b')) await addGzipRoute(gateway, { type: 'roundrobin', nodes: { [`127.0.0.1:${bulkPort}`]: 1 } });
+    if (parts.has('b')) await addGzipRoutes(gateway, { type: 'roundrobin', nodes: { [`127.0.0.1:${bulkPort}`]: 1 } });
 
     // a. throughput
     let throughput: ThroughputRow[] | undefined;
@@ -628,7 +701,7 @@ async function main(): Promise<void> {
         rateShare: FIXED_RATE > 0 ? undefined : RATE_SHARE,
         connections: OPEN_LOOP_CONNECTIONS,
         seconds: LATENCY_SECONDS,
-        conditions: offload,
+        conditions: Object.values(offload),
       };
     }
 
@@ -679,22 +752,23 @@ async function main(): Promise<void> {
           `${OPEN_LOOP_CONNECTIONS} connections, histograms merged over ${LATENCY_ROUNDS} rounds of ${LATENCY_SECONDS} s\n`,
       );
       console.log(LATENCY_HEADER);
-      for (const condition of offload) printLatency(condition);
-      const [, alone, ...busy] = offload.map((c) => c.merged as LatencySummary);
-      const offloadRatios = busy.map((withGzip, i) => ({
-        condition: offload[i + 2].name,
-        p50: withGzip.p50Us / alone.p50Us,
-        p99: withGzip.p99Us / alone.p99Us,
-        p999: withGzip.p999Us / alone.p999Us,
-      }));
-      report.offloadRatios = offloadRatios;
-      console.log('');
-      for (const ratio of offloadRatios) {
+      for (const condition of Object.values(offload)) printLatency(condition);
+      const ratios = offloadRatios(offload);
+      report.offloadRatios = ratios;
+      console.log(
+        '\n| against the bare route alone | p50 (merged) | p99 (merged) | p99.9 (merged) | p99 per round | p99, median of rounds |',
+      );
+      console.log('| --- | ---: | ---: | ---: | --- | ---: |');
+      for (const ratio of ratios) {
         console.log(
-          `${ratio.condition} / alone: p50 ${fmt(ratio.p50, 2)}x, p99 ${fmt(ratio.p99, 2)}x, p99.9 ${fmt(ratio.p999, 2)}x`,
+          `| ${ratio.condition} | ${fmt(ratio.p50, 2)}x | ${fmt(ratio.p99, 2)}x | ${fmt(ratio.p999, 2)}x | ` +
+            `${ratio.roundP99.map((r) => fmt(r, 2)).join(', ')} | ${fmt(ratio.medianRoundP99, 2)}x |`,
         );
       }
-      console.log(`gzip closed-loop client: median ${fmt(median(offload[3].side), 1)} req/s (1 MiB each)`);
+      console.log(
+        `\ngzip closed-loop client: median ${fmt(median(offload.closedLoop.side), 1)} req/s (1 MiB each); ` +
+          `paced gzip p99: ${ms(median(offload.paced.side))} on the pool, ${ms(median(offload.inline.side))} inline`,
+      );
     }
     if (scrape) {
       printScrape(scrape, rate, report);
