@@ -56,29 +56,62 @@ static const uint8_t char_class[256] = {
 #define MAX_CHUNK_LINE 4096    /* chunk-size + chunk-ext bytes */
 #define MAX_TRAILER_BYTES 16384
 
-/* SWAR tests on 8 bytes at once (exact for "any byte"; which byte is not needed). */
+/* SWAR tests on 8 bytes at once. */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
-static int any_byte_below(uint64_t w, uint8_t n) { return ((w - ONES * n) & ~w & HIGHS) != 0; }
-static int any_byte_equal(uint64_t w, uint8_t b) { return any_byte_below(w ^ (ONES * b), 1); }
+/*
+ * The high bit of each byte below n (n <= 0x80) is set. Only the lowest set
+ * bit is exact: a borrow out of a flagged byte may flag the next one too.
+ */
+static uint64_t bytes_below(uint64_t w, uint8_t n) { return (w - ONES * n) & ~w & HIGHS; }
+
+static uint64_t load64(const uint8_t *p) {
+  uint64_t w;
+  memcpy(&w, p, 8); /* unaligned load without UB */
+  return w;
+}
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HAVE_FIRST_FLAGGED 1
+/* Index of the first byte (lowest address) whose high bit is set in a bytes_below() mask; mask != 0. */
+static size_t first_flagged(uint64_t mask) { return (size_t)__builtin_ctzll(mask) >> 3; }
+#endif
 
 /*
  * Advance p over bytes of class `cls` (CC_VALUE or CC_TARGET). Header values
  * and targets are most of a head, so whole words with no byte below `lowest`
- * and no DEL are skipped 8 at a time; anything else is classified byte by byte.
+ * and no DEL are skipped 8 at a time. In a word that has one, every byte
+ * before the first such byte is in the class (all of 0x21-0x7e and obs-text
+ * are, in both), so p jumps there and that one byte is classified: HTAB goes
+ * on in a value, anything else ends the span.
  */
 static size_t skip_class(const uint8_t *buf, size_t p, size_t end, uint8_t cls, uint8_t lowest) {
+#ifdef HAVE_FIRST_FLAGGED
+  while (end - p >= 8) {
+    uint64_t word = load64(buf + p);
+    uint64_t flagged = bytes_below(word, lowest) | bytes_below(word ^ (ONES * 0x7f), 1);
+    if (flagged == 0) {
+      p += 8;
+      continue;
+    }
+    p += first_flagged(flagged);
+    if (!(char_class[buf[p]] & cls)) return p;
+    p++;
+  }
+  while (p < end && (char_class[buf[p]] & cls)) p++;
+  return p;
+#else
   for (;;) {
     while (end - p >= 8) {
-      uint64_t word;
-      memcpy(&word, buf + p, 8); /* unaligned load without UB */
-      if (any_byte_below(word, lowest) || any_byte_equal(word, 0x7f)) break;
+      uint64_t word = load64(buf + p);
+      if ((bytes_below(word, lowest) | bytes_below(word ^ (ONES * 0x7f), 1)) != 0) break;
       p += 8;
     }
     size_t stop = end - p > 8 ? p + 8 : end;
     while (p < stop && (char_class[buf[p]] & cls)) p++;
     if (p < stop || p >= end) return p;
   }
+#endif
 }
 
 static int is_ows(uint8_t b) { return b == ' ' || b == '\t'; }
@@ -92,6 +125,36 @@ static int span_equals_lower(const uint8_t *buf, size_t s, size_t e, const char 
     if (ascii_lower(buf[s + i]) != (uint8_t)lower[i]) return 0;
   }
   return 1;
+}
+
+/*
+ * span_equals_lower for spans the parser has already bounded: a field name
+ * (tchar only), a field value or a part of one (no control byte but HTAB),
+ * against a literal of lower-case letters, digits and '-'. OR-ing 0x20 into
+ * every byte lower-cases letters and leaves digits and '-' alone; the only
+ * other bytes it maps into that set are controls (0x0d to '-', 0x10-0x19 to
+ * digits), which such spans do not hold. So whole words compare at once, the
+ * last one overlapping the one before when the length is not a multiple.
+ */
+static int token_equals(const uint8_t *buf, size_t s, size_t e, const char *lower, size_t n) {
+  if (e - s != n) return 0;
+  const uint8_t *a = buf + s;
+  const uint8_t *b = (const uint8_t *)lower;
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      if ((load64(a + i) | (ONES * 0x20)) != load64(b + i)) return 0;
+    }
+    return (load64(a + n - 8) | (ONES * 0x20)) == load64(b + n - 8);
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t a0, a1, b0, b1;
+    memcpy(&a0, a, 4);
+    memcpy(&a1, a + n - 4, 4);
+    memcpy(&b0, b, 4);
+    memcpy(&b1, b + n - 4, 4);
+    return (a0 | 0x20202020u) == b0 && (a1 | 0x20202020u) == b1;
+  }
+  return span_equals_lower(buf, s, e, lower, n);
 }
 
 /* Limit len so that every offset written to out[] fits an int32. */
@@ -235,13 +298,13 @@ static int32_t on_transfer_encoding(struct head *h, const uint8_t *buf, size_t v
   if (h->version == 0) return PAL_E_BAD_TE;
   if (h->is_request) {
     if (h->transfer_encoding_count > 0) return PAL_E_BAD_TE;
-    if (!span_equals_lower(buf, vs, ve, "chunked", 7)) return PAL_E_BAD_TE;
+    if (!token_equals(buf, vs, ve, "chunked", 7)) return PAL_E_BAD_TE;
     h->chunked = 1;
   } else {
     size_t last = ve;
     while (last > vs && buf[last - 1] != ',') last--;
     while (last < ve && is_ows(buf[last])) last++;
-    h->chunked = span_equals_lower(buf, last, ve, "chunked", 7);
+    h->chunked = token_equals(buf, last, ve, "chunked", 7);
   }
   h->transfer_encoding_count++;
   if (h->has_content_length) return PAL_E_CL_AND_TE;
@@ -256,11 +319,11 @@ static void on_connection(struct head *h, const uint8_t *buf, size_t vs, size_t 
     size_t a = i, z = comma;
     while (a < z && is_ows(buf[a])) a++;
     while (z > a && is_ows(buf[z - 1])) z--;
-    if (span_equals_lower(buf, a, z, "close", 5)) {
+    if (token_equals(buf, a, z, "close", 5)) {
       h->connection_close = 1;
-    } else if (span_equals_lower(buf, a, z, "keep-alive", 10)) {
+    } else if (token_equals(buf, a, z, "keep-alive", 10)) {
       h->connection_keep_alive = 1;
-    } else if (span_equals_lower(buf, a, z, "upgrade", 7)) {
+    } else if (token_equals(buf, a, z, "upgrade", 7)) {
       h->connection_upgrade = 1;
     } else if (a < z) {
       h->connection_other = 1;
@@ -287,40 +350,40 @@ static int32_t on_host(struct head *h, const uint8_t *buf, size_t vs, size_t ve)
 static int32_t on_field(struct head *h, const uint8_t *buf, size_t ns, size_t ne, size_t vs, size_t ve) {
   switch (ne - ns) {
     case 2:
-      if (span_equals_lower(buf, ns, ne, "te", 2)) h->hop_lines = 1;
+      if (token_equals(buf, ns, ne, "te", 2)) h->hop_lines = 1;
       break;
     case 4:
-      if (h->is_request && span_equals_lower(buf, ns, ne, "host", 4)) return on_host(h, buf, vs, ve);
+      if (h->is_request && token_equals(buf, ns, ne, "host", 4)) return on_host(h, buf, vs, ve);
       break;
     case 6:
-      if (h->is_request && span_equals_lower(buf, ns, ne, "expect", 6) &&
-          span_equals_lower(buf, vs, ve, "100-continue", 12))
+      if (h->is_request && token_equals(buf, ns, ne, "expect", 6) &&
+          token_equals(buf, vs, ve, "100-continue", 12))
         h->expect_continue = 1;
       break;
     case 7:
-      if (span_equals_lower(buf, ns, ne, "upgrade", 7)) {
+      if (token_equals(buf, ns, ne, "upgrade", 7)) {
         h->has_upgrade = 1;
         h->hop_lines = 1;
-      } else if (span_equals_lower(buf, ns, ne, "trailer", 7)) {
+      } else if (token_equals(buf, ns, ne, "trailer", 7)) {
         h->hop_lines = 1;
       }
       break;
     case 10:
-      if (span_equals_lower(buf, ns, ne, "connection", 10)) {
+      if (token_equals(buf, ns, ne, "connection", 10)) {
         on_connection(h, buf, vs, ve);
-        if (!span_equals_lower(buf, vs, ve, "keep-alive", 10)) h->hop_lines = 1;
-      } else if (span_equals_lower(buf, ns, ne, "keep-alive", 10)) {
+        if (!token_equals(buf, vs, ve, "keep-alive", 10)) h->hop_lines = 1;
+      } else if (token_equals(buf, ns, ne, "keep-alive", 10)) {
         h->hop_lines = 1;
       }
       break;
     case 14:
-      if (span_equals_lower(buf, ns, ne, "content-length", 14)) return on_content_length(h, buf, vs, ve);
+      if (token_equals(buf, ns, ne, "content-length", 14)) return on_content_length(h, buf, vs, ve);
       break;
     case 16:
-      if (span_equals_lower(buf, ns, ne, "proxy-connection", 16)) h->hop_lines = 1;
+      if (token_equals(buf, ns, ne, "proxy-connection", 16)) h->hop_lines = 1;
       break;
     case 17:
-      if (span_equals_lower(buf, ns, ne, "transfer-encoding", 17)) return on_transfer_encoding(h, buf, vs, ve);
+      if (token_equals(buf, ns, ne, "transfer-encoding", 17)) return on_transfer_encoding(h, buf, vs, ve);
       break;
     default:
       break;
@@ -665,22 +728,32 @@ static int32_t parse_response_head(const uint8_t *buf, uint32_t off, uint32_t le
   size_t end = end_of_input(off, len);
   size_t p = off;
 
-  /* "HTTP/1." DIGIT SP 3DIGIT, each byte checked as it arrives */
+  /*
+   * "HTTP/1." DIGIT SP 3DIGIT. A valid one that has fully arrived is checked at
+   * once; otherwise each byte is checked as it arrives, for the exact answer.
+   */
   static const char status_prefix[] = "HTTP/1.";
   int32_t status = 0;
-  for (size_t i = 0; i < 12; i++, p++) {
-    if (p >= end) return PAL_INCOMPLETE;
-    uint8_t b = buf[p];
-    if (i < 7) {
-      if (b != (uint8_t)status_prefix[i]) return PAL_E_BAD_STATUS;
-    } else if (i == 7) {
-      if (b != '0' && b != '1') return PAL_E_BAD_STATUS;
-    } else if (i == 8) {
-      if (b != ' ') return PAL_E_BAD_STATUS;
-    } else {
-      if (!(char_class[b] & CC_DIGIT)) return PAL_E_BAD_STATUS;
-      status = status * 10 + (b - '0');
-      if (i == 9 && (b < '1' || b > '5')) return PAL_E_BAD_STATUS;
+  const uint8_t *line = buf + p;
+  if (end - p >= 12 && memcmp(line, status_prefix, 7) == 0 && (line[7] == '0' || line[7] == '1') && line[8] == ' ' &&
+      line[9] >= '1' && line[9] <= '5' && (char_class[line[10]] & CC_DIGIT) && (char_class[line[11]] & CC_DIGIT)) {
+    status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    p += 12;
+  } else {
+    for (size_t i = 0; i < 12; i++, p++) {
+      if (p >= end) return PAL_INCOMPLETE;
+      uint8_t b = buf[p];
+      if (i < 7) {
+        if (b != (uint8_t)status_prefix[i]) return PAL_E_BAD_STATUS;
+      } else if (i == 7) {
+        if (b != '0' && b != '1') return PAL_E_BAD_STATUS;
+      } else if (i == 8) {
+        if (b != ' ') return PAL_E_BAD_STATUS;
+      } else {
+        if (!(char_class[b] & CC_DIGIT)) return PAL_E_BAD_STATUS;
+        status = status * 10 + (b - '0');
+        if (i == 9 && (b < '1' || b > '5')) return PAL_E_BAD_STATUS;
+      }
     }
   }
   int32_t version = buf[off + 7] - '0';

@@ -458,6 +458,28 @@ for (const name of ['ffi', 'napi', 'js'] as const) {
         }
       });
 
+      it('knows framing names and tokens in any case, and no name that differs in a non-letter', () => {
+        const flags = (headers: string): number => {
+          const p = requestWithHeaders(`Host: h\r\n${headers}`);
+          assert.ok(p.r > 0, `${JSON.stringify(headers)} -> ${p.r}`);
+          return p.out[Out.Flags];
+        };
+        const base = Flag.KeepAlive | Flag.HasHost;
+        assert.equal(flags('cOnTeNt-LeNgTh: 5\r\n'), base | Flag.ContentLength);
+        assert.equal(flags('TRANSFER-ENCODING: CHUNKED\r\n'), base | Flag.Chunked);
+        assert.equal(flags('eXPECT: 100-CONTINUE\r\n'), base | Flag.ExpectContinue);
+        assert.equal(flags('CONNECTION: CLOSE\r\n') & Flag.KeepAlive, 0);
+        assert.equal(flags('Proxy-CONNECTION: x\r\n') & Flag.HopLines, Flag.HopLines);
+        // Same length, a '_' or '~' where the name has '-' or a letter: not the framing header.
+        assert.equal(flags('Content_Length: 5\r\n'), base);
+        assert.equal(flags('Content-Lengt~: 5\r\n'), base);
+        assert.equal(flags('Transfer_Encoding: chunked\r\n'), base);
+        assert.equal(flags('Transfer-Encodin^: chunked\r\n'), base);
+        assert.equal(flags('Expect: 100_continue\r\n'), base);
+        assert.equal(flags('Connection: keep_alive\r\n'), base | Flag.HopHeaders | Flag.HopLines);
+        assert.equal(flags('Connection: close\t,\tkeep-alive\r\n') & Flag.KeepAlive, 0);
+      });
+
       it('rejects Transfer-Encoding in an HTTP/1.0 request', () => {
         assert.equal(requestWithHeaders('Transfer-Encoding: chunked\r\n', '1.0').r, ParseError.BadTransferEncoding);
       });
