@@ -9,11 +9,12 @@
 //      second nginx, so the bare route's upstream is not the one busy sending
 //      it). Each round also measures the bare route alone a second time, the
 //      A/A control that shows how far two runs of the same thing differ on
-//      this machine, and the same gzip load compressed on the proxying thread
-//      (bench/custom-plugins/gzip-inline.ts), which shows what the pool
-//      spares the other routes. The gzip clients and that nginx stand in for
-//      other hosts: they run under SCHED_IDLE (BENCH_SIDE_IDLE=0: normal
-//      priority);
+//      this machine, and the same paced load through two controls on the
+//      proxying thread (bench/custom-plugins/body-filter.ts): the body held
+//      and cut to the size gzip makes of it, what reading it costs with no
+//      compression, and gzip there, what the pool spares the other routes.
+//      The side clients and that nginx stand in for other hosts: they run
+//      under SCHED_IDLE (BENCH_SIDE_IDLE=0: normal priority);
 //   c. scrape impact: 10,000 prometheus routes (PUT over keep-alive Admin API
 //      connections, timed until served), traffic over all of them, open-loop
 //      latency without and with a scrape of the agent's metrics listener every
@@ -157,29 +158,35 @@ async function addRiskRoutes(gateway: PalisadeTarget, upstream: object): Promise
   await waitForStatus(`http://127.0.0.1:${gateway.proxyPort}/risk`, { apikey: BENCH_API_KEY }, 200);
 }
 
-/** The custom plugin directory holding bench-gzip-inline (bench/custom-plugins, compiled). */
+/** The custom plugin directory holding bench-body-filter (bench/custom-plugins, compiled). */
 const CUSTOM_PLUGIN_DIR = path.join(__dirname, 'custom-plugins');
 
-/** Part b's gzip routes, on the pool and on the proxying thread, each checked to answer compressed. */
-async function addGzipRoutes(gateway: PalisadeTarget, upstream: object): Promise<void> {
-  await adminPut(gateway, 'routes/gzip', {
-    uri: '/bytes-1m',
-    plugins: { gzip: { types: '*', comp_level: 1 } },
-    upstream,
-  });
-  await adminPut(gateway, 'routes/gzip-inline', {
-    uri: '/bytes-1m-inline',
-    plugins: { 'bench-gzip-inline': {}, 'proxy-rewrite': { uri: '/bytes-1m' } },
-    upstream,
-  });
-  for (const uri of ['/bytes-1m', '/bytes-1m-inline']) {
+/**
+ * Part b's routes for the 1 MiB body: gzip on the pool (/bytes-1m), and bench-body-filter's two controls on the
+ * proxying thread, gzip (/bytes-1m-inline) and only the first bytes (/bytes-1m-held); each is checked.
+ */
+async function addBodyRoutes(gateway: PalisadeTarget, upstream: object): Promise<void> {
+  const routes: [string, object, string][] = [
+    ['/bytes-1m', { gzip: { types: '*', comp_level: 1 } }, 'gzip'],
+    ['/bytes-1m-inline', { 'bench-body-filter': { mode: 'gzip' } }, 'gzip'],
+    ['/bytes-1m-held', { 'bench-body-filter': { mode: 'first-bytes' } }, ''],
+  ];
+  for (const [uri, plugins] of routes) {
+    const rewrite = uri === '/bytes-1m' ? {} : { 'proxy-rewrite': { uri: '/bytes-1m' } };
+    await adminPut(gateway, `routes/body${uri.replace(/\//g, '-')}`, {
+      uri,
+      plugins: { ...plugins, ...rewrite },
+      upstream,
+    });
+  }
+  for (const [uri, , encoding] of routes) {
     const url = `http://127.0.0.1:${gateway.proxyPort}${uri}`;
     await waitForStatus(url, {}, 200);
-    const gzipCheck = await getCounted(url, { 'Accept-Encoding': 'gzip' });
-    if (gzipCheck.status !== 200 || gzipCheck.encoding !== 'gzip') {
-      throw new Error(`${uri}: status ${gzipCheck.status}, content-encoding '${gzipCheck.encoding}'`);
+    const check = await getCounted(url, { 'Accept-Encoding': 'gzip' });
+    if (check.status !== 200 || check.encoding !== encoding) {
+      throw new Error(`${uri}: status ${check.status}, content-encoding '${check.encoding}'`);
     }
-    console.log(`${uri}: 1 MiB -> ${fmt(gzipCheck.bytes / 1024, 1)} KiB gzip`);
+    console.log(`${uri}: 1 MiB -> ${fmt(check.bytes / 1024, 1)} KiB${encoding === '' ? '' : ` ${encoding}`}`);
   }
 }
 
@@ -300,14 +307,16 @@ function pause(ms: number): Promise<void> {
 }
 
 /**
- * Part b's conditions, in the order each round runs them: alone twice, around the gzip one, so the second is the
- * A/A control (how far two runs of the same thing differ here), then gzip on the proxying thread as the contrast.
+ * Part b's conditions, in the order each round runs them: alone twice, around gzip on the pool, so the second is
+ * the A/A control (how far two runs of the same thing differ here); then the same paced load held but not
+ * compressed (what the body's reading costs), and compressed on the proxying thread (what the pool spares).
  */
 interface OffloadConditions {
   direct: LatencyCondition;
   alone: LatencyCondition;
   paced: LatencyCondition;
   aloneAgain: LatencyCondition;
+  held: LatencyCondition;
   inline: LatencyCondition;
   closedLoop: LatencyCondition;
 }
@@ -323,6 +332,7 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
     alone: latencyCondition('bare route alone'),
     paced: latencyCondition(`bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s on the pool`),
     aloneAgain: latencyCondition('bare route alone, again (A/A control)'),
+    held: latencyCondition(`bare route + 1 MiB held, 6.5 KiB sent, at ${GZIP_PACED_RATE} req/s (no compression)`),
     inline: latencyCondition(`bare route + gzip 1 MiB at ${GZIP_PACED_RATE} req/s on the proxying thread`),
     closedLoop: latencyCondition('bare route + gzip 1 MiB on the pool, 1 closed-loop connection'),
   };
@@ -338,10 +348,10 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
     spin: SPIN,
   };
   const sideSeconds = LATENCY_WARMUP_SECONDS + LATENCY_SECONDS + 1;
-  // A paced gzip client: its own open-loop generator at a low fixed rate, over the whole measurement. It sleeps on
-  // timers whatever BENCH_SPIN says: 20 req/s needs no µs precision, and a second polling generator would take the
-  // other core of a 2-core machine from the gateway and the upstream.
-  const pacedGzip = async (condition: LatencyCondition, path: string, round: number): Promise<void> => {
+  // A paced client of a 1 MiB route: its own open-loop generator at a low fixed rate, over the whole measurement.
+  // It sleeps on timers whatever BENCH_SPIN says: 20 req/s needs no µs precision, and a second polling generator
+  // would take the other core of a 2-core machine from the gateway and the upstream.
+  const pacedBodies = async (condition: LatencyCondition, path: string, label: string): Promise<void> => {
     const side = runOpenLoop({
       ...load,
       path,
@@ -359,9 +369,9 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
     condition.rounds.push(measured);
     condition.side.push(sideResult.corrected.p99Us);
     logRound(
-      `round ${round} ${path === '/bytes-1m' ? 'gzip on the pool' : 'gzip inline'}`,
+      label,
       measured,
-      `  (gzip ${fmt(sideResult.achievedRate, 1)} req/s, its p99 ${ms(sideResult.corrected.p99Us)})`,
+      `  (1 MiB ${fmt(sideResult.achievedRate, 1)} req/s, its p99 ${ms(sideResult.corrected.p99Us)})`,
     );
   };
   const quiet = async (condition: LatencyCondition, label: string): Promise<void> => {
@@ -376,9 +386,10 @@ async function benchOffload(palisadePort: number, upstreamPort: number, rate: nu
     logRound(`round ${round} nginx direct`, floor, '');
 
     await quiet(conditions.alone, `round ${round} alone`);
-    await pacedGzip(conditions.paced, '/bytes-1m', round);
+    await pacedBodies(conditions.paced, '/bytes-1m', `round ${round} gzip on the pool`);
     await quiet(conditions.aloneAgain, `round ${round} alone again`);
-    await pacedGzip(conditions.inline, '/bytes-1m-inline', round);
+    await pacedBodies(conditions.held, '/bytes-1m-held', `round ${round} held, not compressed`);
+    await pacedBodies(conditions.inline, '/bytes-1m-inline', `round ${round} gzip inline`);
 
     // The worst case: one connection fetching the gzip route back to back (wrk, closed loop).
     const gzipFlat = runWrk(`http://127.0.0.1:${palisadePort}/bytes-1m`, {
@@ -413,7 +424,8 @@ interface OffloadRatio {
 function offloadRatios(conditions: OffloadConditions): OffloadRatio[] {
   const alone = conditions.alone;
   const base = alone.merged as LatencySummary;
-  return [conditions.aloneAgain, conditions.paced, conditions.inline, conditions.closedLoop].map((condition) => {
+  const compared = [conditions.aloneAgain, conditions.paced, conditions.held, conditions.inline, conditions.closedLoop];
+  return compared.map((condition) => {
     const merged = condition.merged as LatencySummary;
     const roundP99 = condition.rounds.map((r, i) => r.corrected.p99Us / alone.rounds[i].corrected.p99Us);
     return {
@@ -662,7 +674,7 @@ async function main(): Promise<void> {
     console.log(`palisade backend ${gateway.backend}`);
     const upstream = { type: 'roundrobin', nodes: { [`127.0.0.1:${upstreamPort}`]: 1 } };
     if (parts.has('a')) await addRiskRoutes(gateway, upstream);
-    if (parts.has('b')) await addGzipRoutes(gateway, { type: 'roundrobin', nodes: { [`127.0.0.1:${bulkPort}`]: 1 } });
+    if (parts.has('b')) await addBodyRoutes(gateway, { type: 'roundrobin', nodes: { [`127.0.0.1:${bulkPort}`]: 1 } });
 
     // a. throughput
     let throughput: ThroughputRow[] | undefined;
