@@ -649,22 +649,31 @@ static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len
                               &complex);
   if (r < 0) return r;
 
-  /* HTTP-version CRLF, checked byte by byte so garbage fails before the line ends */
+  /*
+   * HTTP-version CRLF: "HTTP/1.1" or "HTTP/1.0" that has fully arrived is
+   * checked at once; anything else byte by byte, so garbage fails before the
+   * line ends and each error keeps its code.
+   */
   static const char version_prefix[] = "HTTP/";
-  for (size_t i = 0; i < 10; i++, p++) {
-    if (p >= end) return PAL_INCOMPLETE;
-    uint8_t b = buf[p];
-    if (i < 5) {
-      if (b != (uint8_t)version_prefix[i]) return PAL_E_BAD_REQUEST;
-    } else if (i == 5 || i == 7) {
-      if (!(char_class[b] & CC_DIGIT)) return PAL_E_BAD_REQUEST;
-      if (i == 7 && (buf[p - 2] != '1' || b > '1')) return PAL_E_BAD_VERSION;
-    } else if (i == 6) {
-      if (b != '.') return PAL_E_BAD_REQUEST;
-    } else if (i == 8) {
-      if (b != '\r') return PAL_E_BAD_REQUEST;
-    } else if (b != '\n') {
-      return PAL_E_BAD_REQUEST;
+  const uint8_t *v = buf + p;
+  if (end - p >= 10 && memcmp(v, "HTTP/1.", 7) == 0 && (v[7] == '0' || v[7] == '1') && v[8] == '\r' && v[9] == '\n') {
+    p += 10;
+  } else {
+    for (size_t i = 0; i < 10; i++, p++) {
+      if (p >= end) return PAL_INCOMPLETE;
+      uint8_t b = buf[p];
+      if (i < 5) {
+        if (b != (uint8_t)version_prefix[i]) return PAL_E_BAD_REQUEST;
+      } else if (i == 5 || i == 7) {
+        if (!(char_class[b] & CC_DIGIT)) return PAL_E_BAD_REQUEST;
+        if (i == 7 && (buf[p - 2] != '1' || b > '1')) return PAL_E_BAD_VERSION;
+      } else if (i == 6) {
+        if (b != '.') return PAL_E_BAD_REQUEST;
+      } else if (i == 8) {
+        if (b != '\r') return PAL_E_BAD_REQUEST;
+      } else if (b != '\n') {
+        return PAL_E_BAD_REQUEST;
+      }
     }
   }
   int32_t version = buf[p - 3] - '0';
