@@ -118,6 +118,11 @@ let scratchHead: Buffer | null = null;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 /** A response body past this size is not held for body_filter: it streams through unfiltered. */
 const MAX_FILTERED_BODY = 8 * 1024 * 1024;
+/**
+ * Held bodies from this size on are freed on a pool thread once written (releaseHeldBody). Smaller ones
+ * are left to the GC: a transfer costs a message, and they add to V8's external memory more slowly.
+ */
+const RELEASE_HELD_BYTES = 64 * 1024;
 /** A plugin that threw: the body of the 500 (no detail leaks to the client; the log has it). */
 const PLUGIN_FAILURE = Buffer.from(JSON.stringify({ error_msg: 'internal server error' }) + '\n');
 const EXIT_CONTENT_TYPE = 'text/plain; charset=utf-8';
@@ -1402,7 +1407,24 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
           : Buffer.concat(held, plugins.responseBytes);
     }
     this.deadlineKind = Deadline.None;
+    const owned = body.byteOffset === 0 && body.length === body.buffer.byteLength;
+    plugins.heldBody = owned && body.length >= RELEASE_HELD_BYTES ? body : null;
     this.filterWholeBody(req, plugins, plugins.responseReason, body, false);
+  }
+
+  /**
+   * A large body held for body_filter is garbage once its response is on its
+   * way: its memory goes to a pool thread to be freed (OffloadPool.release), so
+   * it never builds up in V8's external memory here and starts the full GCs that
+   * stalled every other request. Only when the write is complete: bytes still
+   * queued may be its own. A filter that moved the body to the pool (gzip) left
+   * it detached, and there is nothing to do.
+   */
+  private releaseHeldBody(plugins: RequestContext): void {
+    const held = plugins.heldBody;
+    if (held === null) return;
+    plugins.heldBody = null;
+    if (!this.writes.queued) this.ctx.offload.release(held.buffer as ArrayBuffer);
   }
 
   /** header_filter, then body_filter, then send: for answers whose body is known whole (exits). */
@@ -1516,6 +1538,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
     } else {
       this.socket.write(head);
     }
+    this.releaseHeldBody(plugins);
     if (!req.clientKeepAlive) {
       this.endClient();
       return;

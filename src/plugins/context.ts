@@ -189,6 +189,12 @@ export class RequestContext implements PluginContext {
   /** Response body chunks held for body_filter (raw, framing included); null when streaming. */
   responseParts: Buffer[] | null;
   responseBytes: number;
+  /**
+   * The whole held body given to body_filter when it is large and owns its
+   * ArrayBuffer: freed off the proxying thread once the response is written
+   * (see ClientConnection.releaseHeldBody).
+   */
+  heldBody: Buffer | null;
   /** A held chunked body, decoded read by read (the raw parts stay for a body that outgrows the hold). */
   responseDecoder: ChunkedDecoder | null;
   /**
@@ -231,6 +237,7 @@ export class RequestContext implements PluginContext {
     this.statusOverride = 0;
     this.exitStatus = 0;
     this.responseParts = null;
+    this.heldBody = null;
     this.responseBytes = 0;
     this.responseDecoder = null;
     this.upstreamEncoding = null;

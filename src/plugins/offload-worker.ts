@@ -25,6 +25,11 @@ export interface OffloadRequest {
   readonly payload: unknown;
 }
 
+/** Memory the proxying thread is done with (OffloadPool.release): dropping it here is all there is to do. */
+export interface OffloadRelease {
+  readonly release: ArrayBuffer;
+}
+
 /** The answer: `error` set when the task threw (or could not be found); `warning` alone is a message to log. */
 export interface OffloadResponse {
   readonly id: number;
@@ -126,5 +131,8 @@ function lowerPriority(nice: number): void {
 
 if (parentPort !== null) {
   lowerPriority((workerData as OffloadThreadData | undefined)?.nice ?? 0);
-  parentPort.on('message', (message: OffloadRequest) => void run(message));
+  parentPort.on('message', (message: OffloadRequest | OffloadRelease) => {
+    if ('release' in message) return; // collected with this thread's garbage
+    void run(message);
+  });
 }

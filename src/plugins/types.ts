@@ -122,7 +122,11 @@ export interface PluginContext {
 }
 
 export type PhaseFunction<C> = (conf: C, ctx: PluginContext) => MaybePromise<PhaseResult>;
-/** body_filter gets the whole response body (the runtime buffers it, bounded) and returns the new one. */
+/**
+ * body_filter gets the whole response body (the runtime buffers it, bounded) and returns the new one.
+ * The body is the plugin's until the response is written: a large one is then detached, its memory freed
+ * on an offload thread, so a plugin that keeps any of it for later (a logger's entry) copies that part.
+ */
 export type BodyFilterFunction<C> = (conf: C, ctx: PluginContext, body: Buffer) => MaybePromise<Buffer | undefined>;
 
 export interface PluginModule<C = unknown> {

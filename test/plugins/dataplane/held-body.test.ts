@@ -3,7 +3,8 @@
 // (UpstreamConnection.readInto). These tests pin that every byte lands once
 // and in order however the upstream splits its writes, that a byte past the
 // body never lands in it, and that a reused upstream connection reads into its
-// own buffer again.
+// own buffer again, and that a large held body is freed off the proxying
+// thread only once its response has left.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -28,6 +29,21 @@ const digest: PluginModule<Record<string, never>> = {
   schema: ANY_OBJECT,
   body_filter(_conf, _ctx, body) {
     return Buffer.from(`${body.length} ${sha256(body)}`);
+  },
+};
+
+/** The last body test-keep saw, kept past its response to see what became of it. */
+let keptBody: Buffer | null = null;
+
+/** Keeps a reference to the body; sends it on unchanged, or only its length with `{ small: true }`. */
+const keep: PluginModule<{ small?: boolean }> = {
+  name: 'test-keep',
+  version: '0.1',
+  priority: 900,
+  schema: ANY_OBJECT,
+  body_filter(conf, _ctx, body) {
+    keptBody = body;
+    return conf.small === true ? Buffer.from(String(body.length)) : undefined;
   },
 };
 
@@ -62,8 +78,15 @@ for (const backend of availableBackends()) {
         socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n`);
         socket.write(Buffer.concat([BODY.subarray(0, 100_000), Buffer.from('0123456789')]));
       });
-      gateway = await startPluginDataPlane(backend, [digest] as unknown as ReadonlyArray<PluginModule<never>>, {
+      gateway = await startPluginDataPlane(backend, [digest, keep] as unknown as ReadonlyArray<PluginModule<never>>, {
         routes: [
+          { id: 'kept', uri: '/kept', plugins: { 'test-keep': {} }, upstream: localUpstream([upstream.port]) },
+          {
+            id: 'kept-small',
+            uri: '/kept-small',
+            plugins: { 'test-keep': { small: true } },
+            upstream: localUpstream([upstream.port]),
+          },
           { id: 'held', uri: '/*', plugins: { 'test-digest': {} }, upstream: localUpstream([upstream.port]) },
           { id: 'extra', uri: '/extra', plugins: { 'test-digest': {} }, upstream: localUpstream([extra.port]) },
         ],
@@ -85,6 +108,25 @@ for (const backend of availableBackends()) {
       }
       client.close();
       assert.equal(upstream.connections, 1, 'the upstream connection was reused for every request');
+    });
+
+    it('frees a held body off this thread once its response is written, never while it is being sent', async () => {
+      const client = await RawClient.connect(gateway.port);
+      for (let i = 0; i < 3; i++) {
+        client.write('GET /kept-small HTTP/1.1\r\nHost: a\r\n\r\n');
+        const small = await client.read();
+        assert.equal(small.body.toString(), String(BODY.length));
+        // The 6-byte answer was written at once: the 3 MiB body went to a pool thread, detached here.
+        assert.equal(keptBody?.buffer.byteLength, 0, 'the held body was released');
+
+        // The body itself as the answer: 3 MiB that the socket cannot take at once, so it is not released
+        // while queued, and every byte arrives as the upstream sent it.
+        client.write('GET /kept HTTP/1.1\r\nHost: a\r\n\r\n');
+        const whole = await client.read();
+        assert.equal(whole.status, 200);
+        assert.equal(sha256(whole.body), sha256(BODY));
+      }
+      client.close();
     });
 
     it('keeps bytes past the Content-Length out of the body and does not reuse that connection', async () => {

@@ -47,6 +47,28 @@ describe('offload pool', () => {
     );
   });
 
+  it('takes a released buffer off this thread, starting a thread for it, and keeps serving tasks', async () => {
+    const fresh = new OffloadPool({ size: 1 });
+    try {
+      const released = new ArrayBuffer(1024 * 1024);
+      fresh.release(released);
+      assert.equal(released.byteLength, 0, 'detached here: its memory is the thread’s to free');
+      assert.equal(fresh.started, 1);
+      fresh.release(released); // already detached: nothing to do
+      const running = fresh.run<Buffer>(FIXTURE, 'upper', 'after');
+      const whileBusy = new ArrayBuffer(64 * 1024);
+      fresh.release(whileBusy); // the only thread is busy: the buffer waits in its queue
+      assert.equal(whileBusy.byteLength, 0);
+      assert.equal(String(await running), 'AFTER');
+      assert.equal(String(await fresh.run(FIXTURE, 'upper', 'next')), 'NEXT');
+    } finally {
+      await fresh.close();
+    }
+    const kept = new ArrayBuffer(16);
+    fresh.release(kept); // closed: the buffer stays with the caller
+    assert.equal(kept.byteLength, 16);
+  });
+
   it('rejects what is queued when closed', async () => {
     const closing = new OffloadPool({ size: 1 });
     const first = assert.rejects(closing.run(FIXTURE, 'upper', 'a'), /closed/);
