@@ -157,6 +157,9 @@ static int token_equals(const uint8_t *buf, size_t s, size_t e, const char *lowe
   return span_equals_lower(buf, s, e, lower, n);
 }
 
+/* s[0, 8) is "HTTP/1.0" or "HTTP/1.1" (the caller knows 8 bytes are there). */
+static int is_http_1x(const uint8_t *s) { return memcmp(s, "HTTP/1.", 7) == 0 && (s[7] == '0' || s[7] == '1'); }
+
 /* Limit len so that every offset written to out[] fits an int32. */
 static size_t end_of_input(uint32_t off, uint32_t len) {
   if (off >= MAX_OFFSET) return off;
@@ -656,7 +659,7 @@ static int32_t parse_request_head(const uint8_t *buf, uint32_t off, uint32_t len
    */
   static const char version_prefix[] = "HTTP/";
   const uint8_t *v = buf + p;
-  if (end - p >= 10 && memcmp(v, "HTTP/1.", 7) == 0 && (v[7] == '0' || v[7] == '1') && v[8] == '\r' && v[9] == '\n') {
+  if (end - p >= 10 && is_http_1x(v) && v[8] == '\r' && v[9] == '\n') {
     p += 10;
   } else {
     for (size_t i = 0; i < 10; i++, p++) {
@@ -744,8 +747,8 @@ static int32_t parse_response_head(const uint8_t *buf, uint32_t off, uint32_t le
   static const char status_prefix[] = "HTTP/1.";
   int32_t status = 0;
   const uint8_t *line = buf + p;
-  if (end - p >= 12 && memcmp(line, status_prefix, 7) == 0 && (line[7] == '0' || line[7] == '1') && line[8] == ' ' &&
-      line[9] >= '1' && line[9] <= '5' && (char_class[line[10]] & CC_DIGIT) && (char_class[line[11]] & CC_DIGIT)) {
+  if (end - p >= 12 && is_http_1x(line) && line[8] == ' ' && line[9] >= '1' && line[9] <= '5' &&
+      (char_class[line[10]] & CC_DIGIT) && (char_class[line[11]] & CC_DIGIT)) {
     status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     p += 12;
   } else {
