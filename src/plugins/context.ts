@@ -53,6 +53,8 @@ function wireText(text: string): string {
 function wireValue(name: HeaderName, value: string | number | null): HeaderValue | null {
   if (value === null) return null;
   if (typeof value === 'number') return value >= 0 && Number.isSafeInteger(value) ? value : String(value);
+  // The value last written under this name passed here before, as it is on the wire (X-Consumer-Username).
+  if (value === name.lastValue) return value;
   // One test for the common case (plain latin1, no CR/LF/NUL); the rare rest looks closer.
   if (!UNUSUAL_VALUE.test(value)) return value;
   const text = wireText(value);

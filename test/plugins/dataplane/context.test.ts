@@ -234,6 +234,19 @@ describe('plugin context', () => {
     }
   });
 
+  it('checks a set value unless it is the one last written under that name', () => {
+    const { raw, out, n } = parseResponseHead('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    const name = headerName('X-Checked-User');
+    const ctx = new RequestContext(parse('GET / HTTP/1.1\r\nHost: a\r\n\r\n'), chainOf([]), host, noBody);
+    rewriteResponseHead(raw, 0, n, out, true, setEdits(['X-Checked-User', 'jack'])); // written: now its last value
+    assert.equal(name.lastValue, 'jack');
+    ctx.setResponseHeader(name, 'jack');
+    assert.equal(ctx.responseHeader(name), 'jack');
+    assert.throws(() => ctx.setResponseHeader(name, 'jack\r\nX-Injected: 1'), /invalid value/);
+    ctx.setResponseHeader(name, 'Ω'); // not latin1: goes out as its UTF-8 bytes
+    assert.equal(ctx.responseHeader(name), Buffer.from('Ω', 'utf8').toString('latin1'));
+  });
+
   it('edits a header list ignoring case', () => {
     const list = new HeaderList();
     list.add('Set-Cookie', 'a=1');
