@@ -65,6 +65,11 @@ static const uint8_t char_class[256] = {
  */
 static uint64_t bytes_below(uint64_t w, uint8_t n) { return (w - ONES * n) & ~w & HIGHS; }
 
+/* bytes_below() for the bytes that end a value or target span: those below `lowest`, and DEL. */
+static uint64_t stop_bytes(uint64_t w, uint8_t lowest) {
+  return bytes_below(w, lowest) | bytes_below(w ^ (ONES * 0x7f), 1);
+}
+
 static uint64_t load64(const uint8_t *p) {
   uint64_t w;
   memcpy(&w, p, 8); /* unaligned load without UB */
@@ -89,7 +94,7 @@ static size_t skip_class(const uint8_t *buf, size_t p, size_t end, uint8_t cls, 
 #ifdef HAVE_FIRST_FLAGGED
   while (end - p >= 8) {
     uint64_t word = load64(buf + p);
-    uint64_t flagged = bytes_below(word, lowest) | bytes_below(word ^ (ONES * 0x7f), 1);
+    uint64_t flagged = stop_bytes(word, lowest);
     if (flagged == 0) {
       p += 8;
       continue;
@@ -104,7 +109,7 @@ static size_t skip_class(const uint8_t *buf, size_t p, size_t end, uint8_t cls, 
   for (;;) {
     while (end - p >= 8) {
       uint64_t word = load64(buf + p);
-      if ((bytes_below(word, lowest) | bytes_below(word ^ (ONES * 0x7f), 1)) != 0) break;
+      if (stop_bytes(word, lowest) != 0) break;
       p += 8;
     }
     size_t stop = end - p > 8 ? p + 8 : end;
@@ -146,7 +151,7 @@ static int token_equals(const uint8_t *buf, size_t s, size_t e, const char *lowe
     }
     return (load64(a + n - 8) | (ONES * 0x20)) == load64(b + n - 8);
   }
-  if (n >= 4 && n < 8) {
+  if (n >= 4) {
     uint32_t a0, a1, b0, b1;
     memcpy(&a0, a, 4);
     memcpy(&a1, a + n - 4, 4);
