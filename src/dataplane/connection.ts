@@ -4,6 +4,7 @@
 // order) or closes. Bytes are forwarded as they arrive; only heads are parsed.
 
 import type * as net from 'node:net';
+import { ownsWholeBuffer } from '../core/buffers';
 import type { VarLookup } from '../core/expr';
 import {
   PAL_ERR_BAD_GATEWAY,
@@ -1407,8 +1408,7 @@ export class ClientConnection implements UpstreamHandler, ClientEndpoint, BodySo
           : Buffer.concat(held, plugins.responseBytes);
     }
     this.deadlineKind = Deadline.None;
-    const owned = body.byteOffset === 0 && body.length === body.buffer.byteLength;
-    plugins.heldBody = owned && body.length >= RELEASE_HELD_BYTES ? body : null;
+    plugins.heldBody = ownsWholeBuffer(body) && body.length >= RELEASE_HELD_BYTES ? body : null;
     this.filterWholeBody(req, plugins, plugins.responseReason, body, false);
   }
 

@@ -30,7 +30,7 @@ export class HeaderName {
   lastLine: Buffer | null = null;
 
   constructor(name: string) {
-    if (!TOKEN.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+    if (!isHeaderName(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
     this.name = name;
     this.lower = name.toLowerCase();
     this.lengthBit = lengthBit(name.length);

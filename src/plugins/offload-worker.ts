@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { ownsWholeBuffer } from '../core/buffers';
 import type { PluginModule } from './types';
 
 /** A task request from the pool. */
@@ -91,8 +92,8 @@ function asBuffer(value: unknown): unknown {
 /** ArrayBuffers a result can give away: only ones a Buffer fully owns (never a slab of Node's buffer pool). */
 function transferablesOf(result: unknown): ArrayBuffer[] {
   if (result instanceof ArrayBuffer) return [result];
-  if (ArrayBuffer.isView(result) && result.buffer instanceof ArrayBuffer) {
-    if (result.byteOffset === 0 && result.byteLength === result.buffer.byteLength) return [result.buffer];
+  if (ArrayBuffer.isView(result) && result.buffer instanceof ArrayBuffer && ownsWholeBuffer(result)) {
+    return [result.buffer];
   }
   return [];
 }

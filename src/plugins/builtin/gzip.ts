@@ -10,6 +10,7 @@
 
 import { gzipSync } from 'node:zlib';
 
+import { ownsWholeBuffer } from '../../core/buffers';
 import { OffloadRefusedError } from '../offload';
 import type { PluginContext, PluginModule } from '../types';
 
@@ -79,7 +80,7 @@ function httpVersion(ctx: PluginContext): number {
 
 /** A body that owns its whole ArrayBuffer, so transferring it moves nothing else (pooled Buffers share one). */
 function ownedBytes(body: Buffer): Uint8Array {
-  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) return body;
+  if (ownsWholeBuffer(body)) return body;
   return new Uint8Array(body);
 }
 
